@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""A4PS launcher: `python3 a4ps.py run` starts the product, `python3 a4ps.py test` runs the suite.
+
+Standard library only: it creates the virtual environment, installs the pinned requirements when
+they changed, then hands over to the project's own Python inside that environment.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("A4PS_VENV", ROOT / ".venv"))
+PY = VENV / "bin" / "python"
+REQUIREMENTS = ROOT / "requirements.txt"
+STAMP = VENV / ".requirements.sha256"
+
+# Debian packages the test suite uses; the tests that need one skip with a reason without it.
+TEST_SYSTEM_PACKAGES = ["chromium", "bubblewrap"]
+
+
+def say(msg: str) -> None:
+    print(f"[a4ps] {msg}", flush=True)
+
+
+def ensure_venv() -> None:
+    """Create the venv and install pinned requirements, skipping both when nothing changed."""
+    if sys.version_info[:2] < (3, 11):
+        sys.exit("A4PS needs Python 3.11 or newer.")
+    if not PY.exists():
+        say(f"creating virtual environment in {VENV}")
+        venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == digest:
+        return
+    say("installing pinned requirements (first run takes a few minutes)")
+    cmd = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(REQUIREMENTS)]
+    if subprocess.call(cmd) != 0:
+        sys.exit("pip install failed: see the messages above. Nothing was started.")
+    STAMP.write_text(digest + "\n")
+
+
+def install_test_system_packages() -> None:
+    """As root, install what browser and sandbox tests need; otherwise say what to install."""
+    missing = [p for p, exe in (("chromium", "chromium"), ("bubblewrap", "bwrap")) if not shutil.which(exe)]
+    if os.geteuid() == 0:
+        if missing:
+            say(f"installing system packages: {' '.join(missing)}")
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            subprocess.call(["apt-get", "update", "-qq"], env=env, stdin=subprocess.DEVNULL)
+            subprocess.call(["apt-get", "install", "-y", "-qq", *missing], env=env, stdin=subprocess.DEVNULL)
+        setup = ROOT / "sandbox" / "setup_host.sh"
+        if setup.exists():
+            subprocess.call(["bash", str(setup)], stdin=subprocess.DEVNULL)
+    elif missing:
+        say("not root: tests needing these are skipped. To run them: "
+            f"sudo apt-get install {' '.join(TEST_SYSTEM_PACKAGES)} docker.io runsc")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[1] not in {"run", "test"}:
+        print("usage: python3 a4ps.py run | test [pytest args...]")
+        return 2
+    os.chdir(ROOT)
+    ensure_venv()
+    if argv[1] == "run":
+        os.execv(str(PY), [str(PY), "manage.py", "up", *argv[2:]])
+    install_test_system_packages()
+    code = subprocess.call([str(PY), "-m", "pytest", *argv[2:]])
+    if code == 5:
+        say("pytest collected no tests")
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,1 @@
+"""A4PS Django project package: settings, ASGI entry, URLs, realtime helper and broker wiring."""

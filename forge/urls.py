@@ -1,0 +1,9 @@
+"""URLs of the forge app."""
+from django.urls import path
+
+from forge import views
+
+urlpatterns = [
+    path("", views.forge_home, name="forge"),
+    path("finetunes/", views.finetunes, name="finetunes"),
+]

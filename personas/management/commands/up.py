@@ -1,0 +1,167 @@
+"""Run the whole product: migrate, first admin, personas, broker, Huey consumer and daphne.
+
+Ctrl-C or SIGTERM stops every child cleanly; a child that dies takes the others down with it,
+so nothing is left running half-started.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from a4ps_site import broker
+from a4ps_site.config import ConfigError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor itself is killed, so no orphan survives it."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host.strip("[]"), port))
+        except OSError:
+            return False
+    return True
+
+
+class Command(BaseCommand):
+    help = "Set up and run A4PS (broker, Huey consumer, daphne) until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-worker", action="store_true", help="do not start a Huey consumer")
+
+    def handle(self, *args, **options):
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.stopping = False
+        host, port = settings.BIND_HOST, settings.BIND_PORT
+        if not _port_free(host, port):
+            raise CommandError(f"{host}:{port} is already in use. Stop what uses it or set A4PS_PORT.")
+
+        self.say("migrating the database")
+        call_command("migrate", interactive=False, verbosity=0)
+        self.ensure_admin()
+        try:
+            call_command("seed_personas", verbosity=0)
+        except (CommandError, ConfigError) as exc:
+            raise CommandError(f"config/codex.toml: {exc}") from None
+
+        signal.signal(signal.SIGINT, self.on_signal)
+        signal.signal(signal.SIGTERM, self.on_signal)
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="a4ps_site.settings", PYTHONUNBUFFERED="1")
+        popen = {"env": env, "start_new_session": True, "preexec_fn": _die_with_parent, "cwd": settings.BASE_DIR}
+        try:
+            if settings.EMBEDDED_BROKER:
+                self.say(f"starting the embedded broker on {settings.BROKER_SOCKET}")
+                proc = broker.start_embedded(settings.BROKER_SOCKET, settings.VAR_DIR / "broker", **popen)
+                self.children.append(("broker", proc))
+            elif not broker.ping(settings.BROKER_URL, timeout=3):
+                raise CommandError(f"REDIS_URL={settings.REDIS_URL} does not answer a PING.")
+            python = sys.executable
+            if not options["no_worker"]:
+                self.say("starting the Huey consumer")
+                self.children.append(("worker", subprocess.Popen([python, "manage.py", "run_huey"], **popen)))
+            self.say(f"starting daphne on http://{host}:{port}")
+            self.children.append(
+                ("web", subprocess.Popen(
+                    [python, "-m", "daphne", "-b", host, "-p", str(port), "a4ps_site.asgi:application"], **popen
+                ))
+            )
+            self.wait_until_serving(host, port)
+            from personas.tasks import publish_event
+
+            publish_event("system.started", "launcher", {"message": f"A4PS is up at http://{host}:{port}"})
+            self.say(f"A4PS is running at http://{host}:{port}/  (Ctrl-C stops it)")
+            self.supervise()
+        except broker.BrokerError as exc:
+            self.stop_all()
+            raise CommandError(str(exc)) from None
+        except BaseException:
+            self.stop_all()
+            raise
+        self.stop_all()
+
+    def say(self, msg: str) -> None:
+        self.stdout.write(f"[a4ps] {msg}")
+        self.stdout.flush()
+
+    def ensure_admin(self) -> None:
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            return
+        username = os.environ.get("A4PS_ADMIN_USER", "admin")
+        password = os.environ.get("A4PS_ADMIN_PASSWORD", "")
+        generated = not password
+        if generated:
+            password = secrets.token_urlsafe(12)
+        User.objects.create_superuser(username=username, email="", password=password)
+        if generated:
+            banner = "=" * 64
+            self.stdout.write(
+                f"{banner}\nFirst admin user created — this password is shown only once:\n"
+                f"  username: {username}\n  password: {password}\n"
+                f"(change it later with: python manage.py changepassword {username})\n{banner}"
+            )
+        else:
+            self.say(f"admin user {username!r} created from A4PS_ADMIN_USER/A4PS_ADMIN_PASSWORD")
+
+    def wait_until_serving(self, host: str, port: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_children()
+            try:
+                with socket.create_connection((host.strip("[]"), port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise CommandError(f"daphne did not start listening on {host}:{port} within {timeout:.0f}s")
+
+    def check_children(self) -> None:
+        for name, proc in self.children:
+            if proc.poll() is not None and not self.stopping:
+                raise CommandError(f"the {name} process exited unexpectedly (code {proc.returncode}); stopping.")
+
+    def supervise(self) -> None:
+        while not self.stopping:
+            self.check_children()
+            time.sleep(0.5)
+
+    def on_signal(self, signum, frame) -> None:
+        if not self.stopping:
+            self.say(f"{signal.Signals(signum).name} received: stopping")
+        self.stopping = True
+
+    def stop_all(self) -> None:
+        """Stop children newest first (web, worker, then broker) so in-flight work can finish."""
+        self.stopping = True
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                # Huey finishes running tasks on SIGINT; daphne and valkey shut down on SIGTERM.
+                proc.send_signal(signal.SIGINT if name == "worker" else signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20 if name == "worker" else 10)
+                except subprocess.TimeoutExpired:
+                    self.say(f"{name} did not stop in time: killing it")
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        if self.children:
+            self.say("stopped")
+        self.children = []
