@@ -136,6 +136,14 @@ def codex() -> dict[str, PersonaSpec]:
     return _codex_file.get()
 
 
+def codex_path() -> Path:
+    return _codex_file.path
+
+
+def settings_path() -> Path:
+    return _settings_file.path
+
+
 def config_errors() -> dict[str, str]:
     """Errors of the latest hand edits that were rejected (the last good version stays in force)."""
     return {c.filename: c.error for c in (_settings_file, _codex_file) if c.error}

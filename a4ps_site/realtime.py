@@ -8,6 +8,8 @@ from channels.layers import get_channel_layer
 
 # Groups a page can listen to. Per-object groups are built with group_for().
 EVENTS_GROUP = "events"
+DASHBOARD_GROUP = "dashboard"  # run queue, persona cards, model status
+RUNS_GROUP = "runs"  # rows of the runs list
 
 
 def group_for(kind: str, pk: int | str) -> str:

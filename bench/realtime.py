@@ -7,22 +7,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.cookiejar
 import json
 import re
 import statistics
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import websockets  # noqa: E402
 
-from tests.livestack import ADMIN_PASSWORD, ADMIN_USER, ROOT, cleanup, start_stack  # noqa: E402
+from tests.livestack import ROOT, cleanup, start_stack  # noqa: E402
 
 SEQ = re.compile(r'data-seq="(\d+)"')
 TAG = re.compile(r"bench (\d+) ([0-9.]+)")
@@ -35,17 +32,6 @@ for i in range(n):
     event_publish(kind="bench.tick", source="bench", payload={"message": f"bench {i} {time.time():.6f}"})
     time.sleep(gap)
 """
-
-
-def session_cookie(base: str) -> str:
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    page = opener.open(base + "/accounts/login/").read().decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    data = urllib.parse.urlencode({"username": ADMIN_USER, "password": ADMIN_PASSWORD, "csrfmiddlewaretoken": token})
-    req = urllib.request.Request(base + "/accounts/login/", data=data.encode(), headers={"Referer": base + "/"})
-    opener.open(req).read()
-    return "; ".join(f"{c.name}={c.value}" for c in jar)
 
 
 async def client(url: str, cookie: str, origin: str, expected: int, latencies: list, ready: asyncio.Event,
@@ -69,7 +55,7 @@ async def client(url: str, cookie: str, origin: str, expected: int, latencies: l
 
 
 async def run(stack, clients: int, events: int, gap: float) -> dict:
-    cookie = session_cookie(stack.url)
+    cookie = stack.login_cookie()
     url = f"ws://127.0.0.1:{stack.port}/ws/events/"
     latencies: list[float] = []
     ready = asyncio.Event()

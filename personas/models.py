@@ -48,3 +48,134 @@ class Event(models.Model):
             "payload": self.payload,
             "created": self.created.isoformat(),
         }
+
+
+class CodexVersion(models.Model):
+    """One applied state of the codex (config/codex.toml), in full, with the diff from the last one."""
+
+    number = models.PositiveIntegerField(unique=True)
+    text = models.TextField()
+    diff = models.TextField(blank=True)
+    reason = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"codex v{self.number}"
+
+
+class Run(models.Model):
+    """One task worked through the cognitive graph."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLING = "cancelling"
+        CANCELLED = "cancelled"
+
+    class Source(models.TextChoices):
+        ARCHITECT = "architect"  # a person
+        MOTIVATOR = "motivator"  # the system's own goals
+
+    task = models.TextField()
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.ARCHITECT)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    final_answer = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    max_dissonance = models.FloatField(null=True, blank=True)
+    codex_version = models.PositiveIntegerField(null=True, blank=True)
+    last_seq = models.PositiveIntegerField(default=0)
+    # Which consumer holds the run (host:pid) and until when; a stale lease means it died.
+    worker = models.CharField(max_length=128, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"run #{self.pk} ({self.status})"
+
+    @property
+    def thread_id(self) -> str:
+        return f"run-{self.pk}"
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started and self.finished:
+            return (self.finished - self.started).total_seconds()
+        return None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in {self.Status.QUEUED, self.Status.RUNNING, self.Status.CANCELLING}
+
+
+class RunStep(models.Model):
+    """One node update of a run: who spoke, what kind of contribution, and what it cost."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    seq = models.PositiveIntegerField()
+    # Deterministic per node execution, so a node re-run after a crash updates, never duplicates.
+    key = models.CharField(max_length=64)
+    node = models.CharField(max_length=32)
+    persona = models.CharField(max_length=16, blank=True)
+    kind = models.CharField(max_length=24)
+    content = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    dissonance = models.FloatField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    model_ms = models.FloatField(default=0)
+    duration_ms = models.FloatField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "seq"], name="runstep_unique_seq"),
+            models.UniqueConstraint(fields=["run", "key"], name="runstep_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.seq} {self.persona} {self.kind}"
+
+
+class ModelCall(models.Model):
+    """One chat call to a model, for the swap timeline."""
+
+    model = models.CharField(max_length=200)
+    persona = models.CharField(max_length=16, blank=True)
+    backend = models.CharField(max_length=16)
+    load_ms = models.FloatField(default=0)
+    total_ms = models.FloatField(default=0)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    tokens_per_s = models.FloatField(default=0)
+    ok = models.BooleanField(default=True)
+    error = models.TextField(blank=True)
+    started = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+
+class ApiToken(models.Model):
+    """A bearer token for the JSON API (scripts); only its hash is stored."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from a4ps_site.config import persona_model
-from personas.models import Event, Persona
+from personas.models import Event, ModelCall, Persona, Run, RunStep
 
 
 def persona_cards() -> list[dict]:
@@ -29,3 +29,59 @@ def events_page(*, kind: str = "") -> QuerySet[Event]:
     if kind:
         qs = qs.filter(kind=kind)
     return qs
+
+
+def run_queue(*, recent: int = 5) -> dict[str, list[Run]]:
+    """Runs waiting or working (in processing order) and the last few finished ones."""
+    active = list(Run.objects.filter(status__in=[Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.CANCELLING])
+                  .order_by("id"))
+    done = list(Run.objects.exclude(status__in=[Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.CANCELLING])
+                .order_by("-id")[:recent])
+    return {"active": active, "recent": done}
+
+
+def runs_page(*, status: str = "", source: str = "") -> QuerySet[Run]:
+    qs = Run.objects.order_by("-id")
+    if status:
+        qs = qs.filter(status=status)
+    if source:
+        qs = qs.filter(source=source)
+    return qs
+
+
+def run_exists(*, run_id: int) -> bool:
+    return Run.objects.filter(pk=run_id).exists()
+
+
+def run_detail(*, run_id: int) -> Run:
+    return Run.objects.get(pk=run_id)
+
+
+def run_steps(*, run: Run) -> list[RunStep]:
+    return list(run.steps.order_by("seq"))
+
+
+def run_steps_html_after(*, run_id: int, after_seq: int) -> list[str]:
+    """Steps a reconnecting run page missed, rendered as they were broadcast, plus the current header."""
+    from django.template.loader import render_to_string
+
+    steps = RunStep.objects.filter(run_id=run_id, seq__gt=after_seq).order_by("seq")
+    html = [render_to_string("personas/_run_step_oob.html", {"step": s}) for s in steps]
+    html.append(render_to_string("personas/_run_head_oob.html", {"run": Run.objects.get(pk=run_id)}))
+    return html
+
+
+def model_status() -> dict:
+    """The latest loaded/unloaded report of the worker's ModelManager ({} before the first call)."""
+    import json
+
+    from django.conf import settings
+
+    try:
+        return json.loads((settings.VAR_DIR / "model_status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def model_calls_recent(*, limit: int = 30) -> list[ModelCall]:
+    return list(ModelCall.objects.order_by("-id")[:limit])

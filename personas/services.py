@@ -1,15 +1,21 @@
 """Writes for personas and the event log."""
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from a4ps_site.config import PersonaSpec, codex
-from a4ps_site.realtime import EVENTS_GROUP, broadcast
-from personas.models import Event, Persona
+from a4ps_site.realtime import DASHBOARD_GROUP, EVENTS_GROUP, RUNS_GROUP, broadcast, group_for
+from personas.models import CodexVersion, Event, ModelCall, Persona, Run, RunStep
+
+log = logging.getLogger(__name__)
 
 EVENT_KIND_MAX = 64
 
@@ -30,7 +36,7 @@ def event_publish(*, kind: str, source: str = "system", payload: dict[str, Any] 
         event = Event.objects.create(kind=kind, source=source[:64] or "system", payload=payload or {})
         # Rendered once here rather than once per connected socket.
         html = render_event_oob(event.as_message())
-        transaction.on_commit(lambda: broadcast(EVENTS_GROUP, "event.created", html=html))
+        transaction.on_commit(lambda: broadcast(EVENTS_GROUP, "ui.html", html=html))
     return event
 
 
@@ -51,4 +57,255 @@ def persona_sync_from_codex(*, specs: dict[str, PersonaSpec] | None = None) -> l
             },
         )
         personas.append(persona)
+    if not CodexVersion.objects.exists():
+        from a4ps_site.config import codex_path
+
+        CodexVersion.objects.create(number=1, text=codex_path().read_text(), reason="seeded from codex.toml")
     return personas
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+def _run_html(run: Run) -> dict[str, str]:
+    """The run's partials as they appear on the run page, the runs list and the dashboard queue."""
+    from personas.selectors import run_queue
+
+    return {
+        "head": render_to_string("personas/_run_head_oob.html", {"run": run}),
+        "row": render_to_string("personas/_run_row_oob.html", {"run": run}),
+        "queue": render_to_string("personas/_run_queue_oob.html", {"queue": run_queue()}),
+    }
+
+
+def run_broadcast(*, run: Run, created: bool = False) -> None:
+    """Push the run's header, list row and the queue panel to every page showing them."""
+    html = _run_html(run)
+    broadcast(group_for("run", run.pk), "ui.html", html=html["head"])
+    row = html["row"]
+    if created:
+        row = render_to_string("personas/_run_row_new_oob.html", {"run": run})
+    broadcast(RUNS_GROUP, "ui.html", html=row)
+    broadcast(DASHBOARD_GROUP, "ui.html", html=html["queue"])
+
+
+def run_submit(*, task: str, source: str = Run.Source.ARCHITECT, user: Any = None) -> Run:
+    """Queue a task for the graph; the dispatcher runs queued tasks one at a time, oldest first."""
+    task = (task or "").strip()
+    if not task:
+        raise ValueError("The task is empty: say what the personas should work on.")
+    if len(task) > settings.TASK_MAX_CHARS:
+        raise ValueError(f"The task is {len(task):,} characters long; the limit is {settings.TASK_MAX_CHARS:,}.")
+    if source not in Run.Source.values:
+        raise ValueError(f"Unknown run source {source!r}.")
+    with transaction.atomic():
+        run = Run.objects.create(task=task, source=source, created_by=user if getattr(user, "pk", None) else None)
+        event_publish(kind="run.queued", source=source, payload={"run": run.pk, "message": f"Run #{run.pk} queued: {task[:120]}"})
+        transaction.on_commit(lambda: run_broadcast(run=run, created=True))
+        transaction.on_commit(_enqueue_dispatch)
+    return run
+
+
+def _enqueue_dispatch() -> None:
+    from personas.tasks import dispatch_runs
+
+    dispatch_runs()
+
+
+def run_cancel(*, run: Run) -> Run:
+    """Cancel a queued run at once, or ask a running one to stop at its next token or step."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.status == Run.Status.QUEUED:
+            run.status = Run.Status.CANCELLED
+            run.finished = timezone.now()
+        elif run.status == Run.Status.RUNNING:
+            run.status = Run.Status.CANCELLING
+        else:
+            raise ValueError(f"Run #{run.pk} is {run.status}; only queued or running runs can be cancelled.")
+        run.save(update_fields=["status", "finished"])
+        event_publish(kind="run.cancelled" if run.status == Run.Status.CANCELLED else "run.cancelling",
+                      source="architect", payload={"run": run.pk, "message": f"Run #{run.pk} {run.status}"})
+        transaction.on_commit(lambda: run_broadcast(run=run))
+    return run
+
+
+def run_claim_next(*, worker: str, lease_s: int) -> Run | None:
+    """Take the next run: one whose worker died (lease expired) first, else the oldest queued.
+
+    Only one run executes at a time (one model in memory); the lease is the lock."""
+    now = timezone.now()
+    with transaction.atomic():
+        busy = Run.objects.filter(
+            status__in=[Run.Status.RUNNING, Run.Status.CANCELLING], lease_until__gt=now
+        ).exists()
+        if busy:
+            return None
+        run = (
+            Run.objects.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING], lease_until__lte=now)
+            .order_by("id").first()
+            or Run.objects.filter(status=Run.Status.QUEUED).order_by("id").first()
+        )
+        if run is None:
+            return None
+        resumed = run.status != Run.Status.QUEUED
+        run.status = Run.Status.CANCELLING if run.status == Run.Status.CANCELLING else Run.Status.RUNNING
+        run.worker = worker
+        run.lease_until = now + timedelta(seconds=lease_s)
+        run.started = run.started or now
+        run.attempts += 1
+        run.save(update_fields=["status", "worker", "lease_until", "started", "attempts"])
+        event_publish(kind="run.resumed" if resumed else "run.started", source="worker",
+                      payload={"run": run.pk, "message": f"Run #{run.pk} {'resumed' if resumed else 'started'} on {worker}"})
+        transaction.on_commit(lambda: run_broadcast(run=run))
+    return run
+
+
+def run_release_dead_workers(*, host: str, alive: Any) -> int:
+    """At consumer start: expire the leases of runs held by processes on this host that are gone."""
+    expired = 0
+    for run in Run.objects.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING], worker__startswith=f"{host}:"):
+        pid = int(run.worker.rsplit(":", 1)[1] or 0)
+        if not alive(pid):
+            expired += Run.objects.filter(pk=run.pk, worker=run.worker).update(lease_until=timezone.now())
+    return expired
+
+
+def run_execute(*, run: Run) -> Run:
+    """Execute a claimed run to its end and record the outcome; errors are kept on the run."""
+    from personas.runner import RunCancelled, execute
+
+    codex_version = CodexVersion.objects.order_by("-number").values_list("number", flat=True).first()
+    Run.objects.filter(pk=run.pk).update(codex_version=codex_version)
+    try:
+        final = execute(run)
+    except RunCancelled:
+        outcome = {"status": Run.Status.CANCELLED, "error": ""}
+        final = {}
+    except Exception as exc:  # recorded on the run and shown on its page; nothing is lost
+        log.exception("run %s failed", run.pk)
+        outcome = {"status": Run.Status.FAILED, "error": f"{type(exc).__name__}: {exc}"}
+        final = {}
+    else:
+        outcome = {"status": Run.Status.DONE, "error": ""}
+    scores = final.get("dissonance") or list(run.steps.exclude(dissonance=None).values_list("dissonance", flat=True))
+    with transaction.atomic():
+        Run.objects.filter(pk=run.pk).update(
+            final_answer=final.get("final_answer", ""), max_dissonance=max(scores) if scores else None,
+            finished=timezone.now(), lease_until=None, **outcome,
+        )
+        run.refresh_from_db()
+        persona_activity_set(name=None, activity="idle")
+        message = {Run.Status.DONE: f"Run #{run.pk} finished", Run.Status.CANCELLED: f"Run #{run.pk} cancelled"}.get(
+            run.status, f"Run #{run.pk} failed: {run.error}")
+        event_publish(kind=f"run.{run.status}", source="worker", payload={"run": run.pk, "message": message})
+        transaction.on_commit(lambda: run_broadcast(run=run))
+    return run
+
+
+def run_step_record(*, run_id: int, key: str, node: str, persona: str, kind: str, content: str,
+                    data: dict[str, Any] | None = None, result: Any = None, dissonance: float | None = None,
+                    duration_ms: float = 0.0) -> RunStep:
+    """Persist one node contribution (idempotent per key) and broadcast it to the run's page."""
+    fields = {
+        "node": node, "persona": persona, "kind": kind, "content": content, "data": data or {},
+        "dissonance": dissonance, "duration_ms": duration_ms,
+        "prompt_tokens": getattr(result, "prompt_tokens", 0) or 0,
+        "completion_tokens": getattr(result, "completion_tokens", 0) or 0,
+        "model_ms": getattr(result, "total_ms", 0.0) or 0.0,
+    }
+    with transaction.atomic():
+        step = RunStep.objects.filter(run_id=run_id, key=key).first()
+        if step:
+            RunStep.objects.filter(pk=step.pk).update(**fields)
+            step.refresh_from_db()
+        else:
+            Run.objects.filter(pk=run_id).update(last_seq=F("last_seq") + 1)
+            seq = Run.objects.values_list("last_seq", flat=True).get(pk=run_id)
+            step = RunStep.objects.create(run_id=run_id, key=key, seq=seq, **fields)
+        # Renew the lease with every step: a live worker keeps its run.
+        Run.objects.filter(pk=run_id).exclude(lease_until=None).update(
+            lease_until=timezone.now() + timedelta(seconds=_lease_s()))
+        html = render_to_string("personas/_run_step_oob.html", {"step": step})
+        transaction.on_commit(lambda: broadcast(group_for("run", run_id), "ui.html", html=html))
+    return step
+
+
+def _lease_s() -> int:
+    from personas.runner import lease_seconds
+
+    return lease_seconds()
+
+
+def run_stream_tokens(*, run_id: int, persona: str, node: str, text: str, start: bool) -> None:
+    """Show the speaking persona's tokens as they arrive (not persisted: the step holds the text)."""
+    template = "personas/_typing_start_oob.html" if start else "personas/_typing_more_oob.html"
+    html = render_to_string(template, {"persona": persona, "node": node, "text": text})
+    broadcast(group_for("run", run_id), "ui.html", html=html)
+
+
+def persona_activity_set(*, name: str | None, activity: str, run_id: int | None = None) -> None:
+    """Mark a persona busy (and the others idle), or all idle with name=None; cards update live."""
+    from personas.selectors import persona_cards
+
+    with transaction.atomic():
+        for persona in Persona.objects.select_for_update():
+            state = dict(persona.state)
+            new = activity if persona.name == name else "idle"
+            if state.get("activity") != new or (name and persona.name == name and state.get("run") != run_id):
+                state["activity"] = new
+                state["run"] = run_id if persona.name == name else None
+                Persona.objects.filter(pk=persona.pk).update(state=state)
+        cards = persona_cards()
+        html = "".join(render_to_string("personas/_persona_card_oob.html", {"card": c}) for c in cards)
+        transaction.on_commit(lambda: broadcast(DASHBOARD_GROUP, "ui.html", html=html))
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+def model_call_record(*, record: Any) -> ModelCall:
+    """Keep one model call for the swap timeline."""
+    return ModelCall.objects.create(
+        model=record.model[:200], persona=record.persona or "", backend=record.backend, load_ms=record.load_ms,
+        total_ms=record.total_ms, prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
+        tokens_per_s=record.tokens_per_s, ok=record.ok, error=record.error, started=record.started_at,
+    )
+
+
+def model_status_broadcast(*, status: dict[str, Any]) -> None:
+    """Tell open pages which model is loaded now (and remember it for pages opened later)."""
+    import json
+    import os
+
+    path = settings.VAR_DIR / "model_status.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status))
+    os.replace(tmp, path)
+    html = render_to_string("personas/_model_status_oob.html", {"status": status})
+    broadcast(DASHBOARD_GROUP, "ui.html", html=html)
+
+
+# --- seams the cognitive graph calls (filled by the memory and forge apps) ---------------------------
+
+def memory_search_for_graph(query: str, k: int) -> list[dict[str, Any]]:
+    """What BABS retrieves. The memory store is not wired yet: memory is empty."""
+    return []
+
+
+def memory_write_for_graph(*, run_id: int, state: dict[str, Any]) -> dict[str, Any] | None:
+    """Store a finished run in memory. The memory store is not wired yet: nothing is stored."""
+    return None
+
+
+def forge_request_for_graph(*, run_id: int, spec: str) -> dict[str, Any]:
+    """BRICK asked for a tool. Until the Tool Forge exists, the request is recorded as an event."""
+    event_publish(kind="tool_requested", source="BRICK", payload={"run": run_id, "spec": spec,
+                  "message": f"Run #{run_id}: BRICK asked for a tool: {spec[:160]}"})
+    return {"status": "recorded", "note": "The Tool Forge is not available yet: the request was recorded."}
+
+
+def tool_schemas_for_graph() -> list[dict[str, Any]]:
+    """The live tool registry as JSON schemas for BRICK; empty until the forge registers tools."""
+    return []
+
+
+tool_call_for_graph = None

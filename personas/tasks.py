@@ -1,14 +1,65 @@
-"""Huey tasks of the personas app (thin: call a service)."""
+"""Huey tasks of the personas app (thin: take ids, call a service)."""
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from typing import Any
 
-from huey.contrib.djhuey import db_task
+from huey import crontab
+from huey.contrib.djhuey import db_periodic_task, db_task, on_startup
 
-from personas.services import event_publish
+from personas import services
+from personas.runner import lease_seconds, worker_id
+
+log = logging.getLogger(__name__)
 
 
 @db_task(retries=2, retry_delay=1)
 def publish_event(kind: str, source: str = "worker", payload: dict[str, Any] | None = None) -> int:
     """Publish an event from the worker process (used at start-up and by scripts)."""
-    return event_publish(kind=kind, source=source, payload=payload).pk
+    return services.event_publish(kind=kind, source=source, payload=payload).pk
+
+
+@db_task()
+def dispatch_runs() -> int:
+    """Execute queued runs one after another (and take over runs whose worker died)."""
+    done = 0
+    while True:
+        run = services.run_claim_next(worker=worker_id(), lease_s=lease_seconds())
+        if run is None:
+            return done
+        services.run_execute(run=run)
+        done += 1
+
+
+@db_periodic_task(crontab(minute="*"))
+def dispatch_runs_periodically() -> int:
+    """A safety net: picks up runs whose worker died or whose wake-up was missed."""
+    return dispatch_runs.call_local()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
+
+
+@on_startup()
+def resume_interrupted_runs() -> None:
+    """A consumer that starts after a crash resumes the runs its dead predecessor held."""
+    from django.db import close_old_connections
+
+    try:
+        if services.run_release_dead_workers(host=socket.gethostname(), alive=_pid_alive):
+            dispatch_runs()
+        elif services.Run.objects.filter(status=services.Run.Status.QUEUED).exists():
+            dispatch_runs()
+    except Exception:  # the database may not be migrated yet on a first start
+        log.exception("could not check for interrupted runs")
+    finally:
+        close_old_connections()

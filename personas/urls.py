@@ -1,12 +1,17 @@
 """URLs of the personas app."""
 from django.urls import path
 
-from personas import views
+from personas import api, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("events/", views.event_log, name="events"),
     path("runs/", views.runs, name="runs"),
+    path("runs/submit/", views.run_submit, name="run_submit"),
+    path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
     path("models/", views.models_page, name="models"),
     path("codex/", views.codex_page, name="codex"),
+    path("api/runs/", api.runs_collection, name="api_runs"),
+    path("api/runs/<int:run_id>/", api.run_item, name="api_run"),
 ]

@@ -1,13 +1,18 @@
 """Dashboard pages of the personas app (thin views: read selectors, render)."""
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
 from a4ps_site.config import config_errors
-from personas import selectors
+from personas import selectors, services
+from personas.forms import TaskForm
+from personas.models import Run
 
 
 @login_required
@@ -17,8 +22,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "personas/dashboard.html",
         {
             "cards": selectors.persona_cards(),
+            "form": TaskForm(),
+            "queue": selectors.run_queue(),
             "events": selectors.events_recent(limit=50),
             "config_errors": config_errors(),
+            "model_status": selectors.model_status(),
         },
     )
 
@@ -44,6 +52,72 @@ def pending(title: str, what: str):
     return view
 
 
-runs = pending("Runs", "The list of reasoning runs, their transcripts and live progress.")
+@login_required
+@require_POST
+def run_submit(request: HttpRequest) -> HttpResponse:
+    """The dashboard's task box: queue the task, or show why not with the text kept."""
+    form = TaskForm(request.POST)
+    if form.is_valid():
+        try:
+            run = services.run_submit(task=form.cleaned_data["task"], user=request.user)
+        except ValueError as exc:
+            form.add_error("task", str(exc))
+        else:
+            if getattr(request, "htmx", False):
+                response = render(request, "personas/_task_form.html", {"form": TaskForm(), "submitted": run})
+                return response
+            return redirect("run_detail", run_id=run.pk)
+    status = 422 if getattr(request, "htmx", False) else 400
+    if getattr(request, "htmx", False):
+        return render(request, "personas/_task_form.html", {"form": form}, status=status)
+    return render(request, "personas/dashboard.html", {
+        "cards": selectors.persona_cards(), "form": form, "queue": selectors.run_queue(),
+        "events": selectors.events_recent(limit=50), "config_errors": config_errors(),
+    }, status=status)
+
+
+@login_required
+def runs(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    source = request.GET.get("source", "")
+    status = status if status in Run.Status.values else ""
+    source = source if source in Run.Source.values else ""
+    page = Paginator(selectors.runs_page(status=status, source=source), 25).get_page(request.GET.get("page"))
+    template = "personas/runs.html"
+    if getattr(request, "htmx", False):
+        template += "#run-table"
+    return render(request, template, {
+        "page": page, "status": status, "source": source,
+        "statuses": Run.Status.values, "sources": Run.Source.values,
+    })
+
+
+@login_required
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(Run, pk=run_id)
+    from personas.graph.diagram import graph_mermaid
+
+    return render(request, "personas/run_detail.html", {
+        "run": run, "steps": selectors.run_steps(run=run), "diagram": graph_mermaid(),
+    })
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(Run, pk=run_id)
+    try:
+        services.run_cancel(run=run)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    if getattr(request, "htmx", False):
+        run.refresh_from_db()
+        return render(request, "personas/_run_row.html", {"run": run})
+    next_url = request.POST.get("next", "")
+    if next_url and url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        return redirect(next_url)
+    return redirect("run_detail", run_id=run.pk)
+
+
 models_page = pending("Models", "The model backend in use, the persona → model mapping and the swap timeline.")
 codex_page = pending("Codex", "The personas' principles, their version history and pending amendments.")

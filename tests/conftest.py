@@ -43,3 +43,31 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def scripted_model():
+    """Install a scripted model as the process-wide ModelManager for the test."""
+    from personas.llm import set_model_manager
+    from tests.personas.scripted import ScriptedModel
+
+    model = ScriptedModel()
+    set_model_manager(model)
+    yield model
+    set_model_manager(None)
+
+
+@pytest.fixture
+def personas_seeded(db):
+    from personas.services import persona_sync_from_codex
+
+    return persona_sync_from_codex()
+
+
+@pytest.fixture(scope="session")
+def scripted_stack():
+    """The run command without its worker, plus a Huey consumer speaking through the scripted model."""
+    stack = start_stack(args=("--no-worker",))
+    stack.start_worker(SCRIPTED_DELAY="0.15")
+    yield stack
+    cleanup(stack)

@@ -30,6 +30,7 @@ class LiveStack:
     proc: subprocess.Popen
     log_path: Path
     env: dict = field(default_factory=dict)
+    workers: list = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -54,10 +55,67 @@ class LiveStack:
         )
         self.manage("shell", "-c", code)
 
+    def start_worker(self, module: str = "tests.scripted_worker", **env: str) -> subprocess.Popen:
+        """Start an extra Huey consumer process (e.g. one with a scripted model) on this stack."""
+        log = (self.var_dir / f"worker-{len(self.workers)}.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module], cwd=ROOT, env={**self.env, **env}, stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def db(self):
+        """A read-only connection to the stack's SQLite database."""
+        import sqlite3
+
+        return sqlite3.connect(f"file:{self.var_dir / 'a4ps.sqlite3'}?mode=ro", uri=True, timeout=10)
+
+    def submit(self, task: str) -> int:
+        out = self.manage("shell", "-c", f"from personas.services import run_submit; print(run_submit(task={task!r}).pk)")
+        return int(out.stdout.strip().splitlines()[-1])
+
+    def wait_for(self, sql: str, params: tuple = (), *, timeout: float = 120, until=bool):
+        """Poll a query against the stack's database until `until(row)` holds; returns the row."""
+        deadline = time.monotonic() + timeout
+        row = None
+        while time.monotonic() < deadline:
+            with self.db() as conn:
+                row = conn.execute(sql, params).fetchone()
+            if row is not None and until(row):
+                return row
+            time.sleep(0.2)
+        raise TimeoutError(f"{sql} {params}: last row {row}\n{self.log()[-3000:]}")
+
+    def login_cookie(self, username: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> str:
+        """Log in through the real login form; returns the Cookie header value."""
+        import http.cookiejar
+        import re
+        import urllib.parse
+        import urllib.request
+
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        page = opener.open(self.url + "/accounts/login/").read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        data = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token})
+        req = urllib.request.Request(self.url + "/accounts/login/", data=data.encode(),
+                                     headers={"Referer": self.url + "/"})
+        opener.open(req).read()
+        return "; ".join(f"{c.name}={c.value}" for c in jar)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
+        for worker in self.workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                try:
+                    worker.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(worker.pid, signal.SIGKILL)
+                    worker.wait()
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -68,7 +126,8 @@ class LiveStack:
         return self.proc.returncode
 
 
-def start_stack(var_dir: Path | None = None, *, extra_env: dict | None = None, timeout: float = 120) -> LiveStack:
+def start_stack(var_dir: Path | None = None, *, extra_env: dict | None = None, timeout: float = 120,
+                args: tuple[str, ...] = ()) -> LiveStack:
     """Start `manage.py up` and wait for its "running" line; raises with the log on failure."""
     # Unix socket paths are limited to ~108 bytes: keep the scratch dir short.
     var_dir = var_dir or Path(tempfile.mkdtemp(prefix="a4ps-stack-"))
@@ -88,7 +147,7 @@ def start_stack(var_dir: Path | None = None, *, extra_env: dict | None = None, t
     log_path = var_dir / "stack.log"
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "manage.py", "up", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True,
     )
     stack = LiveStack(var_dir=var_dir, port=port, proc=proc, log_path=log_path, env=env)

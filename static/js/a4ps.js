@@ -1,9 +1,19 @@
 // Live-connection glue for the htmx websocket extension: a status badge, catch-up after a
-// reconnect (the server replays events newer than the newest one on the page) and de-duplication.
+// reconnect (the server replays what is newer than the newest item on the page), de-duplication,
+// and retries after clean closes (a server restart), which the extension itself does not retry.
 (function () {
-  function newestSeq() {
+  var LISTS = ["event-log", "steps"];
+
+  function liveList() {
+    for (var i = 0; i < LISTS.length; i++) {
+      var el = document.getElementById(LISTS[i]);
+      if (el) { return el; }
+    }
+    return null;
+  }
+  function newestSeq(list) {
     var max = 0;
-    document.querySelectorAll("#event-log [data-seq]").forEach(function (el) {
+    list.querySelectorAll("[data-seq]").forEach(function (el) {
       max = Math.max(max, parseInt(el.dataset.seq, 10) || 0);
     });
     return max;
@@ -12,18 +22,19 @@
     var el = document.getElementById("ws-status");
     if (el) { el.textContent = text; el.className = "ws-status " + cls; }
   }
-  document.addEventListener("htmx:wsOpen", function (evt) {
-    setStatus("live", "live");
-    if (document.getElementById("event-log")) {
-      evt.detail.socketWrapper.send(JSON.stringify({ resume_after: newestSeq() }));
-    }
-  });
-  // The extension only retries after abnormal closes; a server restart closes cleanly (1000/1001),
-  // so retry those too, with a growing pause, while the page is open.
+
   var retries = 0;
   var leaving = false;
   window.addEventListener("beforeunload", function () { leaving = true; });
-  document.addEventListener("htmx:wsOpen", function () { retries = 0; });
+
+  document.addEventListener("htmx:wsOpen", function (evt) {
+    retries = 0;
+    setStatus("live", "live");
+    var list = liveList();
+    if (list) {
+      evt.detail.socketWrapper.send(JSON.stringify({ resume_after: newestSeq(list) }));
+    }
+  });
   document.addEventListener("htmx:wsClose", function (evt) {
     setStatus("reconnecting…", "down");
     var code = evt.detail.event && evt.detail.event.code;
@@ -34,11 +45,29 @@
     }, delay);
   });
   document.addEventListener("htmx:wsError", function () { setStatus("connection error", "down"); });
-  document.addEventListener("htmx:wsAfterMessage", function () {
-    // A live event and a replayed one can cross during a reconnect: keep the first copy.
+  var lastHealAsk = 0;
+  document.addEventListener("htmx:wsAfterMessage", function (evt) {
+    var list = liveList();
+    if (!list) { return; }
+    // A live item and a replayed one can cross during a reconnect: keep the first copy.
     var seen = {};
-    document.querySelectorAll("#event-log > [id]").forEach(function (el) {
+    list.querySelectorAll(":scope > [id]").forEach(function (el) {
       if (seen[el.id]) { el.remove(); } else { seen[el.id] = true; }
     });
+    if (list.id !== "steps") { return; }
+    // Run steps are numbered 1..n: keep them in order, and ask again for any that went missing.
+    var items = Array.prototype.slice.call(list.querySelectorAll(":scope > [data-seq]"));
+    var seqs = items.map(function (el) { return parseInt(el.dataset.seq, 10) || 0; });
+    var sorted = seqs.slice().sort(function (a, b) { return a - b; });
+    if (seqs.join() !== sorted.join()) {
+      items.sort(function (a, b) { return a.dataset.seq - b.dataset.seq; });
+      items.forEach(function (el) { list.appendChild(el); });
+    }
+    var contiguous = 0;
+    while (contiguous < sorted.length && sorted[contiguous] === contiguous + 1) { contiguous++; }
+    if (contiguous < sorted.length && Date.now() - lastHealAsk > 1000 && evt.detail.socketWrapper) {
+      lastHealAsk = Date.now();
+      evt.detail.socketWrapper.send(JSON.stringify({ resume_after: contiguous }));
+    }
   });
 })();

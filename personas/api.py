@@ -1,0 +1,101 @@
+"""A small JSON API for scripts: submit a task, read a run with its steps.
+
+Authentication: the browser session (with CSRF on writes) or `Authorization: Bearer <token>`
+(tokens are made with `manage.py create_api_token USER NAME`; only their hash is stored).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import wraps
+from typing import Any, Callable
+
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from personas import selectors, services
+from personas.models import ApiToken, Run
+
+
+def hash_token(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _error(status: int, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def api_auth(view: Callable) -> Callable:
+    """Token or session authentication; session writes must pass the CSRF check."""
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any):
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(header[7:].strip())).first()
+            if token is None or not token.user.is_active:
+                return _error(401, "Invalid API token.")
+            ApiToken.objects.filter(pk=token.pk).update(last_used=timezone.now())
+            request.user = token.user
+        elif request.user.is_authenticated:
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                reason = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+                if reason is not None:
+                    return _error(403, "CSRF check failed: send the X-CSRFToken header, or use a bearer token.")
+        else:
+            request.user = AnonymousUser()
+            return _error(401, "Authentication required: log in or send 'Authorization: Bearer <token>'.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def run_json(run: Run, *, steps: bool = False) -> dict[str, Any]:
+    data = {
+        "id": run.pk, "task": run.task, "source": run.source, "status": run.status,
+        "created": run.created.isoformat(), "started": run.started.isoformat() if run.started else None,
+        "finished": run.finished.isoformat() if run.finished else None, "duration_s": run.duration_s,
+        "final_answer": run.final_answer, "error": run.error, "max_dissonance": run.max_dissonance,
+    }
+    if steps:
+        data["steps"] = [
+            {"seq": s.seq, "node": s.node, "persona": s.persona, "kind": s.kind, "content": s.content,
+             "dissonance": s.dissonance, "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens,
+             "model_ms": s.model_ms, "duration_ms": s.duration_ms, "data": s.data, "created": s.created.isoformat()}
+            for s in selectors.run_steps(run=run)
+        ]
+    return data
+
+
+@api_auth
+def runs_collection(request: HttpRequest) -> JsonResponse:
+    if request.method == "GET":
+        runs = selectors.runs_page()[:50]
+        return JsonResponse({"runs": [run_json(r) for r in runs]})
+    if request.method != "POST":
+        return _error(405, "Use GET to list runs or POST to submit a task.")
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "The body is not valid JSON.")
+    if not isinstance(body, dict) or not isinstance(body.get("task"), str):
+        return _error(400, 'Send a JSON object like {"task": "..."}.')
+    try:
+        run = services.run_submit(task=body["task"], user=request.user)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    return JsonResponse(run_json(run), status=201)
+
+
+@api_auth
+def run_item(request: HttpRequest, run_id: int) -> JsonResponse:
+    if request.method != "GET":
+        return _error(405, "Runs are read-only here; cancel one from its page.")
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None:
+        return _error(404, f"No run #{run_id}.")
+    return JsonResponse(run_json(run, steps=True))

@@ -1,0 +1,41 @@
+"""Wires the nodes into the compiled LangGraph graph."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+
+from personas.graph import nodes
+from personas.graph.state import GraphDeps, GraphState
+
+NODES = (
+    "alfred_route", "babs_research", "brick_candidates", "robin_evaluate", "brick_thesis", "tool_forge",
+    "robin_respond", "alfred_critic", "alfred_synthesis", "memory_write",
+)
+
+
+def build_graph(deps: GraphDeps, *, checkpointer: Any = None):
+    """ALFRED routes → (BABS researches) → BRICK's candidates → ROBIN evaluates → BRICK's thesis
+    ⇄ (forge) → ROBIN answers → ALFRED measures dissonance → repeat or ALFRED synthesises → memory."""
+    graph = StateGraph(GraphState)
+    for name in NODES:
+        graph.add_node(name, partial(getattr(nodes, name), deps=deps))
+    graph.add_edge(START, "alfred_route")
+    graph.add_conditional_edges("alfred_route", nodes.route_after_alfred, ["babs_research", "brick_candidates"])
+    graph.add_edge("babs_research", "brick_candidates")
+    graph.add_edge("brick_candidates", "robin_evaluate")
+    graph.add_edge("robin_evaluate", "brick_thesis")
+    graph.add_conditional_edges(
+        "brick_thesis", partial(nodes.route_after_thesis, max_tool_requests=deps.settings.max_tool_requests),
+        ["tool_forge", "robin_respond"],
+    )
+    graph.add_edge("tool_forge", "brick_thesis")
+    graph.add_edge("robin_respond", "alfred_critic")
+    graph.add_conditional_edges(
+        "alfred_critic", partial(nodes.route_after_critic, max_turns=deps.settings.max_turns),
+        ["alfred_synthesis", "brick_thesis"],
+    )
+    graph.add_edge("alfred_synthesis", "memory_write")
+    graph.add_edge("memory_write", END)
+    return graph.compile(checkpointer=checkpointer)

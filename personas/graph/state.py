@@ -1,0 +1,100 @@
+"""State carried between the graph's nodes, and what the nodes need from the outside world."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, TypedDict
+
+
+class GraphState(TypedDict, total=False):
+    """Everything a run knows; every node returns the keys it changes."""
+
+    run_id: int
+    task: str
+    source: str  # "architect" (a person) or "motivator" (the system's own goal)
+    step: int  # node executions so far; names each step so a resumed node updates it
+    research: bool  # ALFRED's routing decision: should BABS search memory first?
+    route_reason: str
+    memories: list[dict[str, Any]]  # what BABS retrieved
+    babs_report: str
+    candidates: list[str]  # BRICK's Tree-of-Thoughts candidate lines
+    candidate_scores: list[float]  # ROBIN's evaluation of each candidate
+    best_candidate: int
+    thesis: str  # BRICK's current thesis
+    antithesis: str  # ROBIN's latest answer to it
+    dialogue: list[dict[str, str]]  # BRICK/ROBIN turns, oldest first
+    turn: int  # completed BRICK↔ROBIN exchanges
+    dissonance: list[float]  # one score per exchange, 0 (agreement) .. 1 (opposition)
+    consensus: bool
+    tool_spec: str  # set when BRICK asks for a tool
+    tool_requests: int
+    tool_results: list[dict[str, Any]]
+    final_answer: str
+
+
+class ChatModel(Protocol):
+    """The slice of ModelManager the graph uses."""
+
+    def chat(self, persona_or_model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any: ...
+
+    def embed(self, texts: list[str]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """Knobs from settings.toml [graph]."""
+
+    thoughts: int = 3  # k candidate thoughts for Tree-of-Thoughts
+    max_turns: int = 3  # BRICK↔ROBIN exchanges at most
+    dissonance_threshold: float = 0.6  # above: a high_cognitive_dissonance event
+    consensus_threshold: float = 0.35  # below (with an agreeing critic): stop early
+    max_tool_requests: int = 2
+    max_tokens: int = 384  # per free-text contribution
+    json_max_tokens: int = 256  # per structured (JSON) contribution
+    memory_k: int = 5
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> GraphSettings:
+        data = dict(data or {})
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"[graph] has unknown key(s): {', '.join(sorted(unknown))}")
+        values = cls(**data)
+        if not 1 <= values.thoughts <= 8:
+            raise ValueError("graph.thoughts must be between 1 and 8")
+        if not 1 <= values.max_turns <= 10:
+            raise ValueError("graph.max_turns must be between 1 and 10")
+        for name in ("dissonance_threshold", "consensus_threshold"):
+            if not 0.0 <= getattr(values, name) <= 1.0:
+                raise ValueError(f"graph.{name} must be between 0 and 1")
+        return values
+
+
+def _no_memory(query: str, k: int) -> list[dict[str, Any]]:
+    return []
+
+
+def _no_forge(spec: str) -> dict[str, Any]:
+    return {"status": "recorded", "note": "The Tool Forge is not available: the request was recorded."}
+
+
+@dataclass
+class GraphDeps:
+    """The outside world as the nodes see it: models, the step recorder, memory and the forge.
+
+    `record_step(key=, node=, persona=, kind=, content=, data=, result=, dissonance=, duration_ms=)`
+    persists one contribution; `token_sink(persona, node)` returns an on_token callback (or None);
+    `check_cancelled()` raises when the run was cancelled.
+    """
+
+    model: ChatModel
+    record_step: Callable[..., None]
+    settings: GraphSettings = field(default_factory=GraphSettings)
+    token_sink: Callable[[str, str], Callable[[str], None] | None] = lambda persona, node: None
+    memory_search: Callable[[str, int], list[dict[str, Any]]] = _no_memory
+    memory_write: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda state: None
+    forge: Callable[[str], dict[str, Any]] = _no_forge
+    tools: Callable[[], list[dict[str, Any]]] = lambda: []
+    call_tool: Callable[[str, dict[str, Any]], Any] | None = None
+    check_cancelled: Callable[[], None] = lambda: None
+    personas: Callable[[], dict[str, Any]] = lambda: {}
+    on_dissonance: Callable[[float, dict[str, Any]], None] = lambda score, detail: None

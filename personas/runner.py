@@ -1,0 +1,171 @@
+"""Executes one run through the cognitive graph with a SQLite checkpointer (one thread per run),
+persisting every node update as a RunStep and streaming tokens to the run's page."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+from datetime import timedelta
+from typing import Any, Callable
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from a4ps_site.config import app_settings, codex
+from a4ps_site.realtime import broadcast, group_for
+from personas.graph import GraphDeps, GraphSettings, build_graph
+from personas.llm import model_manager
+from personas.models import Run
+
+log = logging.getLogger(__name__)
+
+TOKEN_FLUSH_S = 0.08  # batch streamed tokens: ~12 socket messages a second per run
+
+
+class RunCancelled(Exception):
+    """The run was cancelled by a person while it was executing."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_seconds() -> int:
+    return int(app_settings().get("runs", {}).get("lease_s", 60))
+
+
+def checkpoint_path():
+    return settings.VAR_DIR / "checkpoints.sqlite"
+
+
+def graph_settings() -> GraphSettings:
+    return GraphSettings.from_dict(app_settings().get("graph"))
+
+
+class TokenStreamer:
+    """Collects streamed tokens of one contribution and flushes them to the page in small batches."""
+
+    def __init__(self, run_id: int, persona: str, node: str, cancelled: Callable[[], bool]) -> None:
+        from personas.services import run_stream_tokens
+
+        self.run_id, self.persona, self.node = run_id, persona, node
+        self.buffer: list[str] = []
+        self.last = 0.0
+        self.first = True
+        self.cancelled = cancelled
+        self.send = run_stream_tokens
+
+    def __call__(self, token: str) -> None:
+        self.buffer.append(token)
+        now = time.monotonic()
+        if now - self.last >= TOKEN_FLUSH_S:
+            if self.cancelled():
+                raise RunCancelled()
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        if self.buffer:
+            self.send(run_id=self.run_id, persona=self.persona, node=self.node, text="".join(self.buffer),
+                      start=self.first)
+            self.first = False
+            self.buffer = []
+        self.last = now or time.monotonic()
+
+
+class Heartbeat(threading.Thread):
+    """Renews the run's lease while it executes, so a dead worker's run can be taken over."""
+
+    def __init__(self, run_id: int, lease_s: int) -> None:
+        super().__init__(daemon=True, name=f"lease-run-{run_id}")
+        self.run_id, self.lease_s = run_id, lease_s
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.wait(max(1.0, self.lease_s / 3)):
+                Run.objects.filter(pk=self.run_id, worker=worker_id()).update(
+                    lease_until=timezone.now() + timedelta(seconds=self.lease_s))
+        finally:
+            close_old_connections()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+def build_deps(run: Run) -> GraphDeps:
+    """Connect the graph's seams to the real services for this run."""
+    from personas import services
+
+    specs = codex()
+    personas = {name: {"system_prompt": s.system_prompt, "principles": list(s.principles)} for name, s in specs.items()}
+    manager = model_manager()
+
+    def cancelled() -> bool:
+        return Run.objects.filter(pk=run.pk, status=Run.Status.CANCELLING).exists()
+
+    def check_cancelled() -> None:
+        if cancelled():
+            raise RunCancelled()
+
+    streamers: dict[str, TokenStreamer] = {}
+
+    def token_sink(persona: str, node: str) -> Callable[[str], None]:
+        streamer = TokenStreamer(run.pk, persona, node, cancelled)
+        streamers["current"] = streamer
+        services.persona_activity_set(name=persona, activity="thinking", run_id=run.pk)
+        return streamer
+
+    def record_step(**step: Any) -> None:
+        current = streamers.pop("current", None)
+        if current:
+            current.flush()
+        services.run_step_record(run_id=run.pk, **step)
+
+    def on_dissonance(score: float, detail: dict[str, Any]) -> None:
+        services.event_publish(kind="high_cognitive_dissonance", source="graph",
+                               payload={"run": run.pk, "score": score, "message":
+                                        f"Run #{run.pk}: dissonance {score:.2f} between BRICK and ROBIN", **detail})
+
+    return GraphDeps(
+        model=manager,
+        record_step=record_step,
+        settings=graph_settings(),
+        token_sink=token_sink,
+        memory_search=services.memory_search_for_graph,
+        memory_write=lambda state: services.memory_write_for_graph(run_id=run.pk, state=state),
+        forge=lambda spec: services.forge_request_for_graph(run_id=run.pk, spec=spec),
+        tools=services.tool_schemas_for_graph,
+        call_tool=services.tool_call_for_graph,
+        check_cancelled=check_cancelled,
+        personas=lambda: personas,
+        on_dissonance=on_dissonance,
+    )
+
+
+def execute(run: Run) -> dict[str, Any]:
+    """Run (or resume, if a checkpoint exists) the graph for `run`; returns the final state."""
+    deps = build_deps(run)
+    conn = sqlite3.connect(checkpoint_path(), check_same_thread=False, timeout=30)
+    try:
+        saver = SqliteSaver(conn)
+        graph = build_graph(deps, checkpointer=saver)
+        config = {"configurable": {"thread_id": run.thread_id}, "recursion_limit": 100}
+        snapshot = graph.get_state(config)
+        if snapshot.next:
+            log.info("resuming run %s at %s", run.pk, snapshot.next)
+            inputs = None
+        elif snapshot.values.get("final_answer"):
+            return snapshot.values
+        else:
+            inputs = {"run_id": run.pk, "task": run.task, "source": run.source, "step": 0}
+        # durability="sync": each step's checkpoint is on disk before the next node starts.
+        for _ in graph.stream(inputs, config, stream_mode="updates", durability="sync"):
+            pass
+        return graph.get_state(config).values
+    finally:
+        conn.close()

@@ -1,0 +1,94 @@
+"""A scripted stand-in for ModelManager: deterministic replies chosen by persona and request shape."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Reply:
+    content: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 10
+    completion_tokens: int = 5
+    load_ms: float = 0.0
+    total_ms: float = 1.0
+    tokens_per_s: float = 100.0
+    model: str = "scripted"
+    backend: str = "scripted"
+    persona: str | None = None
+    parsed: Any = None
+
+
+def request_kind(persona: str, json_schema: dict | None) -> str:
+    props = (json_schema or {}).get("properties", {})
+    if "research" in props:
+        return "route"
+    if "thoughts" in props:
+        return "thoughts"
+    if "scores" in props:
+        return "evaluation"
+    if "dissonance" in props:
+        return "critic"
+    return {"BRICK": "thesis", "ROBIN": "antithesis", "ALFRED": "answer", "BABS": "research"}[persona]
+
+
+class ScriptedModel:
+    """`rules` maps a request kind (route, thoughts, evaluation, thesis, antithesis, critic, answer,
+    research) to a value or a callable(call_number) -> value; dict values are JSON replies."""
+
+    def __init__(self, rules: dict[str, Any] | None = None, *, delay_s: float = 0.0) -> None:
+        self.rules = {
+            "route": {"research": False, "reason": "The task is self-contained."},
+            "thoughts": {"thoughts": ["Work from first principles.", "Check known cases.", "Estimate roughly."]},
+            "evaluation": {"scores": [6, 9, 3], "best": 1, "comment": "Known cases ground it."},
+            "thesis": "Two plus two is four, by counting.",
+            "antithesis": "I agree: two plus two is four, by counting.",
+            "critic": {"dissonance": 0.1, "consensus": True, "reason": "They agree."},
+            "answer": "The answer is 4.",
+            "research": "Nothing relevant.",
+            **(rules or {}),
+        }
+        self.delay_s = delay_s
+        self.calls: list[dict[str, Any]] = []
+
+    def chat(self, persona_or_model: str, messages: list[dict], *, tools=None, json_schema=None, on_token=None,
+             max_tokens=None, temperature=None) -> Reply:
+        persona = persona_or_model.upper()
+        kind = request_kind(persona, json_schema)
+        count = sum(1 for c in self.calls if c["kind"] == kind)
+        self.calls.append({"persona": persona, "kind": kind, "messages": messages, "tools": tools})
+        value = self.rules[kind]
+        if callable(value):
+            value = value(count)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if isinstance(value, dict) and "tool_calls" in value:
+            return Reply(content="", tool_calls=value["tool_calls"], persona=persona)
+        if isinstance(value, (dict, list)):
+            return Reply(content=json.dumps(value), parsed=value, persona=persona)
+        if on_token:
+            for i in range(0, len(value), 7):
+                on_token(value[i:i + 7])
+        return Reply(content=value, persona=persona)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Hashed bag-of-words vectors: texts sharing words are close, unrelated texts far apart."""
+        out = []
+        for text in texts:
+            vec = [0.0] * 64
+            for word in text.lower().replace(",", " ").replace(".", " ").replace(":", " ").split():
+                vec[hashlib.sha256(word.encode()).digest()[0] % 64] += 1.0
+            out.append(vec)
+        return out
+
+    def kinds(self) -> list[str]:
+        return [c["kind"] for c in self.calls]
+
+
+def sequence(*values: Any) -> Callable[[int], Any]:
+    """A rule giving each value in turn, then repeating the last."""
+    return lambda n: values[min(n, len(values) - 1)]

@@ -1,0 +1,139 @@
+"""Routing of the cognitive graph with a scripted model: consensus, max turns, tools, research."""
+from __future__ import annotations
+
+import pytest
+
+from personas.graph import GraphDeps, GraphSettings, build_graph
+from personas.graph.nodes import parse_tool_request
+from tests.personas.scripted import ScriptedModel, sequence
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.steps: list[dict] = []
+        self.dissonance_events: list[float] = []
+        self.forged: list[str] = []
+        self.searched: list[str] = []
+
+    def deps(self, model: ScriptedModel, **overrides) -> GraphDeps:
+        settings = overrides.pop("settings", GraphSettings(thoughts=3, max_turns=3))
+        fields = {
+            "on_dissonance": lambda score, detail: self.dissonance_events.append(score),
+            "forge": lambda spec: self.forged.append(spec) or {"status": "created", "note": f"tool for {spec} ready"},
+            "memory_search": lambda q, k: self.searched.append(q) or [],
+            **overrides,
+        }
+        return GraphDeps(model=model, record_step=lambda **s: self.steps.append(s), settings=settings, **fields)
+
+    def kinds(self) -> list[str]:
+        return [s["kind"] for s in self.steps]
+
+
+def run_graph(model: ScriptedModel, rec: Recorder, task: str = "What is 2 + 2?", **overrides) -> dict:
+    graph = build_graph(rec.deps(model, **overrides))
+    return graph.invoke({"run_id": 1, "task": task, "source": "architect", "step": 0})
+
+
+def test_consensus_stops_after_one_exchange():
+    model, rec = ScriptedModel(), Recorder()
+    final = run_graph(model, rec)
+    assert rec.kinds() == ["route", "thoughts", "evaluation", "thesis", "antithesis", "dissonance", "answer", "memory"]
+    assert final["turn"] == 1 and final["consensus"] is True
+    assert final["final_answer"] == "The answer is 4."
+    assert final["best_candidate"] == 1  # ROBIN scored the second thought highest
+    assert "Check known cases." in model.calls[3]["messages"][-1]["content"]  # BRICK develops the best one
+    assert rec.dissonance_events == []
+    keys = [s["key"] for s in rec.steps]
+    assert len(keys) == len(set(keys))
+
+
+def test_disagreement_runs_max_turns_and_raises_dissonance_events():
+    model = ScriptedModel({
+        "antithesis": "No. That ignores the people involved entirely.",
+        "critic": {"dissonance": 0.95, "consensus": False, "reason": "Opposed views."},
+    })
+    rec = Recorder()
+    final = run_graph(model, rec, settings=GraphSettings(thoughts=2, max_turns=2,
+                                                         dissonance_threshold=0.4))
+    assert model.kinds().count("thesis") == 2 and model.kinds().count("antithesis") == 2
+    assert final["turn"] == 2 and final["consensus"] is False
+    assert len(final["dissonance"]) == 2 and all(0.4 < d <= 1.0 for d in final["dissonance"])
+    assert rec.dissonance_events == final["dissonance"]
+    # The second thesis is a revision that sees ROBIN's objection.
+    revision_prompt = [c for c in model.calls if c["kind"] == "thesis"][1]["messages"][-1]["content"]
+    assert "ignores the people involved" in revision_prompt
+
+
+def test_tool_required_routes_through_the_forge_and_back_to_brick():
+    model = ScriptedModel({
+        "thesis": sequence("I need exact arithmetic.\nTOOL_REQUIRED: add two integers and return the sum",
+                           "With the tool's result: 4."),
+    })
+    rec = Recorder()
+    final = run_graph(model, rec)
+    assert rec.forged == ["add two integers and return the sum"]
+    assert rec.kinds()[:6] == ["route", "thoughts", "evaluation", "thesis", "tool_request", "thesis"]
+    assert rec.steps[3]["data"]["tool_spec"] == "add two integers and return the sum"
+    assert "TOOL_REQUIRED" not in rec.steps[3]["content"]
+    second_prompt = [c for c in model.calls if c["kind"] == "thesis"][1]["messages"][-1]["content"]
+    assert "tool for add two integers" in second_prompt
+    assert final["final_answer"]
+
+
+def test_repeated_tool_requests_are_capped():
+    model = ScriptedModel({"thesis": "Still stuck.\nTOOL_REQUIRED: a square root function"})
+    rec = Recorder()
+    run_graph(model, rec, settings=GraphSettings(max_tool_requests=2, max_turns=1))
+    assert len(rec.forged) == 2
+    assert rec.kinds().count("tool_request") == 2
+
+
+def test_research_route_asks_babs_who_reports_empty_memory_plainly():
+    model = ScriptedModel({"route": {"research": True, "reason": "Earlier runs may help."}})
+    rec = Recorder()
+    final = run_graph(model, rec)
+    assert rec.searched == ["What is 2 + 2?"]
+    assert rec.kinds()[1] == "research"
+    assert "nothing relevant" in final["babs_report"].lower()
+    assert "BABS" not in [c["persona"] for c in model.calls]  # no model call for an empty search
+
+
+def test_research_with_memories_is_summarised_by_babs():
+    model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "Run 7 found 4 [1]."})
+    rec = Recorder()
+    deps_memories = [{"text": "2+2 was computed as 4", "run_id": 7}]
+    final = run_graph(model, rec, memory_search=lambda q, k: deps_memories)
+    assert final["babs_report"] == "Run 7 found 4 [1]."
+    assert "2+2 was computed as 4" in [c for c in model.calls if c["persona"] == "BABS"][0]["messages"][-1]["content"]
+
+
+def test_live_tools_are_bound_to_every_brick_thesis_call():
+    schema = [{"type": "function", "function": {"name": "adder", "description": "add", "parameters": {}}}]
+    model = ScriptedModel()
+    rec = Recorder()
+    run_graph(model, rec, tools=lambda: schema)
+    thesis_calls = [c for c in model.calls if c["kind"] == "thesis"]
+    assert thesis_calls and all(c["tools"] == schema for c in thesis_calls)
+
+
+def test_tool_calls_from_the_model_are_executed_and_fed_back():
+    model = ScriptedModel({"thesis": sequence({"tool_calls": [{"name": "adder", "arguments": {"a": 2, "b": 2}}]},
+                                              "The adder says 4.")})
+    rec = Recorder()
+    called = []
+    run_graph(model, rec, tools=lambda: [{"type": "function", "function": {"name": "adder"}}],
+              call_tool=lambda name, args: called.append((name, args)) or 4)
+    assert called == [("adder", {"a": 2, "b": 2})]
+    assert "tool_call" in rec.kinds()
+    assert [s for s in rec.steps if s["kind"] == "thesis"][0]["content"] == "The adder says 4."
+
+
+@pytest.mark.parametrize("text,spec", [
+    ("Plan.\nTOOL_REQUIRED: fetch the weather", "fetch the weather"),
+    ("**TOOL_REQUIRED:** `sum a list`", "sum a list"),
+    ("No request here.", ""),
+])
+def test_parse_tool_request(text, spec):
+    cleaned, found = parse_tool_request(text)
+    assert found == spec
+    assert "TOOL_REQUIRED" not in cleaned
