@@ -110,6 +110,8 @@ class _Cached:
         except FileNotFoundError:
             stamp = (str(path), 0.0, -1)
         with self._lock:
+            if self._stamp and self._stamp[0] != stamp[0]:
+                self._value = None  # another config dir: nothing read there is known good yet
             if stamp != self._stamp:
                 try:
                     self._value = self.parser(_read_toml(path), source=str(path))
@@ -146,6 +148,11 @@ def settings_path() -> Path:
 
 def config_errors() -> dict[str, str]:
     """Errors of the latest hand edits that were rejected (the last good version stays in force)."""
+    for cached in (_settings_file, _codex_file):
+        try:
+            cached.get()  # re-reads a file that changed since the last look
+        except ConfigError as exc:
+            cached.error = str(exc)
     return {c.filename: c.error for c in (_settings_file, _codex_file) if c.error}
 
 

@@ -76,6 +76,7 @@ class Run(models.Model):
         FAILED = "failed"
         CANCELLING = "cancelling"
         CANCELLED = "cancelled"
+        WAITING = "waiting"  # paused until a person decides on a codex amendment
 
     class Source(models.TextChoices):
         ARCHITECT = "architect"  # a person
@@ -97,6 +98,8 @@ class Run(models.Model):
     worker = models.CharField(max_length=128, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    waiting_on = models.ForeignKey("CodexAmendment", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="waiting_runs")
 
     class Meta:
         ordering = ["-id"]
@@ -116,7 +119,7 @@ class Run(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.status in {self.Status.QUEUED, self.Status.RUNNING, self.Status.CANCELLING}
+        return self.status in {self.Status.QUEUED, self.Status.RUNNING, self.Status.CANCELLING, self.Status.WAITING}
 
 
 class RunStep(models.Model):
@@ -179,3 +182,62 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.user})"
+
+
+class CodexAmendment(models.Model):
+    """A change to one persona's principles, drafted by ALFRED; only a person can apply it."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    persona = models.CharField(max_length=16)
+    principle = models.TextField(help_text="The principle to add to the persona's codex entry.")
+    rationale = models.TextField()
+    codex_before = models.TextField()
+    codex_after = models.TextField()
+    diff = models.TextField()
+    fingerprint = models.CharField(max_length=64, db_index=True)
+    evidence_runs = models.ManyToManyField(Run, related_name="amendments", blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROPOSED, db_index=True)
+    decided_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    applied_version = models.ForeignKey(CodexVersion, null=True, blank=True, on_delete=models.SET_NULL)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"amendment #{self.pk} to {self.persona} ({self.status})"
+
+
+class Goal(models.Model):
+    """A goal the motivator set itself from an event (or from idleness)."""
+
+    class Kind(models.TextChoices):
+        SYNTHESIS = "synthesis"  # after high dissonance
+        EXPLORATION = "exploration"  # after a new tool
+        REFLECTION = "reflection"  # after idle time
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed"  # waiting for a person (autonomy = ask)
+        QUEUED = "queued"  # submitted as a run
+        DISMISSED = "dismissed"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    text = models.TextField()
+    source_event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="goals")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROPOSED, db_index=True)
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="goals")
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["source_event", "kind"], name="goal_once_per_event")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} goal #{self.pk} ({self.status})"

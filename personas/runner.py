@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Command
 
 from a4ps_site.config import app_settings, codex
 from a4ps_site.realtime import broadcast, group_for
@@ -24,6 +25,7 @@ from personas.models import Run
 
 log = logging.getLogger(__name__)
 
+WAITING = "__waiting_on_amendment__"  # key in execute()'s result when the run paused for a decision
 TOKEN_FLUSH_S = 0.08  # batch streamed tokens: ~12 socket messages a second per run
 
 
@@ -101,8 +103,13 @@ def build_deps(run: Run) -> GraphDeps:
     """Connect the graph's seams to the real services for this run."""
     from personas import services
 
-    specs = codex()
-    personas = {name: {"system_prompt": s.system_prompt, "principles": list(s.principles)} for name, s in specs.items()}
+    from personas import codex as codex_services
+
+    def personas() -> dict[str, Any]:
+        # Read at every step: a codex change (hand edit or approved amendment) applies from the next one.
+        return {name: {"system_prompt": s.system_prompt, "principles": list(s.principles)}
+                for name, s in codex().items()}
+
     manager = model_manager()
 
     def cancelled() -> bool:
@@ -142,8 +149,15 @@ def build_deps(run: Run) -> GraphDeps:
         tools=services.tool_schemas_for_graph,
         call_tool=services.tool_call_for_graph,
         check_cancelled=check_cancelled,
-        personas=lambda: personas,
+        personas=personas,
         on_dissonance=on_dissonance,
+        amendment_evidence=lambda: codex_services.amendment_evidence(run=run, embed=manager.embed),
+        propose_amendment=lambda **draft: getattr(codex_services.amendment_propose(**draft), "pk", None),
+        rejected_amendments=lambda: [
+            {"persona": a.persona, "principle": a.principle, "comment": a.comment}
+            for a in codex_services.rejected_amendments()
+        ],
+        wait_for_decision=bool(codex_services.codex_settings()["wait_for_decision"]),
     )
 
 
@@ -156,7 +170,14 @@ def execute(run: Run) -> dict[str, Any]:
         graph = build_graph(deps, checkpointer=saver)
         config = {"configurable": {"thread_id": run.thread_id}, "recursion_limit": 100}
         snapshot = graph.get_state(config)
-        if snapshot.next:
+        if snapshot.interrupts:
+            amendment = run.waiting_on
+            if amendment is None or amendment.status == amendment.Status.PROPOSED:
+                return {**snapshot.values, WAITING: amendment.pk if amendment else None}
+            from personas.codex import amendment_decision
+
+            inputs = Command(resume=amendment_decision(amendment))
+        elif snapshot.next:
             log.info("resuming run %s at %s", run.pk, snapshot.next)
             inputs = None
         elif snapshot.values.get("final_answer"):
@@ -166,6 +187,9 @@ def execute(run: Run) -> dict[str, Any]:
         # durability="sync": each step's checkpoint is on disk before the next node starts.
         for _ in graph.stream(inputs, config, stream_mode="updates", durability="sync"):
             pass
-        return graph.get_state(config).values
+        snapshot = graph.get_state(config)
+        if snapshot.interrupts:
+            return {**snapshot.values, WAITING: snapshot.interrupts[0].value.get("amendment")}
+        return snapshot.values
     finally:
         conn.close()

@@ -33,10 +33,9 @@ def events_page(*, kind: str = "") -> QuerySet[Event]:
 
 def run_queue(*, recent: int = 5) -> dict[str, list[Run]]:
     """Runs waiting or working (in processing order) and the last few finished ones."""
-    active = list(Run.objects.filter(status__in=[Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.CANCELLING])
-                  .order_by("id"))
-    done = list(Run.objects.exclude(status__in=[Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.CANCELLING])
-                .order_by("-id")[:recent])
+    live = [Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.CANCELLING, Run.Status.WAITING]
+    active = list(Run.objects.filter(status__in=live).order_by("id"))
+    done = list(Run.objects.exclude(status__in=live).order_by("-id")[:recent])
     return {"active": active, "recent": done}
 
 
@@ -85,3 +84,9 @@ def model_status() -> dict:
 
 def model_calls_recent(*, limit: int = 30) -> list[ModelCall]:
     return list(ModelCall.objects.order_by("-id")[:limit])
+
+
+def goals_recent(*, limit: int = 8) -> list:
+    from personas.models import Goal
+
+    return list(Goal.objects.select_related("run").order_by("-id")[:limit])

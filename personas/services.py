@@ -37,6 +37,10 @@ def event_publish(*, kind: str, source: str = "system", payload: dict[str, Any] 
         # Rendered once here rather than once per connected socket.
         html = render_event_oob(event.as_message())
         transaction.on_commit(lambda: broadcast(EVENTS_GROUP, "ui.html", html=html))
+        from personas.motivator import TRIGGERS
+
+        if kind in TRIGGERS:
+            transaction.on_commit(lambda: _enqueue_motivator(event.pk))
     return event
 
 
@@ -105,6 +109,12 @@ def run_submit(*, task: str, source: str = Run.Source.ARCHITECT, user: Any = Non
     return run
 
 
+def _enqueue_motivator(event_id: int) -> None:
+    from personas.tasks import motivate
+
+    motivate(event_id)
+
+
 def _enqueue_dispatch() -> None:
     from personas.tasks import dispatch_runs
 
@@ -115,13 +125,13 @@ def run_cancel(*, run: Run) -> Run:
     """Cancel a queued run at once, or ask a running one to stop at its next token or step."""
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run.pk)
-        if run.status == Run.Status.QUEUED:
+        if run.status in (Run.Status.QUEUED, Run.Status.WAITING):
             run.status = Run.Status.CANCELLED
             run.finished = timezone.now()
         elif run.status == Run.Status.RUNNING:
             run.status = Run.Status.CANCELLING
         else:
-            raise ValueError(f"Run #{run.pk} is {run.status}; only queued or running runs can be cancelled.")
+            raise ValueError(f"Run #{run.pk} is {run.status}; only queued, waiting or running runs can be cancelled.")
         run.save(update_fields=["status", "finished"])
         event_publish(kind="run.cancelled" if run.status == Run.Status.CANCELLED else "run.cancelling",
                       source="architect", payload={"run": run.pk, "message": f"Run #{run.pk} {run.status}"})
@@ -147,7 +157,7 @@ def run_claim_next(*, worker: str, lease_s: int) -> Run | None:
         )
         if run is None:
             return None
-        resumed = run.status != Run.Status.QUEUED
+        resumed = run.status != Run.Status.QUEUED or run.waiting_on_id is not None
         run.status = Run.Status.CANCELLING if run.status == Run.Status.CANCELLING else Run.Status.RUNNING
         run.worker = worker
         run.lease_until = now + timedelta(seconds=lease_s)
@@ -172,7 +182,7 @@ def run_release_dead_workers(*, host: str, alive: Any) -> int:
 
 def run_execute(*, run: Run) -> Run:
     """Execute a claimed run to its end and record the outcome; errors are kept on the run."""
-    from personas.runner import RunCancelled, execute
+    from personas.runner import WAITING, RunCancelled, execute
 
     codex_version = CodexVersion.objects.order_by("-number").values_list("number", flat=True).first()
     Run.objects.filter(pk=run.pk).update(codex_version=codex_version)
@@ -187,16 +197,22 @@ def run_execute(*, run: Run) -> Run:
         final = {}
     else:
         outcome = {"status": Run.Status.DONE, "error": ""}
+        if WAITING in final:
+            outcome = {"status": Run.Status.WAITING, "error": "", "waiting_on_id": final[WAITING]}
     scores = final.get("dissonance") or list(run.steps.exclude(dissonance=None).values_list("dissonance", flat=True))
     with transaction.atomic():
+        waiting = outcome["status"] == Run.Status.WAITING
         Run.objects.filter(pk=run.pk).update(
             final_answer=final.get("final_answer", ""), max_dissonance=max(scores) if scores else None,
-            finished=timezone.now(), lease_until=None, **outcome,
+            finished=None if waiting else timezone.now(), lease_until=None, **outcome,
         )
         run.refresh_from_db()
         persona_activity_set(name=None, activity="idle")
-        message = {Run.Status.DONE: f"Run #{run.pk} finished", Run.Status.CANCELLED: f"Run #{run.pk} cancelled"}.get(
-            run.status, f"Run #{run.pk} failed: {run.error}")
+        message = {
+            Run.Status.DONE: f"Run #{run.pk} finished",
+            Run.Status.CANCELLED: f"Run #{run.pk} cancelled",
+            Run.Status.WAITING: f"Run #{run.pk} waits for a decision on codex amendment #{run.waiting_on_id}",
+        }.get(run.status, f"Run #{run.pk} failed: {run.error}")
         event_publish(kind=f"run.{run.status}", source="worker", payload={"run": run.pk, "message": message})
         transaction.on_commit(lambda: run_broadcast(run=run))
     return run

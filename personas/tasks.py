@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 from huey import crontab
@@ -33,6 +34,28 @@ def dispatch_runs() -> int:
         done += 1
 
 
+@db_task(retries=1, retry_delay=2)
+def motivate(event_id: int) -> int | None:
+    """Let the motivator turn an event into a goal."""
+    from personas.models import Event
+    from personas.motivator import goal_from_event
+
+    event = Event.objects.filter(pk=event_id).first()
+    if event is None:
+        return None
+    goal = goal_from_event(event=event)
+    return goal.pk if goal else None
+
+
+@db_periodic_task(crontab(minute="*"))
+def motivator_tick() -> int | None:
+    """Curiosity: a self-reflection goal after a long idle spell."""
+    from personas.motivator import goal_reflect_if_idle
+
+    goal = goal_reflect_if_idle()
+    return goal.pk if goal else None
+
+
 @db_periodic_task(crontab(minute="*"))
 def dispatch_runs_periodically() -> int:
     """A safety net: picks up runs whose worker died or whose wake-up was missed."""
@@ -47,6 +70,31 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return pid != os.getpid()
+
+
+_watcher_started = threading.Lock()
+
+
+@on_startup()
+def watch_config_files() -> None:
+    """Hand edits of config/*.toml are validated and applied (or rejected, visibly) while running."""
+    if not _watcher_started.acquire(blocking=False):
+        return  # one watcher per consumer process, however many worker threads start
+    from a4ps_site.watch import start_config_watcher
+    from personas.codex import config_file_changed
+
+    start_config_watcher(lambda name: _in_db_thread(config_file_changed, name=name))
+
+
+def _in_db_thread(fn, **kwargs) -> None:
+    from django.db import close_old_connections
+
+    try:
+        fn(**kwargs)
+    except Exception:
+        log.exception("handling a config change failed")
+    finally:
+        close_old_connections()
 
 
 @on_startup()

@@ -12,6 +12,7 @@ urlpatterns = [
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
     path("models/", views.models_page, name="models"),
     path("codex/", views.codex_page, name="codex"),
+    path("goals/<int:goal_id>/decide/", views.goal_decide, name="goal_decide"),
     path("api/runs/", api.runs_collection, name="api_runs"),
     path("api/runs/<int:run_id>/", api.run_item, name="api_run"),
 ]

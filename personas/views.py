@@ -27,6 +27,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "events": selectors.events_recent(limit=50),
             "config_errors": config_errors(),
             "model_status": selectors.model_status(),
+            "goals": selectors.goals_recent(),
         },
     )
 
@@ -73,6 +74,7 @@ def run_submit(request: HttpRequest) -> HttpResponse:
     return render(request, "personas/dashboard.html", {
         "cards": selectors.persona_cards(), "form": form, "queue": selectors.run_queue(),
         "events": selectors.events_recent(limit=50), "config_errors": config_errors(),
+        "goals": selectors.goals_recent(), "model_status": selectors.model_status(),
     }, status=status)
 
 
@@ -120,4 +122,39 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 models_page = pending("Models", "The model backend in use, the persona → model mapping and the swap timeline.")
-codex_page = pending("Codex", "The personas' principles, their version history and pending amendments.")
+@login_required
+def codex_page(request: HttpRequest) -> HttpResponse:
+    from a4ps_site.config import codex
+    from personas.models import CodexAmendment, CodexVersion
+
+    amendments = CodexAmendment.objects.order_by("-id")
+    return render(request, "personas/codex.html", {
+        "specs": sorted(codex().values(), key=lambda s: s.order),
+        "current": CodexVersion.objects.order_by("-number").first(),
+        "versions": CodexVersion.objects.order_by("-number")[:50],
+        "pending": amendments.filter(status=CodexAmendment.Status.PROPOSED),
+        "decided": amendments.exclude(status=CodexAmendment.Status.PROPOSED)[:20],
+        "codex_error": config_errors().get("codex.toml"),
+    })
+
+
+@login_required
+@require_POST
+def goal_decide(request: HttpRequest, goal_id: int) -> HttpResponse:
+    from personas import motivator
+    from personas.models import Goal
+
+    goal = get_object_or_404(Goal, pk=goal_id)
+    decision = request.POST.get("decision")
+    try:
+        if decision == "approve":
+            goal = motivator.goal_approve(goal=goal)
+            messages.success(request, f"Goal queued as run #{goal.run_id}.")
+        elif decision == "dismiss":
+            motivator.goal_dismiss(goal=goal)
+            messages.info(request, "Goal dismissed.")
+        else:
+            messages.error(request, "Choose to run or to dismiss the goal.")
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("dashboard")

@@ -143,6 +143,11 @@ def start_stack(var_dir: Path | None = None, *, extra_env: dict | None = None, t
         PYTHONUNBUFFERED="1",
     )
     env.pop("REDIS_URL", None)
+    # The stack gets its own copy of config/: approving an amendment rewrites codex.toml.
+    config = var_dir / "config"
+    if not config.exists():
+        shutil.copytree(ROOT / "config", config)
+    env["A4PS_CONFIG_DIR"] = str(config)
     env.update(extra_env or {})
     log_path = var_dir / "stack.log"
     log = log_path.open("w")

@@ -11,13 +11,14 @@ from personas.graph.state import GraphDeps, GraphState
 
 NODES = (
     "alfred_route", "babs_research", "brick_candidates", "robin_evaluate", "brick_thesis", "tool_forge",
-    "robin_respond", "alfred_critic", "alfred_synthesis", "memory_write",
+    "robin_respond", "alfred_critic", "alfred_amend", "await_decision", "alfred_synthesis", "memory_write",
 )
 
 
 def build_graph(deps: GraphDeps, *, checkpointer: Any = None):
     """ALFRED routes → (BABS researches) → BRICK's candidates → ROBIN evaluates → BRICK's thesis
-    ⇄ (forge) → ROBIN answers → ALFRED measures dissonance → repeat or ALFRED synthesises → memory."""
+    ⇄ (forge) → ROBIN answers → ALFRED measures dissonance (→ on persistent dissonance ALFRED drafts a
+    codex amendment and the run waits for a person's decision) → repeat or ALFRED synthesises → memory."""
     graph = StateGraph(GraphState)
     for name in NODES:
         graph.add_node(name, partial(getattr(nodes, name), deps=deps))
@@ -32,9 +33,18 @@ def build_graph(deps: GraphDeps, *, checkpointer: Any = None):
     )
     graph.add_edge("tool_forge", "brick_thesis")
     graph.add_edge("robin_respond", "alfred_critic")
+    after_turn = ["alfred_synthesis", "brick_thesis"]
     graph.add_conditional_edges(
         "alfred_critic", partial(nodes.route_after_critic, max_turns=deps.settings.max_turns),
-        ["alfred_synthesis", "brick_thesis"],
+        ["alfred_amend", *after_turn],
+    )
+    graph.add_conditional_edges(
+        "alfred_amend",
+        partial(nodes.route_after_amend, max_turns=deps.settings.max_turns, wait=deps.wait_for_decision),
+        ["await_decision", *after_turn],
+    )
+    graph.add_conditional_edges(
+        "await_decision", partial(nodes.route_after_critic, max_turns=deps.settings.max_turns), after_turn
     )
     graph.add_edge("alfred_synthesis", "memory_write")
     graph.add_edge("memory_write", END)

@@ -212,10 +212,52 @@ def alfred_critic(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
               "reason": reason}
     step.record(persona="ALFRED", kind="dissonance", content=f"Dissonance {score:.2f} — {reason or 'no reason given'}",
                 data=detail, result=result, dissonance=score)
+    update: dict[str, Any] = {"step": step.number, "dissonance": [*state.get("dissonance", []), score],
+                              "consensus": consensus, "turn": turn}
     if score > deps.settings.dissonance_threshold:
         deps.on_dissonance(score, detail)
-    return {"step": step.number, "dissonance": [*state.get("dissonance", []), score], "consensus": consensus,
-            "turn": turn}
+        if not state.get("amendment_considered"):
+            update["amendment_considered"] = True
+            update["amend_evidence"] = deps.amendment_evidence()
+    return update
+
+
+def alfred_amend(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
+    """Persistent dissonance: ALFRED drafts one codex amendment for a person to decide on."""
+    step = _Step(state, "alfred_amend", deps)
+    rejected = deps.rejected_amendments()
+    messages = prompts.amendment(_persona(deps, "ALFRED"), state, deps.personas(), rejected)
+    result = _chat(deps, "ALFRED", step.node, messages, json_schema=prompts.AMENDMENT_SCHEMA,
+                   max_tokens=deps.settings.json_max_tokens)
+    draft = result.parsed if isinstance(result.parsed, dict) else {}
+    persona = str(draft.get("persona", "")).upper()
+    principle = str(draft.get("principle", "")).strip()
+    rationale = str(draft.get("rationale", "")).strip()
+    amendment_id = None
+    if persona in {"ALFRED", "BRICK", "ROBIN", "BABS"} and principle:
+        amendment_id = deps.propose_amendment(persona=persona, principle=principle, rationale=rationale,
+                                              evidence=list(state.get("amend_evidence", [])))
+    if amendment_id:
+        content = f"Proposed for {persona}: “{principle}”\nWhy: {rationale}\nAwaiting a person's decision."
+    else:
+        content = "No new amendment: the draft repeated one already rejected or pending, or was empty."
+    step.record(persona="ALFRED", kind="amendment", content=content,
+                data={"amendment": amendment_id, "persona": persona, "principle": principle}, result=result)
+    return {"step": step.number, "amendment_id": amendment_id or 0}
+
+
+def await_decision(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
+    """Pause the run until a person approves or rejects the amendment in the admin."""
+    from langgraph.types import interrupt
+
+    decision = interrupt({"amendment": state["amendment_id"]})
+    step = _Step(state, "await_decision", deps)
+    status = decision.get("status", "?") if isinstance(decision, dict) else str(decision)
+    comment = decision.get("comment", "") if isinstance(decision, dict) else ""
+    step.record(persona="ALFRED", kind="decision",
+                content=f"Amendment #{state['amendment_id']} {status}" + (f": {comment}" if comment else "."),
+                data=decision if isinstance(decision, dict) else {"status": status})
+    return {"step": step.number, "amendment_decision": decision if isinstance(decision, dict) else {}}
 
 
 def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
@@ -250,6 +292,14 @@ def route_after_thesis(state: GraphState, *, max_tool_requests: int) -> str:
 
 
 def route_after_critic(state: GraphState, *, max_turns: int) -> str:
+    if state.get("amend_evidence") and "amendment_id" not in state:
+        return "alfred_amend"
     if state.get("consensus") or state.get("turn", 0) >= max_turns:
         return "alfred_synthesis"
     return "brick_thesis"
+
+
+def route_after_amend(state: GraphState, *, max_turns: int, wait: bool) -> str:
+    if state.get("amendment_id") and wait:
+        return "await_decision"
+    return route_after_critic(state, max_turns=max_turns)

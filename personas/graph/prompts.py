@@ -163,3 +163,30 @@ def synthesis(persona: dict[str, Any] | None, state: dict[str, Any]) -> list[dic
             "Do not describe the discussion; answer the task."
         )},
     ]
+
+
+AMENDMENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "persona": {"type": "string", "enum": ["ALFRED", "BRICK", "ROBIN", "BABS"]},
+        "principle": {"type": "string"},
+        "rationale": {"type": "string"},
+    },
+    "required": ["persona", "principle", "rationale"],
+}
+
+
+def amendment(persona: dict[str, Any] | None, state: dict[str, Any], personas: dict[str, Any],
+              rejected: list[dict[str, str]]) -> list[dict[str, str]]:
+    codex = "\n".join(f"{name}: " + "; ".join(p.get("principles", [])) for name, p in personas.items())
+    refused = "\n".join(f"- {r['persona']}: {r['principle']} (rejected: {r['comment']})" for r in rejected)
+    prompt = (
+        f"BRICK and ROBIN keep disagreeing on related tasks (runs {state.get('amend_evidence', [])}). "
+        f"Latest task: {state['task']}\nBRICK: {state.get('thesis', '')}\nROBIN: {state.get('antithesis', '')}\n\n"
+        f"Current principles:\n{codex}\n\n"
+    )
+    if refused:
+        prompt += f"A person already rejected these amendments; do not propose them again:\n{refused}\n\n"
+    prompt += ("Propose ONE new principle for one persona that would resolve this kind of disagreement, "
+               "with a short rationale. A person will review it. Reply as JSON.")
+    return [system(persona, "You are ALFRED, the guardian of the codex."), {"role": "user", "content": prompt}]

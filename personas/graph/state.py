@@ -29,6 +29,10 @@ class GraphState(TypedDict, total=False):
     tool_requests: int
     tool_results: list[dict[str, Any]]
     final_answer: str
+    amendment_considered: bool  # persistent dissonance is checked once per run
+    amend_evidence: list[int]  # runs showing persistent dissonance on related tasks
+    amendment_id: int  # ALFRED's draft (0 when none was recorded)
+    amendment_decision: dict[str, Any]  # the person's decision, once the run resumes
 
 
 class ChatModel(Protocol):
@@ -98,3 +102,8 @@ class GraphDeps:
     check_cancelled: Callable[[], None] = lambda: None
     personas: Callable[[], dict[str, Any]] = lambda: {}
     on_dissonance: Callable[[float, dict[str, Any]], None] = lambda score, detail: None
+    # Persistent dissonance → a codex amendment that only a person can approve.
+    amendment_evidence: Callable[[], list[int]] = lambda: []
+    propose_amendment: Callable[..., int | None] = lambda **draft: None
+    rejected_amendments: Callable[[], list[dict[str, str]]] = lambda: []
+    wait_for_decision: bool = True

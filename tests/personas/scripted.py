@@ -33,6 +33,8 @@ def request_kind(persona: str, json_schema: dict | None) -> str:
         return "evaluation"
     if "dissonance" in props:
         return "critic"
+    if "principle" in props:
+        return "amendment"
     return {"BRICK": "thesis", "ROBIN": "antithesis", "ALFRED": "answer", "BABS": "research"}[persona]
 
 
@@ -50,6 +52,7 @@ class ScriptedModel:
             "critic": {"dissonance": 0.1, "consensus": True, "reason": "They agree."},
             "answer": "The answer is 4.",
             "research": "Nothing relevant.",
+            "amendment": {"persona": "ROBIN", "principle": "Listen before answering.", "rationale": "r"},
             **(rules or {}),
         }
         self.delay_s = delay_s

@@ -77,7 +77,7 @@ def test_queued_runs_are_processed_in_order_and_can_be_cancelled(user, scripted_
     first.refresh_from_db(); third.refresh_from_db()
     assert first.status == third.status == Run.Status.DONE
     assert first.started < third.started
-    with pytest.raises(ValueError, match="only queued or running"):
+    with pytest.raises(ValueError, match="only queued, waiting or running"):
         services.run_cancel(run=first)
 
 
