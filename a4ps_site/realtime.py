@@ -10,6 +10,7 @@ from channels.layers import get_channel_layer
 EVENTS_GROUP = "events"
 DASHBOARD_GROUP = "dashboard"  # run queue, persona cards, model status
 RUNS_GROUP = "runs"  # rows of the runs list
+MODELS_GROUP = "models"  # the Models page: loaded model, call timeline, pulls
 
 
 def group_for(kind: str, pk: int | str) -> str:

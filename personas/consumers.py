@@ -6,7 +6,7 @@ import json
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from a4ps_site.realtime import DASHBOARD_GROUP, EVENTS_GROUP, RUNS_GROUP, group_for
+from a4ps_site.realtime import DASHBOARD_GROUP, EVENTS_GROUP, MODELS_GROUP, RUNS_GROUP, group_for
 from personas import selectors
 from personas.services import render_event_oob
 
@@ -68,6 +68,12 @@ class RunsConsumer(LiveConsumer):
     """The runs list: rows change status live; new runs appear on top."""
 
     groups_to_join = [RUNS_GROUP]
+
+
+class ModelsConsumer(LiveConsumer):
+    """The Models page: which model is loaded, the call timeline, pull progress."""
+
+    groups_to_join = [MODELS_GROUP]
 
 
 class RunConsumer(LiveConsumer):

@@ -53,7 +53,7 @@ def model_manager() -> Any:
                 _manager.close()
             # With the broker available the model lock spans every consumer on every host.
             lock_url = None if settings.HUEY.get("immediate") else settings.BROKER_URL
-            _manager = ModelManager(config, var_dir=settings.VAR_DIR / "models", lock_url=lock_url,
+            _manager = ModelManager(config, var_dir=settings.VAR_DIR, lock_url=lock_url,
                                     on_call=_on_call, on_status=_on_status)
             _config_key = config
         return _manager

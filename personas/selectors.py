@@ -8,11 +8,20 @@ from personas.models import Event, ModelCall, Persona, Run, RunStep
 
 
 def persona_cards() -> list[dict]:
-    """The four personas with their configured model, in codex order."""
-    return [
-        {"persona": p, "model": persona_model(p.name) or "(not configured)"}
-        for p in Persona.objects.all()
-    ]
+    """The four personas with the model each speaks through now (and the configured one), in codex order."""
+    from personas.llm import model_manager
+
+    try:
+        manager = model_manager()
+        backend = manager.backend
+    except Exception:  # a broken settings.toml is reported elsewhere; the cards still render
+        manager, backend = None, ""
+    cards = []
+    for p in Persona.objects.all():
+        configured = persona_model(p.name) or "(not configured)"
+        effective = manager.resolve(p.name)[1] if manager else configured
+        cards.append({"persona": p, "model": effective, "configured": configured, "backend": backend})
+    return cards
 
 
 def events_recent(*, limit: int = 50) -> list[Event]:

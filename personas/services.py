@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from a4ps_site.config import PersonaSpec, codex
-from a4ps_site.realtime import DASHBOARD_GROUP, EVENTS_GROUP, RUNS_GROUP, broadcast, group_for
+from a4ps_site.realtime import DASHBOARD_GROUP, EVENTS_GROUP, MODELS_GROUP, RUNS_GROUP, broadcast, group_for
 from personas.models import CodexVersion, Event, ModelCall, Persona, Run, RunStep
 
 log = logging.getLogger(__name__)
@@ -279,12 +279,45 @@ def persona_activity_set(*, name: str | None, activity: str, run_id: int | None 
 # --- models ----------------------------------------------------------------------------------------
 
 def model_call_record(*, record: Any) -> ModelCall:
-    """Keep one model call for the swap timeline."""
-    return ModelCall.objects.create(
+    """Keep one model call for the swap timeline and show it on the Models page."""
+    call = ModelCall.objects.create(
         model=record.model[:200], persona=record.persona or "", backend=record.backend, load_ms=record.load_ms,
         total_ms=record.total_ms, prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
         tokens_per_s=record.tokens_per_s, ok=record.ok, error=record.error, started=record.started_at,
     )
+    html = render_to_string("personas/_model_call_oob.html", {"call": call})
+    transaction.on_commit(lambda: broadcast(MODELS_GROUP, "ui.html", html=html))
+    return call
+
+
+def models_settings_save(*, backend: str, mapping: dict[str, str]) -> None:
+    """Write the backend choice and persona → model mapping into settings.toml (validated, atomic)."""
+    import tomlkit
+
+    from a4ps_site.config import parse_settings, settings_path
+    from personas.codex import write_atomically
+    from personas.inference import ModelsConfig
+
+    path = settings_path()
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    models = doc.setdefault("models", tomlkit.table())
+    models["backend"] = backend
+    personas = models.setdefault("personas", tomlkit.table())
+    for name, model in mapping.items():
+        personas[name] = model.strip()
+    data = doc.unwrap()
+    parse_settings(data)
+    ModelsConfig.from_dict(data.get("models"))  # raises ValueError naming the bad key
+    write_atomically(path, tomlkit.dumps(doc))
+    event_publish(kind="models.configured", source="architect", payload={
+        "backend": backend, "message": f"Model settings saved: backend {backend}, " +
+        ", ".join(f"{k} → {v}" for k, v in mapping.items())})
+
+
+def model_pull_progress(*, model: str, update: dict[str, Any]) -> None:
+    """Show a pull's progress bar on the Models page."""
+    html = render_to_string("personas/_pull_oob.html", {"model": model, "u": update})
+    broadcast(MODELS_GROUP, "ui.html", html=html)
 
 
 def model_status_broadcast(*, status: dict[str, Any]) -> None:
@@ -298,6 +331,7 @@ def model_status_broadcast(*, status: dict[str, Any]) -> None:
     os.replace(tmp, path)
     html = render_to_string("personas/_model_status_oob.html", {"status": status})
     broadcast(DASHBOARD_GROUP, "ui.html", html=html)
+    broadcast(MODELS_GROUP, "ui.html", html=html)
 
 
 # --- seams the cognitive graph calls (filled by the memory and forge apps) ---------------------------

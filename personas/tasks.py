@@ -111,3 +111,32 @@ def resume_interrupted_runs() -> None:
         log.exception("could not check for interrupted runs")
     finally:
         close_old_connections()
+
+
+@db_task()
+def pull_model(model: str) -> str:
+    """Pull a model into Ollama, showing progress on the Models page; errors become events."""
+    import time
+
+    from personas.inference import ModelError
+    from personas.llm import model_manager
+
+    last = [0.0]
+
+    def progress(update: dict) -> None:
+        now = time.monotonic()
+        layer_done = bool(update.get("total")) and update.get("completed") == update.get("total")
+        if now - last[0] > 0.25 or layer_done or update.get("status") == "success":
+            last[0] = now
+            services.model_pull_progress(model=model, update=update)
+
+    try:
+        model_manager().pull(model, on_progress=progress)
+    except ModelError as exc:
+        services.model_pull_progress(model=model, update={"status": "error", "error": str(exc)})
+        services.event_publish(kind="models.pull_failed", source="worker",
+                               payload={"model": model, "message": f"Pulling {model} failed: {exc}"})
+        return "failed"
+    services.event_publish(kind="models.pulled", source="worker", payload={"model": model,
+                           "message": f"{model} is ready in Ollama"})
+    return "ok"

@@ -11,6 +11,7 @@ urlpatterns = [
     path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
     path("models/", views.models_page, name="models"),
+    path("models/pull/", views.model_pull, name="model_pull"),
     path("codex/", views.codex_page, name="codex"),
     path("goals/<int:goal_id>/decide/", views.goal_decide, name="goal_decide"),
     path("api/runs/", api.runs_collection, name="api_runs"),

@@ -1,6 +1,8 @@
 """Dashboard pages of the personas app (thin views: read selectors, render)."""
 from __future__ import annotations
 
+import re
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -121,7 +123,46 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     return redirect("run_detail", run_id=run.pk)
 
 
-models_page = pending("Models", "The model backend in use, the persona → model mapping and the swap timeline.")
+@login_required
+def models_page(request: HttpRequest) -> HttpResponse:
+    """Backend in use and why, the editable mapping, the loaded model, the swap timeline, pulls."""
+    from personas.forms import ModelsForm
+    from personas.llm import model_manager, models_config
+
+    config = models_config()
+    names = list(config.personas)
+    initial = {"backend": config.backend, **{f"model_{n}": m for n, m in config.personas.items()}}
+    form = ModelsForm(request.POST or None, initial=initial, personas=names)
+    status_code = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.models_settings_save(backend=form.cleaned_data["backend"], mapping=form.mapping())
+            except ValueError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, "Saved to settings.toml: used from the next model call.")
+                return redirect("models")
+        status_code = 400
+    return render(request, "personas/models.html", {
+        "status": model_manager().status(), "form": form, "calls": selectors.model_calls_recent(limit=30),
+        "model_status": selectors.model_status(),
+    }, status=status_code)
+
+
+@login_required
+@require_POST
+def model_pull(request: HttpRequest) -> HttpResponse:
+    from personas.forms import MODEL_NAME
+    from personas.tasks import pull_model
+
+    model = request.POST.get("model", "").strip()
+    if not re.match(MODEL_NAME, model):
+        messages.error(request, "That is not a model name.")
+    else:
+        pull_model(model)
+        messages.info(request, f"Pulling {model}: progress shows below.")
+    return redirect("models")
 @login_required
 def codex_page(request: HttpRequest) -> HttpResponse:
     from a4ps_site.config import codex
