@@ -1,0 +1,924 @@
+"""Sandbox backends for generated code: Docker+gVisor, Docker+runc, bubblewrap and local, one interface."""
+from __future__ import annotations
+
+import ast
+import contextlib
+import ctypes
+import marshal
+import os
+import pwd
+import random
+import selectors
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "BackendStatus",
+    "Limits",
+    "SandboxBackend",
+    "SandboxError",
+    "SandboxResult",
+    "SandboxUnavailable",
+    "available_backends",
+    "get_backend",
+    "run",
+    "select_backend",
+]
+
+RUNNER_PATH = Path(__file__).resolve().parent.parent / "sandbox" / "runner.py"
+DOCKER_IMAGE = os.environ.get("A4PS_SANDBOX_IMAGE", "a4ps-sandbox:latest")
+# Per-run uids come from a range no distribution allocates (useradd stops far below), so a run's
+# uid owns nothing on the host and RLIMIT_NPROC counts only that run's processes.
+UID_BASE = 2_000_000_000
+UID_SPAN = 1 << 24
+SCRATCH_BASE = Path(os.environ.get("A4PS_SANDBOX_TMP", tempfile.gettempdir()))
+STATUS_TTL_S = 60.0
+SETUP_FAILED = 125  # the runner's exit code when it could not prepare the job
+MIN_OUTPUT_BYTES = 1024
+
+# Killed reasons, in words a dashboard can show as they are.
+TIMEOUT, CPU, MEMORY, PIDS, FILE_SIZE, DISK, OPEN_FILES, OUTPUT, SANDBOX_ERROR = (
+    "timeout", "cpu", "memory", "pids", "file_size", "disk", "open_files", "output", "sandbox_error",
+)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not run the job (not the job failing)."""
+
+
+class SandboxUnavailable(SandboxError):
+    """The requested backend cannot run on this host."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one run; every backend enforces all of them, and wall_s always."""
+
+    wall_s: float = 10.0
+    cpu_s: int = 10
+    memory_mb: int = 256
+    pids: int = 64
+    file_size_mb: int = 16
+    open_files: int = 64
+    output_bytes: int = 64 * 1024
+    scratch_mb: int = 64  # total size of the writable scratch dir
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Limits.{name} must be a positive number, got {value!r}")
+        if self.open_files < 8:
+            raise ValueError("Limits.open_files must be at least 8 (the interpreter needs a few)")
+
+    def as_job(self) -> dict:
+        return {
+            "wall_s": float(self.wall_s), "cpu_s": int(max(1, round(self.cpu_s))),
+            "memory_mb": int(self.memory_mb), "pids": int(self.pids),
+            "file_size_mb": int(self.file_size_mb), "open_files": int(self.open_files),
+        }
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """What a run produced; killed_reason says which limit or guard ended it, if any."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_s: float
+    killed_reason: str | None
+    backend: str
+    detail: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.killed_reason is None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Whether a backend can run here, why (not), and what it enforces on this host."""
+
+    name: str
+    available: bool
+    reason: str
+    enforced: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Outcome:
+    """Raw facts the supervisor collected, before classification."""
+
+    returncode: int = 0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_over: bool = False
+    stderr_over: bool = False
+    timed_out: bool = False
+    disk_over: bool = False
+    oom_killed: bool = False
+    duration_s: float = 0.0
+
+
+# ------------------------------------------------------------------------------------ helpers
+_libc = ctypes.CDLL(None, use_errno=True)
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MNT_DETACH = 2
+_uids_in_use: set[int] = set()
+_uid_lock = threading.Lock()
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _scratch_root() -> Path:
+    """This user's parent of per-run scratch dirs; refuses one another uid planted (e.g. in /tmp)."""
+    root = SCRATCH_BASE / f"a4ps-sandbox-{os.geteuid()}"
+    try:
+        root.mkdir(mode=0o711, parents=True)
+    except FileExistsError:
+        pass
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise SandboxError(f"{root} is not a private directory of uid {os.geteuid()}")
+    return root
+
+
+def _runner_source() -> str:
+    return RUNNER_PATH.read_text(encoding="utf-8")
+
+
+def _fresh_uid() -> int:
+    """An unused uid for one run: not in the passwd database and not handed out concurrently."""
+    with _uid_lock:
+        for _ in range(100):
+            uid = UID_BASE + random.randrange(UID_SPAN)
+            if uid in _uids_in_use:
+                continue
+            try:
+                pwd.getpwuid(uid)
+            except KeyError:
+                _uids_in_use.add(uid)
+                return uid
+    raise SandboxError("could not find a free sandbox uid")
+
+
+def _release_uid(uid: int | None) -> None:
+    if uid is not None:
+        with _uid_lock:
+            _uids_in_use.discard(uid)
+
+
+def _kill_uid(uid: int, rounds: int = 20) -> None:
+    """SIGKILL every process of uid: a helper running as uid signals -1 (all it may) until none is left.
+
+    A zombie still counts as signalable, so callers that have not reaped the job yet pass rounds=1.
+    """
+    # Spawned through subprocess (vfork+exec), not os.fork: the host process may have threads.
+    kill_bin = shutil.which("kill", path="/usr/bin:/bin")
+    cmd = [kill_bin, "-KILL", "-1"] if kill_bin else [
+        _sandbox_python() or sys.executable, "-I", "-S", "-c", "import os; os.kill(-1, 9)"]
+    for _ in range(rounds):
+        done = subprocess.run(cmd, user=uid, group=uid, extra_groups=[], env={}, cwd="/",
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, check=False)
+        if done.returncode != 0:  # ESRCH: nothing of that uid is left
+            return
+
+
+def _killpg(pgid: int) -> None:
+    # One signal is enough: a group kill is atomic against fork (a child forked concurrently
+    # is aborted by the pending SIGKILL), and the job cannot leave the group (setsid/setpgid
+    # are denied by seccomp). Callers signal before reaping the leader, so the pgid is pinned.
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _world_traversable(path: str) -> bool:
+    """True if an unrelated uid can reach and execute path (every parent has o+x)."""
+    p = Path(path).resolve()
+    try:
+        if not p.stat().st_mode & 0o001:
+            return False
+        return all(parent.stat().st_mode & 0o001 for parent in p.parents)
+    except OSError:
+        return False
+
+
+def _sandbox_python() -> str | None:
+    """The interpreter local sandboxes run: reachable by a fresh uid when we are root."""
+    explicit = os.environ.get("A4PS_SANDBOX_PYTHON")
+    candidates = [explicit] if explicit else []
+    candidates += [getattr(sys, "_base_executable", "") or sys.executable, sys.executable,
+                   "/usr/bin/python3", "/usr/local/bin/python3"]
+    for cand in candidates:
+        if not cand or not os.path.exists(cand):
+            continue
+        real = os.path.realpath(cand)
+        if _is_root() and not _world_traversable(real):
+            continue  # e.g. /root/.pyenv: a per-run uid could not even exec it
+        return real
+    return None
+
+
+def _python_prefix(python: str) -> str:
+    return str(Path(python).resolve().parent.parent)
+
+
+def _system_read_paths(python: str) -> list[str]:
+    paths = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so.cache",
+             "/etc/localtime", "/dev/urandom", "/dev/zero"]
+    prefix = _python_prefix(python)
+    if not any(prefix == p or prefix.startswith(p + "/") for p in paths):
+        paths.append(prefix)
+    return paths
+
+
+def _clean_env(scratch: str) -> dict[str, str]:
+    # Nothing is inherited: the job sees only these, whatever the host process carries.
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch,
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+def _check_rel_path(rel: str) -> None:
+    parts = Path(rel).parts
+    if not rel or "\x00" in rel or Path(rel).is_absolute() or ".." in parts:
+        raise ValueError(f"sandbox file paths must be relative and stay inside scratch: {rel!r}")
+
+
+def _du_bytes(root: str, cap_entries: int = 20_000) -> int:
+    total, stack, seen = 0, [root], 0
+    while stack and seen < cap_entries:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    seen += 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += st.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return total
+
+
+def _mount_tmpfs(path: str, size_mb: int, uid: int) -> bool:
+    """Put a size-capped tmpfs on path (root only); False when the host does not allow it."""
+    opts = f"size={size_mb}m,nr_inodes=4096,mode=0700,uid={uid},gid={uid}".encode()
+    rc = _libc.mount(b"a4ps-scratch", path.encode(), b"tmpfs",
+                     ctypes.c_ulong(MS_NOSUID | MS_NODEV | MS_NOEXEC), opts)
+    return rc == 0
+
+
+def _umount(path: str) -> None:
+    _libc.umount2(path.encode(), MNT_DETACH)
+
+
+# ------------------------------------------------------------------------------ supervision
+def _supervise(
+    proc: subprocess.Popen,
+    payload: bytes,
+    limits: Limits,
+    hard_deadline_s: float,
+    kill: Callable[[], None],
+    tick: Callable[[], bool] | None = None,
+) -> _Outcome:
+    """Feed stdin, collect capped output, enforce the wall clock; kill() ends the whole job.
+
+    tick() runs about every 100 ms and returns True when the job must die for disk use.
+    """
+    out = _Outcome()
+    started = time.monotonic()
+    deadline = started + hard_deadline_s
+    cap = max(MIN_OUTPUT_BYTES, limits.output_bytes)
+    bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    over = {proc.stdout: False, proc.stderr: False}
+    sel = selectors.DefaultSelector()
+    for stream in (proc.stdout, proc.stderr):
+        os.set_blocking(stream.fileno(), False)
+        sel.register(stream, selectors.EVENT_READ)
+    pending = memoryview(payload)
+    os.set_blocking(proc.stdin.fileno(), False)
+    sel.register(proc.stdin, selectors.EVENT_WRITE)
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+        sel.register(pidfd, selectors.EVENT_READ)
+    except (AttributeError, OSError):
+        pidfd = None  # fall back to polling below
+    exited = killed = False
+    drain_until = None
+    next_tick = started + 0.1
+    try:
+        while True:
+            now = time.monotonic()
+            if not exited and now >= deadline:
+                out.timed_out = True
+                kill()
+                killed, exited = True, True
+                drain_until = now + 1.0
+            if exited and (drain_until is None or now >= drain_until or
+                           not any(k.events == selectors.EVENT_READ and k.fileobj in bufs
+                                   for k in sel.get_map().values())):
+                break
+            if tick is not None and not exited and now >= next_tick:
+                next_tick = now + 0.1
+                if tick():
+                    out.disk_over = True
+                    kill()
+                    killed, exited = True, True
+                    drain_until = now + 1.0
+            wait = min(0.1, max(0.0, (drain_until or deadline) - now))
+            for key, _ in sel.select(timeout=wait):
+                obj = key.fileobj
+                if obj is proc.stdin:
+                    try:
+                        n = os.write(proc.stdin.fileno(), pending[:65536])
+                        pending = pending[n:]
+                    except BlockingIOError:
+                        continue
+                    except (BrokenPipeError, OSError):
+                        pending = pending[:0]
+                    if not pending:
+                        sel.unregister(proc.stdin)
+                        proc.stdin.close()
+                elif obj == pidfd:
+                    sel.unregister(pidfd)
+                    exited = True
+                    # The main process is done: whatever it left running dies now, while its
+                    # zombie still pins the process-group id (no pid reuse race).
+                    kill()
+                    drain_until = time.monotonic() + 1.0
+                else:
+                    try:
+                        chunk = os.read(obj.fileno(), 65536)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        sel.unregister(obj)
+                        continue
+                    buf = bufs[obj]
+                    room = cap - len(buf)
+                    buf += chunk[: max(0, room)]
+                    if len(chunk) > room and not over[obj]:
+                        over[obj] = True
+                        if not killed and not exited:
+                            kill()
+                            killed, exited = True, True
+                            drain_until = time.monotonic() + 1.0
+            if pidfd is None and not exited and proc.poll() is not None:
+                exited = True
+                kill()
+                drain_until = time.monotonic() + 1.0
+    finally:
+        sel.close()
+        if pidfd is not None:
+            os.close(pidfd)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        kill()
+        proc.kill()
+        proc.wait()
+    out.duration_s = time.monotonic() - started
+    out.returncode = proc.returncode
+    out.stdout, out.stderr = bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr])
+    out.stdout_over, out.stderr_over = over[proc.stdout], over[proc.stderr]
+    return out
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+_STDERR_REASONS = (
+    # (needle in stderr, reason, detail) — checked only when the job failed.
+    ("a4ps-runner:", SANDBOX_ERROR, "the sandbox could not prepare the job"),
+    ("Error response from daemon", SANDBOX_ERROR, "docker could not start the container"),
+    ("MemoryError", MEMORY, "memory limit: allocation refused"),
+    ("Cannot allocate memory", MEMORY, "memory limit: allocation refused"),
+    ("[Errno 27]", FILE_SIZE, "file size limit reached"),
+    ("File too large", FILE_SIZE, "file size limit reached"),
+    ("[Errno 28]", DISK, "scratch space exhausted"),
+    ("[Errno 122]", DISK, "scratch quota exhausted"),
+    ("can't start new thread", PIDS, "process/thread limit reached"),
+    ("[Errno 24]", OPEN_FILES, "open file limit reached"),
+)
+
+
+def _classify(out: _Outcome, limits: Limits, signal_from_exit_code: bool) -> tuple[int, str | None, str]:
+    """Map raw facts to (exit_code, killed_reason, detail)."""
+    code = out.returncode
+    sig = -code if code < 0 else None
+    if sig is None and signal_from_exit_code and code > 128 and code - 128 < 65:
+        sig = code - 128  # containers report a signal death as 128+n
+    exit_code = 128 + sig if sig else code
+    err = out.stderr.decode("utf-8", "replace")
+    if out.timed_out:
+        return exit_code, TIMEOUT, f"wall-clock limit of {limits.wall_s:g}s reached; the whole job was killed"
+    if out.stdout_over or out.stderr_over:
+        return exit_code, OUTPUT, f"output limit of {limits.output_bytes} bytes per stream exceeded; job killed"
+    if out.disk_over:
+        return exit_code, DISK, f"scratch limit of {limits.scratch_mb} MB exceeded; job killed"
+    if out.oom_killed:
+        return exit_code, MEMORY, f"memory limit of {limits.memory_mb} MB exceeded; killed by the OOM killer"
+    if sig == signal.SIGALRM:
+        return exit_code, TIMEOUT, f"wall-clock limit of {limits.wall_s:g}s reached (SIGALRM)"
+    if sig == signal.SIGXCPU:
+        return exit_code, CPU, f"CPU-time limit of {limits.cpu_s}s reached (SIGXCPU)"
+    if sig == signal.SIGXFSZ:
+        return exit_code, FILE_SIZE, f"file size limit of {limits.file_size_mb} MB reached (SIGXFSZ)"
+    if exit_code == 0:
+        return 0, None, ""
+    if "BlockingIOError: [Errno 11]" in err and ("fork" in err or "spawn" in err):
+        return exit_code, PIDS, f"process limit of {limits.pids} reached"
+    for needle, reason, detail in _STDERR_REASONS:
+        if needle in err and (reason != SANDBOX_ERROR or exit_code == SETUP_FAILED):
+            return exit_code, reason, detail
+    if sig == signal.SIGKILL and out.duration_s >= limits.cpu_s:
+        # Not our kill and not the OOM killer: RLIMIT_CPU's hard limit, for a job that ignored SIGXCPU.
+        return exit_code, CPU, f"CPU-time hard limit of {limits.cpu_s + 1}s reached (SIGKILL)"
+    if sig == signal.SIGKILL:
+        return exit_code, None, "killed by SIGKILL"
+    if sig:
+        return exit_code, None, f"terminated by {_signal_name(sig)}"
+    return exit_code, None, f"exited with status {exit_code}"
+
+
+def _render(data: bytes, over: bool, cap: int) -> str:
+    text = data.decode("utf-8", "replace")
+    if over:
+        text += f"\n[output truncated at {cap} bytes]"
+    return text
+
+
+# ---------------------------------------------------------------------------------- backends
+class SandboxBackend(ABC):
+    """One way of running code in isolation; run() never raises for the job's own failures."""
+
+    name: str = "abstract"
+    description: str = ""
+    # Extra seconds the hard kill waits beyond wall_s (container start-up); the in-sandbox
+    # SIGALRM still ends an honest job at wall_s.
+    startup_allowance_s: float = 1.0
+
+    def __init__(self) -> None:
+        self._status: BackendStatus | None = None
+        self._status_at = 0.0
+        self._status_lock = threading.Lock()
+
+    def status(self, *, refresh: bool = False) -> BackendStatus:
+        """Availability (cached for a minute), verified by a probe run that reports what is enforced."""
+        with self._status_lock:
+            if refresh or self._status is None or time.monotonic() - self._status_at > STATUS_TTL_S:
+                try:
+                    self._status = self._check()
+                except Exception as exc:  # noqa: BLE001 - a broken backend is "unavailable", not a crash
+                    self._status = BackendStatus(self.name, False, f"{type(exc).__name__}: {exc}")
+                self._status_at = time.monotonic()
+            return self._status
+
+    @property
+    def available(self) -> bool:
+        return self.status().available
+
+    def run(
+        self,
+        code: str,
+        *,
+        files: dict[str, str] | None = None,
+        stdin: str | None = None,
+        limits: Limits | None = None,
+        entry: str = "main.py",
+    ) -> SandboxResult:
+        """Run code as `entry` with files beside it in a fresh scratch dir; enforce limits."""
+        limits = limits or Limits()
+        _check_rel_path(entry)
+        all_files = dict(files or {})
+        for rel in all_files:
+            _check_rel_path(rel)
+        all_files[entry] = code
+        status = self.status()
+        if not status.available:
+            raise SandboxUnavailable(f"{self.name}: {status.reason}")
+        job = {"files": all_files, "entry": entry, "stdin": stdin, "limits": limits.as_job()}
+        out = self._execute(job, limits)
+        exit_code, reason, detail = _classify(out, limits, signal_from_exit_code=self._signal_in_exit_code)
+        cap = max(MIN_OUTPUT_BYTES, limits.output_bytes)
+        return SandboxResult(
+            exit_code=exit_code,
+            stdout=_render(out.stdout, out.stdout_over, cap),
+            stderr=_render(out.stderr, out.stderr_over, cap),
+            duration_s=round(out.duration_s, 4),
+            killed_reason=reason,
+            backend=self.name,
+            detail=detail,
+            stdout_truncated=out.stdout_over,
+            stderr_truncated=out.stderr_over,
+        )
+
+    _signal_in_exit_code = False
+
+    @abstractmethod
+    def _check(self) -> BackendStatus: ...
+
+    @abstractmethod
+    def _execute(self, job: dict, limits: Limits) -> _Outcome: ...
+
+    def _probe(self) -> dict:
+        """Run the runner in probe mode: it applies every restriction and reports them."""
+        job = {"files": {}, "entry": "main.py", "stdin": None, "probe": True,
+               "limits": Limits(wall_s=20).as_job()}
+        out = self._execute(job, Limits(wall_s=20))
+        if out.returncode != 0 or out.timed_out:
+            err = out.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise SandboxError(f"probe run failed (exit {out.returncode}): {' | '.join(err[-3:])[:400]}")
+        return ast.literal_eval(out.stdout.decode("utf-8", "replace"))
+
+
+def _enforced_from_probe(report: dict, base: list[str]) -> tuple[str, ...]:
+    items = list(base)
+    ll = report.get("landlock", "")
+    if ll.startswith("abi"):
+        extra = [x for x, on in (("TCP", report.get("landlock_net")),
+                                 ("signal+abstract-socket scope", report.get("landlock_scope"))) if on]
+        items.append(f"Landlock {ll} (fs writes only in scratch{', ' + ', '.join(extra) if extra else ''})")
+    else:
+        items.append(f"Landlock {ll or 'off'}")
+    items.append(f"seccomp: {report.get('seccomp', 'off')}")
+    items.append(f"socket(): {report.get('socket', '?')}")
+    items.append(f"runs as uid {report.get('uid')}" if report.get("uid") != 0 else "runs as uid 0 (!)")
+    return tuple(items)
+
+
+class _LocalBase(SandboxBackend):
+    """Shared launch logic of the two host-process backends."""
+
+    _signal_in_exit_code = False
+
+    def _python(self) -> str:
+        python = _sandbox_python()
+        if python is None:
+            raise SandboxUnavailable("no Python interpreter a per-run uid can execute "
+                                     "(set A4PS_SANDBOX_PYTHON, e.g. /usr/bin/python3)")
+        return python
+
+    def _command(self, python: str, scratch_host: str, scratch_inside: str, limits: Limits) -> list[str]:
+        raise NotImplementedError
+
+    def _scratch_inside(self, scratch_host: str) -> str:
+        return scratch_host
+
+    def _execute(self, job: dict, limits: Limits) -> _Outcome:
+        python = self._python()
+        root = _is_root()
+        uid = _fresh_uid() if root else None
+        scratch = tempfile.mkdtemp(prefix="run-", dir=_scratch_root())
+        mounted = False
+        try:
+            if uid is not None:
+                mounted = self._wants_host_tmpfs and _mount_tmpfs(scratch, limits.scratch_mb, uid)
+                if not mounted:
+                    os.chown(scratch, uid, uid)
+            inside = self._scratch_inside(scratch)
+            job = dict(job, scratch=inside, python=python, env=_clean_env(inside),
+                       read_paths=_system_read_paths(python), write_paths=[inside, "/dev/null"])
+            cmd = self._command(python, scratch, inside, limits)
+            try:
+                proc = subprocess.Popen(
+                    cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    env=_clean_env(inside), cwd="/", close_fds=True, start_new_session=True,
+                    **({"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}),
+                )
+            except OSError as exc:
+                raise SandboxError(f"{self.name}: could not start {cmd[0]}: {exc}") from exc
+            pgid = proc.pid
+
+            def kill() -> None:
+                _killpg(pgid)
+                if uid is not None:
+                    _kill_uid(uid, rounds=1)
+
+            watch_disk = not mounted and self._needs_disk_watch
+            limit_bytes = limits.scratch_mb * 1024 * 1024
+
+            def tick() -> bool:
+                return _du_bytes(scratch) > limit_bytes
+
+            return _supervise(proc, marshal.dumps(job, 4), limits,
+                              limits.wall_s + self.startup_allowance_s, kill,
+                              tick if watch_disk else None)
+        finally:
+            if uid is not None:
+                _kill_uid(uid)  # nothing of this uid may outlive the run
+            if mounted:
+                _umount(scratch)
+            shutil.rmtree(scratch, ignore_errors=True)
+            _release_uid(uid)
+
+    _wants_host_tmpfs = True
+    _needs_disk_watch = True
+
+
+class LocalBackend(_LocalBase):
+    """Plain host process: per-run uid (as root), rlimits, seccomp, Landlock, clean env, own session."""
+
+    name = "local"
+    description = "host process with per-run uid, rlimits, seccomp and Landlock"
+    startup_allowance_s = 1.0
+
+    def _command(self, python: str, scratch_host: str, scratch_inside: str, limits: Limits) -> list[str]:
+        return [python, "-I", "-S", "-c", _runner_source()]
+
+    def _check(self) -> BackendStatus:
+        if sys.platform != "linux":
+            return BackendStatus(self.name, False, "needs Linux (seccomp, Landlock, rlimits)")
+        self._python()
+        report = self._probe()
+        base = ["wall-clock kill of the process group", "rlimits AS/CPU/NPROC/FSIZE/NOFILE",
+                "clean environment", "new session, setsid/setpgid denied"]
+        if _is_root():
+            base.insert(0, "fresh unprivileged uid per run")
+            base.append("size-capped tmpfs scratch (falls back to a polled quota)")
+        else:
+            base.append("scratch quota polled every 100 ms; same uid as the host process")
+        ok = report.get("socket", "").startswith("denied")
+        reason = "ready" if ok else "seccomp could not be applied: sockets stay open"
+        if ok and not _is_root() and not report.get("landlock_scope"):
+            reason = ("ready, weak: not root and no Landlock signal scope, so the job runs as the "
+                      "host uid and may signal host processes")
+        return BackendStatus(self.name, ok, reason, _enforced_from_probe(report, base))
+
+
+class BubblewrapBackend(_LocalBase):
+    """bubblewrap: all namespaces unshared (no network), read-only system dirs, tmpfs scratch."""
+
+    name = "bwrap"
+    description = "bubblewrap namespaces + per-run uid, rlimits, seccomp and Landlock"
+    startup_allowance_s = 1.5
+    _signal_in_exit_code = True  # bwrap exits 128+n when the job dies of signal n
+    _wants_host_tmpfs = False  # bwrap mounts its own size-capped tmpfs inside the namespace
+    _needs_disk_watch = False
+    SCRATCH = "/work"
+
+    def _scratch_inside(self, scratch_host: str) -> str:
+        return self.SCRATCH
+
+    def _bwrap(self) -> str:
+        path = shutil.which("bwrap")
+        if not path:
+            raise SandboxUnavailable("bubblewrap is not installed (apt-get install bubblewrap)")
+        return path
+
+    def _command(self, python: str, scratch_host: str, scratch_inside: str, limits: Limits) -> list[str]:
+        cmd = [self._bwrap(), "--unshare-all", "--unshare-user", "--disable-userns",
+               "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        for path in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"):
+            if os.path.islink(path):
+                cmd += ["--symlink", os.readlink(path), path]  # merged-/usr systems
+            elif os.path.isdir(path):
+                cmd += ["--ro-bind", path, path]
+        for path in ("/etc/ld.so.cache", "/etc/localtime"):
+            if os.path.exists(path):
+                cmd += ["--ro-bind", path, path]
+        prefix = _python_prefix(python)
+        if not prefix.startswith("/usr/") and prefix != "/usr":
+            cmd += ["--ro-bind", prefix, prefix]
+        cmd += ["--proc", "/proc", "--dev", "/dev",
+                "--size", str(limits.scratch_mb * 1024 * 1024), "--perms", "0700",
+                "--tmpfs", scratch_inside, "--chdir", scratch_inside,
+                python, "-I", "-S", "-c", _runner_source()]
+        return cmd
+
+    def _check(self) -> BackendStatus:
+        if sys.platform != "linux":
+            return BackendStatus(self.name, False, "needs Linux")
+        self._bwrap()
+        self._python()
+        report = self._probe()
+        base = ["wall-clock kill (pid namespace dies with bwrap)",
+                "namespaces: user, pid, net (no network), ipc, uts, cgroup, mount",
+                "read-only /usr and libs only; size-capped tmpfs scratch",
+                "rlimits AS/CPU/NPROC/FSIZE/NOFILE", "clean environment"]
+        if _is_root():
+            base.insert(0, "fresh unprivileged uid per run (outside the user namespace)")
+        return BackendStatus(self.name, True, "ready", _enforced_from_probe(report, base))
+
+
+class DockerBackend(SandboxBackend):
+    """A throwaway container: no network, read-only root, tmpfs scratch, all caps dropped."""
+
+    _signal_in_exit_code = True
+    startup_allowance_s = 5.0
+    SCRATCH = "/work"
+
+    def __init__(self, runtime: str) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.name = "docker-runsc" if runtime == "runsc" else "docker-runc"
+        self.description = ("Docker with gVisor (user-space kernel)" if runtime == "runsc"
+                            else "Docker with runc")
+        self._client = None
+
+    def _docker_client(self):
+        if self._client is None:
+            try:
+                import docker  # the SDK is optional: without it the Docker backends are unavailable
+            except ImportError as exc:
+                raise SandboxUnavailable("the docker Python SDK is not installed") from exc
+            self._client = docker.from_env(timeout=15)
+        return self._client
+
+    def _check(self) -> BackendStatus:
+        if not shutil.which("docker"):
+            return BackendStatus(self.name, False, "the docker CLI is not installed (apt-get install docker.io)")
+        try:
+            client = self._docker_client()
+            client.ping()
+            info = client.info()
+        except SandboxUnavailable as exc:
+            return BackendStatus(self.name, False, str(exc))
+        except Exception as exc:  # noqa: BLE001 - any daemon trouble means "not available"
+            return BackendStatus(self.name, False, f"docker daemon not reachable: {exc}"[:300])
+        if self.runtime not in (info.get("Runtimes") or {}):
+            return BackendStatus(self.name, False, f"runtime {self.runtime!r} is not registered with dockerd "
+                                 "(run sandbox/setup_host.sh as root)")
+        try:
+            client.images.get(DOCKER_IMAGE)
+        except Exception:  # noqa: BLE001 - image missing or unreadable
+            return BackendStatus(self.name, False, f"image {DOCKER_IMAGE} not built "
+                                 "(sandbox/setup_host.sh builds it offline)")
+        report = self._probe()
+        base = ["wall-clock kill of the container", "--network=none", "--read-only root",
+                "size-capped tmpfs scratch", "memory and pids cgroup limits", "--cap-drop=ALL",
+                "no-new-privileges", "docker default seccomp", "fresh unprivileged uid per run",
+                "rlimits AS/CPU/NPROC/FSIZE/NOFILE", "clean environment"]
+        if self.runtime == "runsc":
+            base.insert(0, "gVisor user-space kernel between the job and the host")
+        return BackendStatus(self.name, True, f"ready (dockerd {info.get('ServerVersion', '?')})",
+                             _enforced_from_probe(report, base))
+
+    def _execute(self, job: dict, limits: Limits) -> _Outcome:
+        client = self._docker_client()
+        uid = _fresh_uid()
+        name = f"a4ps-sbx-{uuid.uuid4().hex[:12]}"
+        scratch = self.SCRATCH
+        job = dict(job, scratch=scratch, python="/usr/bin/python3", env=_clean_env(scratch),
+                   read_paths=_system_read_paths("/usr/bin/python3"), write_paths=[scratch, "/dev/null"])
+        # The container's cgroup also holds tini and, under gVisor, the sentry: its memory and its
+        # Go runtime threads (which the pids cgroup counts). The job itself stays bounded by
+        # RLIMIT_AS/RLIMIT_NPROC, which gVisor enforces inside the sandbox.
+        mem = limits.memory_mb + (96 if self.runtime == "runsc" else 32)
+        # With gVisor's ptrace platform every task also costs host threads/stub processes, and a
+        # sentry that hits the pids cgroup dies (exit 2): give it headroom, the job's own count
+        # is held by RLIMIT_NPROC inside gVisor.
+        pids_cgroup = limits.pids + 4 if self.runtime == "runc" else 1024 + 16 * limits.pids
+        cmd = [
+            "docker", "run", "-i", "--name", name, "--label", "a4ps.sandbox=1",
+            "--runtime", self.runtime, "--network", "none", "--read-only",
+            "--tmpfs", f"{scratch}:rw,nosuid,nodev,noexec,size={limits.scratch_mb}m,mode=1777",
+            "--memory", f"{mem}m", "--memory-swap", f"{mem}m",
+            "--pids-limit", str(pids_cgroup), "--cpus", "1",
+            # gVisor keeps its own tmpfs on /tmp unless the spec mounts one: make it a read-only
+            # one so that, as under runc, only the scratch dir is writable.
+            "--tmpfs", "/tmp:ro,nosuid,nodev,noexec,size=64k",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--user", f"{uid}:{uid}", "--workdir", scratch, "--hostname", "sandbox",
+            "--log-driver", "none", "--init",
+            DOCKER_IMAGE, "python3", "-I", "-S", "-c", _runner_source(),
+        ]
+        # The CLI needs the user's docker context, never the job: the job's env comes via JSON.
+        cli_env = {k: v for k, v in os.environ.items()
+                   if k.startswith("DOCKER_") or k in ("PATH", "HOME", "XDG_RUNTIME_DIR")}
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=cli_env, close_fds=True,
+                                    start_new_session=True)
+
+            def kill() -> None:
+                # CLI first: while nobody reads the attached streams, dockerd can block the
+                # container kill behind a full pipe.
+                _killpg(proc.pid)
+                with contextlib.suppress(Exception):  # already gone or never started
+                    client.api.kill(name)
+
+            out = _supervise(proc, marshal.dumps(job, 4), limits,
+                             limits.wall_s + self.startup_allowance_s, kill)
+            # No container means the CLI failed before creating one: keep the CLI's exit code.
+            with contextlib.suppress(Exception):
+                state = client.containers.get(name).attrs.get("State", {})
+                out.oom_killed = bool(state.get("OOMKilled"))
+                if not out.timed_out and state.get("Status") == "exited":
+                    out.returncode = int(state.get("ExitCode", out.returncode))
+            return out
+        finally:
+            with contextlib.suppress(Exception):  # already removed
+                client.containers.get(name).remove(force=True)
+            _release_uid(uid)
+
+
+# ------------------------------------------------------------------------------- selection
+_BACKENDS: dict[str, SandboxBackend] = {}
+_BACKENDS_LOCK = threading.Lock()
+ORDER = ("docker-runsc", "docker-runc", "bwrap", "local")
+
+
+def _backends() -> dict[str, SandboxBackend]:
+    with _BACKENDS_LOCK:
+        if not _BACKENDS:
+            _BACKENDS.update({
+                "docker-runsc": DockerBackend("runsc"),
+                "docker-runc": DockerBackend("runc"),
+                "bwrap": BubblewrapBackend(),
+                "local": LocalBackend(),
+            })
+        return _BACKENDS
+
+
+def get_backend(name: str) -> SandboxBackend:
+    """The backend called name (available or not)."""
+    try:
+        return _backends()[name]
+    except KeyError:
+        raise ValueError(f"unknown sandbox backend {name!r}; choose from {', '.join(ORDER)}") from None
+
+
+def available_backends(*, refresh: bool = False) -> list[BackendStatus]:
+    """Every backend, strongest first, with why it is or is not available here."""
+    return [get_backend(name).status(refresh=refresh) for name in ORDER]
+
+
+def select_backend(preference: str = "auto") -> SandboxBackend:
+    """The named backend, or with "auto" the strongest available one; raises SandboxUnavailable."""
+    preference = (preference or "auto").strip().lower()
+    if preference != "auto":
+        backend = get_backend(preference)
+        status = backend.status()
+        if not status.available:
+            raise SandboxUnavailable(f"{backend.name}: {status.reason}")
+        return backend
+    reasons = []
+    for name in ORDER:
+        backend = get_backend(name)
+        status = backend.status()
+        if status.available:
+            return backend
+        reasons.append(f"{name}: {status.reason}")
+    raise SandboxUnavailable("no sandbox backend is available: " + "; ".join(reasons))
+
+
+def run(
+    code: str,
+    *,
+    files: dict[str, str] | None = None,
+    stdin: str | None = None,
+    limits: Limits | None = None,
+    entry: str = "main.py",
+    backend: str = "auto",
+) -> SandboxResult:
+    """Run code in the strongest available sandbox (or the named backend)."""
+    return select_backend(backend).run(code, files=files, stdin=stdin, limits=limits, entry=entry)
+
+
+def _main() -> None:
+    """`python -m forge.sandbox`: print what each backend enforces here."""
+    for st in available_backends():
+        print(f"{st.name:14} {'yes' if st.available else 'no ':3}  {st.reason}")
+        for item in st.enforced:
+            print(f"{'':20}- {item}")
+
+
+if __name__ == "__main__":
+    _main()

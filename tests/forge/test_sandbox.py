@@ -1,0 +1,470 @@
+"""Sandbox backends: round trips, limits and the attacks generated code could try, on every available backend."""
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from forge.sandbox import (
+    ORDER,
+    Limits,
+    SandboxUnavailable,
+    available_backends,
+    get_backend,
+    select_backend,
+)
+
+# Short limits keep every attack bounded; the slack covers container start-up on a busy host.
+FAST = Limits(wall_s=3, cpu_s=3, memory_mb=128, pids=32, file_size_mb=8, open_files=32,
+              output_bytes=16 * 1024, scratch_mb=32)
+ERRORS = ("PermissionError", "FileNotFoundError", "ProcessLookupError", "ConnectionRefusedError",
+          "OSError", "KeyError", "Read-only file system")
+
+
+@pytest.fixture(scope="module", params=ORDER)
+def backend(request):
+    status = get_backend(request.param).status()
+    if not status.available:
+        print(f"\nSKIP sandbox backend {status.name}: {status.reason}")
+        pytest.skip(f"{status.name} unavailable: {status.reason}")
+    return get_backend(request.param)
+
+
+# ------------------------------------------------------------------------- host-side witnesses
+class _Canary(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"alive")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def canary():
+    """A tiny HTTP server in a thread of the test process: it must keep answering through every attack."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Canary)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def host_keeps_working(canary):
+    yield
+    with urllib.request.urlopen(canary, timeout=5) as resp:
+        assert resp.read() == b"alive"
+    assert subprocess.run([sys.executable, "-c", "print(42)"], capture_output=True,
+                          check=False, timeout=30).stdout.strip() == b"42"
+
+
+class _Listeners:
+    """TCP, UDP, path and abstract unix listeners on the host that record anything reaching them."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        self.dir = tempfile.mkdtemp(prefix="a4ps-listen-")
+        os.chmod(self.dir, 0o777)  # only the sandbox, not file permissions, may stop a connect
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(8)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.unix_path = os.path.join(self.dir, "host.sock")
+        self.unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.unix.bind(self.unix_path)
+        os.chmod(self.unix_path, 0o777)
+        self.unix.listen(8)
+        self.abstract_name = f"a4ps-test-{uuid.uuid4().hex}"
+        self.abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.abstract.bind("\0" + self.abstract_name)
+        self.abstract.listen(8)
+        self._stop = False
+        for sock, kind in ((self.tcp, "tcp"), (self.unix, "unix"), (self.abstract, "abstract")):
+            threading.Thread(target=self._accept, args=(sock, kind), daemon=True).start()
+        threading.Thread(target=self._recv, daemon=True).start()
+
+    def _accept(self, sock: socket.socket, kind: str) -> None:
+        sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                conn, _ = sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.hits.append(kind)
+            conn.close()
+
+    def _recv(self) -> None:
+        self.udp.settimeout(0.2)
+        while not self._stop:
+            try:
+                self.udp.recvfrom(4096)
+            except (TimeoutError, OSError):
+                continue
+            self.hits.append("udp")
+
+    def close(self) -> None:
+        self._stop = True
+        time.sleep(0.3)
+        for sock in (self.tcp, self.udp, self.unix, self.abstract):
+            sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def listeners():
+    lst = _Listeners()
+    yield lst
+    lst.close()
+
+
+def _host_pids_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def _assert_reported(result, *needles: str) -> None:
+    """Contained means: a limit killed it, or it failed with the blocking error visible."""
+    assert result.killed_reason is not None or result.exit_code != 0, result
+    if result.killed_reason is None:
+        assert any(n in result.stderr for n in (needles or ERRORS)), result.stderr
+
+
+# --------------------------------------------------------------------------------- positive
+def test_available_backends_lists_every_backend_with_a_reason():
+    statuses = available_backends()
+    assert [s.name for s in statuses] == list(ORDER)
+    for s in statuses:
+        print(f"{s.name}: {'available' if s.available else 'unavailable'} - {s.reason}")
+        assert s.reason
+        if s.available:
+            assert any("seccomp" in e for e in s.enforced)
+
+
+def test_select_backend_picks_the_strongest_available():
+    first = next(s for s in available_backends() if s.available)
+    assert select_backend().name == first.name
+    with pytest.raises(ValueError):
+        select_backend("no-such-backend")
+    for s in available_backends():
+        if not s.available:
+            with pytest.raises(SandboxUnavailable):
+                select_backend(s.name)
+
+
+def test_stdin_stdout_files_round_trip(backend):
+    code = (
+        "import sys, helper\n"
+        "data = open('data/in.txt', encoding='utf-8').read()\n"
+        "print(helper.shout(sys.stdin.read()), data)\n"
+        "print('to stderr', file=sys.stderr)\n"
+    )
+    result = backend.run(code, files={"helper.py": "def shout(s):\n    return s.upper()\n",
+                                      "data/in.txt": "héllo ✓"}, stdin="ping", limits=FAST)
+    assert result.ok, result
+    assert result.stdout == "PING héllo ✓\n"
+    assert result.stderr == "to stderr\n"
+    assert result.backend == backend.name
+    assert result.duration_s > 0
+
+
+def test_stdin_is_closed_unless_given_and_env_is_clean(backend, monkeypatch):
+    monkeypatch.setenv("A4PS_TEST_SECRET", "x")
+    result = backend.run("import os, sys\nprint(repr(sys.stdin.read()), sorted(os.environ))", limits=FAST)
+    assert result.ok, result
+    assert result.stdout.startswith("''")
+    assert "A4PS_TEST_SECRET" not in result.stdout
+    assert sorted(eval(result.stdout.split(" ", 1)[1])) == ["HOME", "LANG", "LC_ALL", "PATH", "TMPDIR"]
+
+
+def test_exit_codes_and_exceptions_are_reported(backend):
+    assert backend.run("raise SystemExit(3)", limits=FAST).exit_code == 3
+    result = backend.run("def f():\n    raise ValueError('boom')\nf()", limits=FAST)
+    assert result.exit_code == 1 and result.killed_reason is None
+    assert "ValueError: boom" in result.stderr
+
+
+def test_custom_entry_name(backend):
+    result = backend.run("print(__file__)", entry="pkg/tool.py", limits=FAST)
+    assert result.ok and result.stdout.strip().endswith("tool.py")
+
+
+def test_bad_file_paths_are_refused(backend):
+    with pytest.raises(ValueError):
+        backend.run("print(1)", files={"../escape.py": "x"}, limits=FAST)
+    with pytest.raises(ValueError):
+        backend.run("print(1)", entry="/etc/evil.py", limits=FAST)
+
+
+def test_output_is_capped_with_a_marker(backend):
+    result = backend.run("import sys\nwhile True:\n    sys.stdout.write('x' * 4096)\n", limits=FAST)
+    assert result.killed_reason == "output"
+    assert result.stdout_truncated
+    assert result.stdout.endswith(f"[output truncated at {FAST.output_bytes} bytes]")
+    assert result.stdout.count("x") == FAST.output_bytes
+
+
+def test_timeout_reason(backend):
+    result = backend.run("import time\nprint('started', flush=True)\ntime.sleep(60)",
+                         limits=Limits(wall_s=1))
+    assert result.killed_reason == "timeout"
+    assert result.stdout == "started\n"  # output before the kill is kept
+    assert result.duration_s < 1 + backend.startup_allowance_s + 2
+
+
+def test_wall_clock_kill_ignores_the_jobs_signal_handlers(backend):
+    code = ("import signal, time\n"
+            "for s in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT):\n"
+            "    signal.signal(s, signal.SIG_IGN)\n"
+            "time.sleep(60)\n")
+    result = backend.run(code, limits=Limits(wall_s=1))
+    assert result.killed_reason == "timeout"
+    assert result.duration_s < 1 + backend.startup_allowance_s + 3
+
+
+def test_concurrent_runs_do_not_interfere(backend):
+    results: dict[int, object] = {}
+
+    def one(i: int) -> None:
+        results[i] = backend.run(f"import sys\nopen('mine.txt', 'w').write('{i}')\n"
+                                 f"print(open('mine.txt').read(), sys.stdin.read())",
+                                 stdin=f"in{i}", limits=FAST)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {i: r.stdout for i, r in results.items()} == {i: f"{i} in{i}\n" for i in range(3)}
+
+
+# ---------------------------------------------------------------------------------- attacks
+def test_attack_payloads_work_without_a_sandbox(listeners, monkeypatch, tmp_path):
+    """Control: the same payloads do reach the host when run bare, so the attack tests can fail."""
+    monkeypatch.setenv("A4PS_TEST_SECRET", "visible")
+    before = len(listeners.hits)
+    target = tmp_path / "escaped.txt"
+    code = ("import os, socket\n"
+            + NET_ATTACKS["tcp"].format(tcp=listeners.tcp.getsockname()[1])
+            + NET_ATTACKS["unix"].format(unix=listeners.unix_path)
+            + f"open({str(target)!r}, 'w').write('escaped')\n"
+            + "print(os.environ['A4PS_TEST_SECRET'])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "visible" in done.stdout and target.exists()
+    deadline = time.monotonic() + 3
+    while len(listeners.hits) - before < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(listeners.hits[before:]) == ["tcp", "unix"]
+
+
+def test_fork_bomb_is_contained(backend):
+    marker = f"bomb_{uuid.uuid4().hex[:10]}"
+    code = ("import os, time\n"
+            "while True:\n"
+            "    try:\n"
+            "        os.fork()\n"
+            "    except OSError:\n"
+            "        time.sleep(0.01)\n")
+    result = backend.run(code, entry=f"{marker}.py", limits=FAST)
+    assert result.killed_reason in ("pids", "timeout"), result
+    deadline = time.monotonic() + 5
+    while _host_pids_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _host_pids_with(marker) == []  # nothing of the bomb outlives the run
+
+
+def test_memory_hog_is_stopped(backend):
+    code = "chunks = []\nwhile True:\n    chunks.append(b'x' * (16 * 1024 * 1024))\n"
+    result = backend.run(code, limits=FAST)
+    assert result.killed_reason == "memory", result
+
+
+def test_busy_loop_hits_the_cpu_limit(backend):
+    result = backend.run("while True:\n    pass\n", limits=Limits(wall_s=10, cpu_s=1))
+    assert result.killed_reason == "cpu", result
+    assert result.duration_s < 10
+
+
+def test_cpu_limit_holds_when_sigxcpu_is_ignored(backend):
+    code = "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n"
+    result = backend.run(code, limits=Limits(wall_s=10, cpu_s=1))
+    assert result.killed_reason == "cpu", result
+    assert result.duration_s < 10
+
+
+def test_busy_loop_hits_the_wall_clock(backend):
+    result = backend.run("while True:\n    pass\n", limits=Limits(wall_s=1, cpu_s=60))
+    assert result.killed_reason == "timeout", result
+
+
+def test_one_gigabyte_file_is_refused(backend):
+    code = ("block = b'\\0' * (1024 * 1024)\n"
+            "with open('big.bin', 'wb') as fh:\n"
+            "    for _ in range(1024):\n"
+            "        fh.write(block)\n"
+            "print('wrote 1 GB')\n")
+    result = backend.run(code, limits=FAST)
+    assert result.killed_reason in ("file_size", "disk"), result
+    assert "wrote 1 GB" not in result.stdout
+
+
+def test_one_gigabyte_across_many_files_hits_the_scratch_limit(backend):
+    code = ("block = b'x' * (1024 * 1024)\n"
+            "total = 0\n"
+            "for i in range(128):\n"
+            "    with open(f'part{i}.bin', 'wb') as fh:\n"
+            "        for _ in range(8):\n"
+            "            fh.write(block)\n"
+            "            total += 1\n"
+            "print('wrote', total, 'MB')\n")
+    result = backend.run(code, limits=Limits(wall_s=10, file_size_mb=9, scratch_mb=32))
+    assert result.killed_reason in ("disk", "file_size"), result
+    assert "wrote 1024 MB" not in result.stdout
+
+
+NET_ATTACKS = {
+    "tcp": "s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\ns.settimeout(2)\n"
+           "s.connect(('127.0.0.1', {tcp}))\nprint('CONNECTED')\n",
+    "udp": "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+           "for _ in range(5):\n    s.sendto(b'hello', ('127.0.0.1', {udp}))\nprint('SENT')\n",
+    "unix": "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\ns.settimeout(2)\n"
+            "s.connect({unix!r})\nprint('CONNECTED')\n",
+    "abstract": "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\ns.settimeout(2)\n"
+                "s.connect('\\0' + {abstract!r})\nprint('CONNECTED')\n",
+}
+
+
+@pytest.mark.parametrize("kind", list(NET_ATTACKS))
+def test_no_connection_reaches_host_listeners(backend, listeners, kind):
+    before = len(listeners.hits)
+    code = "import socket\n" + NET_ATTACKS[kind].format(
+        tcp=listeners.tcp.getsockname()[1], udp=listeners.udp.getsockname()[1],
+        unix=listeners.unix_path, abstract=listeners.abstract_name)
+    result = backend.run(code, limits=FAST)
+    time.sleep(0.3)  # let a stray datagram or connection land before looking
+    assert listeners.hits[before:] == []
+    assert "CONNECTED" not in result.stdout and "SENT" not in result.stdout
+    _assert_reported(result)
+
+
+def test_root_only_file_is_unreadable(backend):
+    secret = f"root-only-{uuid.uuid4().hex}"
+    folder = tempfile.mkdtemp(prefix="a4ps-secret-")
+    os.chmod(folder, 0o755)  # reachable by anyone: only the file mode and the sandbox protect it
+    path = os.path.join(folder, "secret.txt")
+    try:
+        Path(path).write_text(secret)
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        result = backend.run(f"print(open({path!r}).read())", limits=FAST)
+        assert secret not in result.stdout + result.stderr
+        _assert_reported(result)
+    finally:
+        os.unlink(path)
+        os.rmdir(folder)
+
+
+def test_environment_secret_is_invisible(backend, monkeypatch):
+    secret = f"env-secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("A4PS_TEST_SECRET", secret)
+    result = backend.run("import os\nprint(os.environ['A4PS_TEST_SECRET'])", limits=FAST)
+    assert secret not in result.stdout + result.stderr
+    _assert_reported(result, "KeyError")
+    # The host process's environment is also out of reach through /proc.
+    result = backend.run(f"print(open('/proc/{os.getpid()}/environ', 'rb').read())", limits=FAST)
+    assert secret not in result.stdout + result.stderr
+    _assert_reported(result)
+
+
+def test_writes_outside_scratch_are_refused(backend):
+    open_dir = tempfile.mkdtemp(prefix="a4ps-open-")
+    os.chmod(open_dir, 0o1777)  # world-writable: only the sandbox can stop this write
+    targets = [os.path.join(open_dir, "escaped.txt"),
+               f"/tmp/a4ps-escaped-{uuid.uuid4().hex}.txt",
+               str(Path(__file__).resolve().parent / f"escaped-{uuid.uuid4().hex}.txt")]
+    try:
+        for target in targets:
+            result = backend.run(f"open({target!r}, 'w').write('escaped')\nprint('WROTE')", limits=FAST)
+            assert not os.path.exists(target), target
+            assert "WROTE" not in result.stdout
+            _assert_reported(result)
+    finally:
+        for target in targets:
+            if os.path.exists(target):
+                os.unlink(target)
+        os.rmdir(open_dir)
+
+
+# Signal attacks first probe with signal 0 (a permission check that delivers nothing) and stop
+# with REACHABLE if it is allowed: a broken sandbox then fails the test without a real SIGKILL
+# ever leaving it (kill(-1) from a job running as root would take the whole machine down).
+GUARD = ("import os, signal, sys\n"
+         "def reachable(pid):\n"
+         "    try:\n"
+         "        os.kill(pid, 0)\n"
+         "    except OSError:\n"
+         "        return False\n"
+         "    return True\n"
+         "if os.getuid() == 0 or reachable({host_pid}):\n"
+         "    print('REACHABLE', flush=True)\n"
+         "    sys.exit(3)\n")
+
+
+def _signal_attack(backend, body: str):
+    result = backend.run(GUARD.format(host_pid=os.getpid()) + body, limits=FAST)
+    assert "REACHABLE" not in result.stdout, result
+    return result
+
+
+def test_signalling_the_parent_is_contained(backend):
+    result = _signal_attack(backend, "ppid = os.getppid()\n"
+                                     "print('ppid', ppid, flush=True)\n"
+                                     "if ppid != 1 and reachable(ppid):\n"
+                                     "    print('REACHABLE', flush=True)\n"
+                                     "    sys.exit(3)\n"
+                                     "os.kill(ppid, signal.SIGKILL)\n"
+                                     "print('sent')\n")
+    if "ppid 1\n" in result.stdout and backend.name != "local":
+        # The parent is the sandbox's own init (pid 1 of its pid namespace): whether the kernel
+        # shields it (runc) or it dies (gVisor), the signal cannot leave the sandbox.
+        assert result.killed_reason in (None, "timeout")
+    else:
+        _assert_reported(result, "PermissionError", "ProcessLookupError")
+
+
+def test_killing_the_test_process_is_refused(backend):
+    result = _signal_attack(backend, f"os.kill({os.getpid()}, signal.SIGKILL)\nprint('sent')\n")
+    assert "sent" not in result.stdout
+    _assert_reported(result, "PermissionError", "ProcessLookupError")
+
+
+def test_kill_everything_reachable_spares_the_host(backend):
+    result = _signal_attack(backend, "os.kill(-1, signal.SIGKILL)\nprint('done')\n")
+    assert result.killed_reason in (None, "timeout")  # the job may kill itself, the host survives
+
+
+def test_socket_creation_is_denied(backend):
+    result = backend.run("import socket\nsocket.socketpair()\nsocket.socket()\n", limits=FAST)
+    _assert_reported(result, "PermissionError")
