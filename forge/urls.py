@@ -5,5 +5,4 @@ from forge import views
 
 urlpatterns = [
     path("", views.forge_home, name="forge"),
-    path("finetunes/", views.finetunes, name="finetunes"),
 ]

@@ -2,4 +2,3 @@
 from personas.views import pending
 
 forge_home = pending("Forge", "Forge a tool from a spec, watch its attempts run in the sandbox, manage live tools.")
-finetunes = pending("Fine-tunes", "LoRA fine-tune jobs with progress, loss curves, evaluation, promote and rollback.")

@@ -1,10 +1,12 @@
 """URLs of the memory app."""
 from django.urls import path
 
-from memory import views
+from memory import learning_views, views
 
 urlpatterns = [
     path("", views.memory_home, name="memory"),
-    path("datasets/", views.datasets, name="datasets"),
     path("image/", views.image, name="image"),
+    # The strategic loop (curated datasets, fine-tunes).
+    path("datasets/", learning_views.datasets, name="datasets"),
+    path("finetunes/", learning_views.finetunes, name="finetunes"),
 ]
