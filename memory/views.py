@@ -1,5 +1,112 @@
 """Pages of the memory app: the memory browser and the living image."""
-from personas.views import pending
+from __future__ import annotations
 
-memory_home = pending("Memory", "Search and browse the hierarchical memory; index statistics.")
-image = pending("Image", "Living-image snapshots: save, restore and inspect the system's live state.")
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from memory import services
+PAGE = 20
+
+
+@login_required
+def memory_home(request: HttpRequest) -> HttpResponse:
+    """Search (hierarchical, with scores and run links), browse summaries, index statistics."""
+    store = services.memory_store()
+    query = request.GET.get("q", "").strip()[:500]
+    try:
+        page = max(1, int(request.GET.get("page", 1)))
+    except ValueError:
+        page = 1
+    hits = store.search_hierarchical(query, k=20) if query and store.count(level=1) else []
+    total = store.count(level=1)
+    summaries = store.list_summaries(offset=(page - 1) * PAGE, limit=PAGE)
+    return render(request, "memory/memory.html", {
+        "query": query, "hits": hits, "summaries": summaries, "stats": store.stats(),
+        "page": page, "has_next": page * PAGE < total, "total": total,
+    })
+
+
+@login_required
+def memory_detail(request: HttpRequest, memory_id: str) -> HttpResponse:
+    try:
+        record = services.memory_store().get_memory(memory_id)
+    except (KeyError, ValueError):
+        raise Http404("No such memory.") from None
+    return render(request, "memory/memory_detail.html", {"record": record})
+
+
+@login_required
+@require_POST
+def memory_delete(request: HttpRequest, memory_id: str) -> HttpResponse:
+    try:
+        removed = services.memory_delete(memory_id=memory_id, by=request.user)
+    except (KeyError, ValueError) as exc:
+        messages.error(request, f"Nothing deleted: {exc}")
+    else:
+        messages.success(request, f"Deleted the memory and its {removed - 1} chunks.")
+    return redirect("memory")
+
+
+@login_required
+def image(request: HttpRequest) -> HttpResponse:
+    """Snapshots (time, size, contents), save now, restore, and the persona-state inspector."""
+    import json
+
+    from memory.image import image_list
+    from personas.models import Persona
+
+    images = image_list()
+    edits = {p.name: json.dumps(p.state, indent=2, sort_keys=True) for p in Persona.objects.order_by("order")}
+    return render(request, "memory/image.html", {"images": images, "edits": edits})
+
+
+@login_required
+@require_POST
+def image_save(request: HttpRequest) -> HttpResponse:
+    from memory.image import image_save as save
+
+    saved = save(reason=f"saved by {request.user}")
+    messages.success(request, f"Saved {saved.name} ({saved.size / 1024:.1f} KiB).")
+    return redirect("image")
+
+
+@login_required
+@require_POST
+def image_restore(request: HttpRequest) -> HttpResponse:
+    from memory.image import image_restore as restore
+    from memory.imagefile import CorruptImage
+
+    name = request.POST.get("name", "")
+    try:
+        restore(name=name, by=request.user)
+    except (ValueError, CorruptImage) as exc:
+        messages.error(request, f"Nothing was restored: {exc}")
+    else:
+        messages.success(request, f"Restored {name}: persona states, codex and memory are back to that moment.")
+    return redirect("image")
+
+
+@login_required
+@require_POST
+def persona_state_edit(request: HttpRequest, name: str) -> HttpResponse:
+    import json
+
+    from personas.models import Persona
+    from personas.services import persona_state_set
+
+    try:
+        persona_state_set(name=name, state_json=request.POST.get("state", ""), by=request.user)
+    except Persona.DoesNotExist:
+        raise Http404("No such persona.") from None
+    except ValueError as exc:
+        messages.error(request, f"{name}'s state was not changed: {exc}")
+        from memory.image import image_list
+
+        edits = {p.name: json.dumps(p.state, indent=2, sort_keys=True) for p in Persona.objects.order_by("order")}
+        edits[name] = request.POST.get("state", "")  # keep what was typed
+        return render(request, "memory/image.html", {"images": image_list(), "edits": edits}, status=400)
+    messages.success(request, f"{name}'s live state updated.")
+    return redirect("image")

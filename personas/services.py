@@ -276,6 +276,25 @@ def persona_activity_set(*, name: str | None, activity: str, run_id: int | None 
         transaction.on_commit(lambda: broadcast(DASHBOARD_GROUP, "ui.html", html=html))
 
 
+def persona_state_set(*, name: str, state_json: str, by: Any = None) -> Persona:
+    """Cognitive surgery: replace a persona's live state with an edited JSON object."""
+    import json
+
+    try:
+        state = json.loads(state_json)
+    except ValueError as exc:
+        raise ValueError(f"The state is not valid JSON: {exc}") from None
+    if not isinstance(state, dict):
+        raise ValueError("The state must be a JSON object, e.g. {\"mood\": \"curious\"}.")
+    with transaction.atomic():
+        persona = Persona.objects.select_for_update().get(name=name)
+        persona.state = state
+        persona.save(update_fields=["state", "updated"])
+        event_publish(kind="persona.state_edited", source=str(by or "architect"), payload={
+            "persona": name, "message": f"{name}'s live state edited in the inspector"})
+    return persona
+
+
 # --- models ----------------------------------------------------------------------------------------
 
 def model_call_record(*, record: Any) -> ModelCall:
@@ -337,13 +356,17 @@ def model_status_broadcast(*, status: dict[str, Any]) -> None:
 # --- seams the cognitive graph calls (filled by the memory and forge apps) ---------------------------
 
 def memory_search_for_graph(query: str, k: int) -> list[dict[str, Any]]:
-    """What BABS retrieves. The memory store is not wired yet: memory is empty."""
-    return []
+    """What BABS retrieves: a hierarchical search of the memory store."""
+    from memory.services import memory_search
+
+    return memory_search(query=query, k=k)
 
 
 def memory_write_for_graph(*, run_id: int, state: dict[str, Any]) -> dict[str, Any] | None:
-    """Store a finished run in memory. The memory store is not wired yet: nothing is stored."""
-    return None
+    """Store a finished run in memory (summary + dialogue chunks, with provenance)."""
+    from memory.services import memory_write_run
+
+    return memory_write_run(run_id=run_id, state=state)
 
 
 def forge_request_for_graph(*, run_id: int, spec: str) -> dict[str, Any]:

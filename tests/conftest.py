@@ -14,6 +14,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def isolated_var(tmp_path, settings):
+    """Each test gets its own var/ (checkpoints, memory, images), so no state leaks between tests."""
+    var = tmp_path / "var"
+    var.mkdir()
+    settings.VAR_DIR = var
+    yield var
+    from memory.services import reset_stores
+
+    reset_stores()
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(username="ada", password="correct horse battery")

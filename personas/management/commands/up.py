@@ -63,6 +63,13 @@ class Command(BaseCommand):
             call_command("seed_personas", verbosity=0)
         except (CommandError, ConfigError) as exc:
             raise CommandError(f"config/codex.toml: {exc}") from None
+        from memory.image import image_restore_on_start
+
+        restored = image_restore_on_start()
+        for warning in restored["warnings"]:
+            self.say(f"warning: {warning}")
+        if restored["image"]:
+            self.say(f"live state restored from {restored['image']}")
 
         signal.signal(signal.SIGINT, self.on_signal)
         signal.signal(signal.SIGTERM, self.on_signal)
@@ -98,6 +105,18 @@ class Command(BaseCommand):
             self.stop_all()
             raise
         self.stop_all()
+
+    stopping_done_image = False
+
+    def save_image(self) -> None:
+        """A clean shutdown leaves a fresh living image behind."""
+        from memory.image import image_save
+
+        try:
+            image = image_save(reason="shutdown")
+            self.say(f"living image saved: {image.name}")
+        except Exception as exc:  # never block a shutdown on the snapshot
+            self.say(f"could not save the living image: {exc}")
 
     def say(self, msg: str) -> None:
         self.stdout.write(f"[a4ps] {msg}")
@@ -151,6 +170,9 @@ class Command(BaseCommand):
 
     def stop_all(self) -> None:
         """Stop children newest first (web, worker, then broker) so in-flight work can finish."""
+        if self.children and not self.stopping_done_image:
+            self.stopping_done_image = True
+            self.save_image()
         self.stopping = True
         for name, proc in reversed(self.children):
             if proc.poll() is None:

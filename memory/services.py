@@ -1,0 +1,108 @@
+"""Memory services: the process's MemoryStore, what runs write into it and what BABS reads back."""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any
+
+from django.conf import settings
+
+from a4ps_site.config import app_settings
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_stores: dict[str, Any] = {}
+
+
+def memory_settings() -> dict[str, Any]:
+    return {"uri": "", "exact_threshold": 50_000, "search_k": 5, **app_settings().get("memory", {})}
+
+
+def _store_uri(embedding_model: str) -> str:
+    """One store per embedding model: vectors of different models cannot share an index."""
+    configured = memory_settings()["uri"]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", embedding_model).strip("-") or "default"
+    if configured:
+        return configured.rstrip("/") + "/" + slug
+    return str(settings.VAR_DIR / "memory" / slug)
+
+
+def memory_store():
+    """The MemoryStore for the embedding model in use (opened once per process)."""
+    from memory.store import MemoryStore
+    from personas.llm import model_manager
+
+    manager = model_manager()
+    uri = _store_uri(getattr(manager, "embedding_model", "embeddings"))
+    with _lock:
+        store = _stores.get(uri)
+        if store is None:
+            dim = getattr(manager, "embedding_dim", None) or len(manager.embed(["dimension probe"])[0])
+            store = MemoryStore(uri, embed=lambda texts: manager.embed(list(texts)), dim=int(dim),
+                                exact_threshold=int(memory_settings()["exact_threshold"]))
+            _stores[uri] = store
+        return store
+
+
+def reset_stores() -> None:
+    """Forget opened stores (tests switch var dirs; restore re-opens tables)."""
+    with _lock:
+        for store in _stores.values():
+            try:
+                store.close()
+            except Exception:  # closing is best effort
+                pass
+        _stores.clear()
+
+
+def memory_search(*, query: str, k: int) -> list[dict[str, Any]]:
+    """Hierarchical search, as plain dicts for BABS's prompt and the run transcript."""
+    store = memory_store()
+    if store.count(level=1) == 0:
+        return []
+    hits = store.search_hierarchical(query, k=k)
+    return [
+        {"id": h.id, "text": h.text, "score": round(h.score, 4), "run_id": h.run_id, "persona": h.persona,
+         "summary": h.parent_text, "summary_id": h.parent_id}
+        for h in hits
+    ]
+
+
+def memory_write_run(*, run_id: int, state: dict[str, Any]) -> dict[str, Any] | None:
+    """Store a finished run: ALFRED's answer as the summary, the dialogue turns as chunks."""
+    from personas.models import RunStep
+
+    answer = (state.get("final_answer") or "").strip()
+    if not answer:
+        return None
+    steps = {s.content.strip(): s.pk for s in RunStep.objects.filter(run_id=run_id, kind__in=["thesis", "antithesis"])}
+    chunks = [
+        {"text": turn["content"], "persona": turn["persona"], "step_id": steps.get(turn["content"].strip())}
+        for turn in state.get("dialogue", []) if turn.get("content", "").strip()
+    ]
+    if state.get("babs_report") and state.get("memories"):
+        chunks.append({"text": state["babs_report"], "persona": "BABS", "step_id": None})
+    chunks.append({"text": answer, "persona": "ALFRED", "step_id": None})
+    summary = f"Task: {state['task'].strip()}\nALFRED's answer: {answer}"
+    record = memory_store().add_memory(summary=summary, chunks=chunks, run_id=run_id, persona="ALFRED",
+                                       metadata={"source": state.get("source", "architect")})
+    from memory.tasks import ensure_memory_indexes
+
+    ensure_memory_indexes()
+    return {"memory": record.id, "chunks": len(chunks),
+            "note": f"Stored in memory: a summary and {len(chunks)} chunks (memory {record.id[:8]})."}
+
+
+def memory_delete(*, memory_id: str, by: Any = None) -> int:
+    """Delete a summary and its chunks; recorded as an event."""
+    from personas.services import event_publish
+
+    store = memory_store()
+    record = store.get_memory(memory_id)
+    removed = store.delete_memory(memory_id)
+    event_publish(kind="memory.deleted", source=str(by or "system"), payload={
+        "memory": memory_id, "run": record.run_id,
+        "message": f"Memory {memory_id[:8]} (run #{record.run_id}) deleted with {removed - 1} chunks"})
+    return removed
