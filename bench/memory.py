@@ -110,11 +110,11 @@ def _recall(found: list[list[int]], truth: list[np.ndarray]) -> float:
     return float(np.mean([len(set(f) & set(t.tolist())) / len(t) for f, t in zip(found, truth)]))
 
 
-def run_size(rows: int, n_queries: int, sweep: bool, workdir: str) -> dict[str, Any]:
+def run_size(rows: int, n_queries: int, sweep: bool, workdir: str, exact_threshold: int) -> dict[str, Any]:
     corpus = Corpus(rows)
     uri = os.path.join(workdir, f"mem{rows}")
     shutil.rmtree(uri, ignore_errors=True)
-    store = MemoryStore(uri, embed=corpus.embed, dim=DIM)
+    store = MemoryStore(uri, embed=corpus.embed, dim=DIM, exact_threshold=exact_threshold)
     res: dict[str, Any] = {"rows": rows, "memories": corpus.n_mem, "dim": DIM}
 
     # Single add_memory calls (what a graph run does): two commits each.
@@ -264,12 +264,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--sweep", action="store_true", help="sweep nprobes/refine_factor at IVF_PQ sizes")
     parser.add_argument("--dir", default=None, help="where to put the stores (default: a temp dir)")
+    parser.add_argument("--exact-threshold", type=int, default=50_000, help="MemoryStore exact_threshold")
     args = parser.parse_args()
     workdir = args.dir or tempfile.mkdtemp(prefix="a4ps-bench-memory-")
     results = []
     try:
         for rows in args.rows:
-            results.append(run_size(rows, args.queries, args.sweep, workdir))
+            results.append(run_size(rows, args.queries, args.sweep, workdir, args.exact_threshold))
     finally:
         if args.dir is None:
             shutil.rmtree(workdir, ignore_errors=True)

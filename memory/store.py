@@ -317,7 +317,11 @@ class MemoryStore:
         took ~5x longer at 100k x 384 (minutes of both cores); the cheaper index
         loses 1-2 recall points at equal nprobes, which the nprobes default buys back.
     read_consistency_interval: how stale another process's writes may be seen;
-        0 = every read checks for a newer table version.
+        0 = every read checks for a newer table version (cheap on a local disk;
+        on object storage a few seconds saves a listing per query).
+
+    The API is synchronous: it drives LanceDB's async client on a private loop
+    thread. From async code (Channels consumers) call it via sync_to_async.
     """
 
     def __init__(

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from memory.services import memory_store
 from personas import services
-from personas.models import Event, Run
+from personas.models import Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

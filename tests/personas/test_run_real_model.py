@@ -5,6 +5,7 @@ import asyncio
 import re
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,10 @@ def test_a_real_run_on_the_embedded_model_streams_its_steps():
     stack = start_stack(extra_env={"A4PS_CONFIG_DIR": str(config)})
     try:
         run_id = stack.submit("In one sentence: why is the sky blue?")
-        messages = asyncio.run(watch(f"ws://127.0.0.1:{stack.port}/ws/runs/{run_id}/", stack.login_cookie(),
-                                     stack.url, timeout=900))
+        url, cookie = f"ws://127.0.0.1:{stack.port}/ws/runs/{run_id}/", stack.login_cookie()
+        # In its own thread: a browser fixture of another test may hold this thread's event loop.
+        with ThreadPoolExecutor(1) as pool:
+            messages = pool.submit(asyncio.run, watch(url, cookie, stack.url, timeout=900)).result()
         joined = "\n".join(messages)
         assert 'data-status="done"' in joined, stack.log()[-4000:]
         for persona in ("brick", "robin", "alfred"):
