@@ -99,10 +99,14 @@ def runs(request: HttpRequest) -> HttpResponse:
 @login_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=run_id)
-    from personas.graph.diagram import graph_mermaid
+    from django.utils.safestring import mark_safe
+
+    from personas.graph.diagram import graph_mermaid, graph_svg
 
     return render(request, "personas/run_detail.html", {
         "run": run, "steps": selectors.run_steps(run=run), "diagram": graph_mermaid(),
+        "diagram_svg": mark_safe(graph_svg()),  # built here from node names, which are escaped
+        "visited": sorted({s.node for s in selectors.run_steps(run=run)}),
     })
 
 
