@@ -89,8 +89,8 @@ async def run(stack, clients: int, events: int, gap: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=100)
-    ap.add_argument("--events", type=int, default=200)
-    ap.add_argument("--gap", type=float, default=0.01, help="seconds between published events")
+    ap.add_argument("--events", type=int, default=100)
+    ap.add_argument("--gap", type=float, default=0.1, help="seconds between published events (0.1 = 10 events/s)")
     args = ap.parse_args()
     stack = start_stack()
     try:
