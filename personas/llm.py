@@ -43,6 +43,13 @@ def _on_status(status: dict[str, Any]) -> None:
         log.exception("could not broadcast a model status change")
 
 
+def _override_for(persona: str) -> dict[str, Any] | None:
+    """A promoted fine-tune for this persona, if any (promote/rollback apply from the next call)."""
+    from memory.datasets import persona_model_override
+
+    return persona_model_override(persona)
+
+
 def model_manager() -> Any:
     """The shared ModelManager; rebuilt when the [models] settings change."""
     global _manager, _config_key
@@ -54,7 +61,7 @@ def model_manager() -> Any:
             # With the broker available the model lock spans every consumer on every host.
             lock_url = None if settings.HUEY.get("immediate") else settings.BROKER_URL
             _manager = ModelManager(config, var_dir=settings.VAR_DIR, lock_url=lock_url,
-                                    on_call=_on_call, on_status=_on_status)
+                                    on_call=_on_call, on_status=_on_status, override_for=_override_for)
             _config_key = config
         return _manager
 

@@ -165,6 +165,9 @@ def execute(run: Run) -> dict[str, Any]:
     """Run (or resume, if a checkpoint exists) the graph for `run`; returns the final state."""
     deps = build_deps(run)
     conn = sqlite3.connect(checkpoint_path(), check_same_thread=False, timeout=30)
+    # A model step can outlast the lease: renew it while this worker is alive.
+    heartbeat = Heartbeat(run.pk, lease_seconds())
+    heartbeat.start()
     try:
         saver = SqliteSaver(conn)
         graph = build_graph(deps, checkpointer=saver)
@@ -192,4 +195,5 @@ def execute(run: Run) -> dict[str, Any]:
             return {**snapshot.values, WAITING: snapshot.interrupts[0].value.get("amendment")}
         return snapshot.values
     finally:
+        heartbeat.stop()
         conn.close()

@@ -75,16 +75,41 @@ def _chat(deps: GraphDeps, persona: str, node: str, messages: list[dict[str, str
     return deps.model.chat(persona, messages, on_token=on_token, **kwargs)
 
 
+class _Unparsed:
+    """Stands in for a structured reply that was not valid JSON (e.g. cut off at max_tokens)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.content = ""
+        self.parsed = None
+        self.error = str(error)
+        self.prompt_tokens = self.completion_tokens = 0
+        self.total_ms = 0.0
+
+
+def _chat_json(deps: GraphDeps, persona: str, node: str, messages: list[dict[str, str]], **kwargs: Any) -> Any:
+    """A structured contribution; junk JSON degrades to the node's fallback instead of failing the run."""
+    from personas.inference import ModelOutputInvalid
+
+    try:
+        return _chat(deps, persona, node, messages, **kwargs)
+    except ModelOutputInvalid as exc:
+        return _Unparsed(exc)
+
+
+def _fallback_note(result: Any) -> dict[str, Any]:
+    return {"unparsed": result.error} if isinstance(result, _Unparsed) else {}
+
+
 def alfred_route(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     """ALFRED receives the task and decides whether BABS researches memory first."""
     step = _Step(state, "alfred_route", deps)
-    result = _chat(deps, "ALFRED", step.node, prompts.route(_persona(deps, "ALFRED"), state),
-                   json_schema=prompts.ROUTE_SCHEMA, max_tokens=deps.settings.json_max_tokens)
+    result = _chat_json(deps, "ALFRED", step.node, prompts.route(_persona(deps, "ALFRED"), state),
+                        json_schema=prompts.ROUTE_SCHEMA, max_tokens=deps.settings.json_max_tokens)
     verdict = result.parsed if isinstance(result.parsed, dict) else {}
     research = bool(verdict.get("research", True))
     reason = str(verdict.get("reason", "")).strip() or "No reason given."
     step.record(persona="ALFRED", kind="route", content=("BABS researches first. " if research else
-                "Straight to analysis. ") + reason, data={"research": research}, result=result)
+                "Straight to analysis. ") + reason, data={"research": research, **_fallback_note(result)}, result=result)
     return {"step": step.number, "research": research, "route_reason": reason}
 
 
@@ -107,12 +132,12 @@ def brick_candidates(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     """BRICK proposes k candidate lines of thought (Tree-of-Thoughts breadth)."""
     step = _Step(state, "brick_candidates", deps)
     k = deps.settings.thoughts
-    result = _chat(deps, "BRICK", step.node, prompts.candidates(_persona(deps, "BRICK"), state, k),
-                   json_schema=prompts.thoughts_schema(k), max_tokens=deps.settings.json_max_tokens)
+    result = _chat_json(deps, "BRICK", step.node, prompts.candidates(_persona(deps, "BRICK"), state, k),
+                        json_schema=prompts.thoughts_schema(k), max_tokens=deps.settings.json_max_tokens)
     raw = result.parsed.get("thoughts", []) if isinstance(result.parsed, dict) else []
     thoughts = [str(t).strip() for t in raw if str(t).strip()][:k] or [result.content.strip() or state["task"]]
     step.record(persona="BRICK", kind="thoughts", content="\n".join(f"{i + 1}. {t}" for i, t in enumerate(thoughts)),
-                data={"thoughts": thoughts}, result=result)
+                data={"thoughts": thoughts, **_fallback_note(result)}, result=result)
     return {"step": step.number, "candidates": thoughts}
 
 
@@ -124,8 +149,8 @@ def robin_evaluate(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         step.record(persona="ROBIN", kind="evaluation", content="Only one line of thought: nothing to choose.",
                     data={"scores": [10.0], "best": 0})
         return {"step": step.number, "candidate_scores": [10.0], "best_candidate": 0}
-    result = _chat(deps, "ROBIN", step.node, prompts.evaluate(_persona(deps, "ROBIN"), state, thoughts),
-                   json_schema=prompts.evaluation_schema(len(thoughts)), max_tokens=deps.settings.json_max_tokens)
+    result = _chat_json(deps, "ROBIN", step.node, prompts.evaluate(_persona(deps, "ROBIN"), state, thoughts),
+                        json_schema=prompts.evaluation_schema(len(thoughts)), max_tokens=deps.settings.json_max_tokens)
     parsed = result.parsed if isinstance(result.parsed, dict) else {}
     scores = []
     for i in range(len(thoughts)):
@@ -138,7 +163,7 @@ def robin_evaluate(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     comment = str(parsed.get("comment", "")).strip()
     lines = [f"{i + 1}. {s:.0f}/10{'  ← best' if i == best else ''}" for i, s in enumerate(scores)]
     step.record(persona="ROBIN", kind="evaluation", content="\n".join(lines) + (f"\n{comment}" if comment else ""),
-                data={"scores": scores, "best": best}, result=result)
+                data={"scores": scores, "best": best, **_fallback_note(result)}, result=result)
     return {"step": step.number, "candidate_scores": scores, "best_candidate": best}
 
 
@@ -199,17 +224,18 @@ def alfred_critic(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     step = _Step(state, "alfred_critic", deps)
     vectors = deps.model.embed([state["thesis"], state["antithesis"]])
     distance = cosine_distance(vectors[0], vectors[1])
-    result = _chat(deps, "ALFRED", step.node, prompts.critic(_persona(deps, "ALFRED"), state),
-                   json_schema=prompts.CRITIC_SCHEMA, max_tokens=deps.settings.json_max_tokens)
+    result = _chat_json(deps, "ALFRED", step.node, prompts.critic(_persona(deps, "ALFRED"), state),
+                        json_schema=prompts.CRITIC_SCHEMA, max_tokens=deps.settings.json_max_tokens)
     verdict = result.parsed if isinstance(result.parsed, dict) else {}
-    judged = _clamp01(verdict.get("dissonance"))
+    # Without a readable verdict the embedding distance alone measures the disagreement.
+    judged = _clamp01(verdict.get("dissonance"), default=distance)
     score = round(0.5 * distance + 0.5 * judged, 3)
     agree = bool(verdict.get("consensus")) or state["antithesis"].lower().startswith("i agree")
     consensus = agree and score < deps.settings.consensus_threshold
     turn = state.get("turn", 0) + 1
     reason = str(verdict.get("reason", "")).strip()
     detail = {"embedding_distance": round(distance, 3), "critic": judged, "consensus": consensus, "turn": turn,
-              "reason": reason}
+              "reason": reason, **_fallback_note(result)}
     step.record(persona="ALFRED", kind="dissonance", content=f"Dissonance {score:.2f} — {reason or 'no reason given'}",
                 data=detail, result=result, dissonance=score)
     update: dict[str, Any] = {"step": step.number, "dissonance": [*state.get("dissonance", []), score],
@@ -227,8 +253,8 @@ def alfred_amend(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     step = _Step(state, "alfred_amend", deps)
     rejected = deps.rejected_amendments()
     messages = prompts.amendment(_persona(deps, "ALFRED"), state, deps.personas(), rejected)
-    result = _chat(deps, "ALFRED", step.node, messages, json_schema=prompts.AMENDMENT_SCHEMA,
-                   max_tokens=deps.settings.json_max_tokens)
+    result = _chat_json(deps, "ALFRED", step.node, messages, json_schema=prompts.AMENDMENT_SCHEMA,
+                        max_tokens=deps.settings.json_max_tokens)
     draft = result.parsed if isinstance(result.parsed, dict) else {}
     persona = str(draft.get("persona", "")).upper()
     principle = str(draft.get("principle", "")).strip()

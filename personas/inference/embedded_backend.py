@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -164,6 +165,7 @@ class BackendReply:
     load_ms: float
     tokens_per_s: float
     model: str
+    engine_ms: float = 0.0  # time the engine itself reports for prompt + generation
 
 
 def messages_for_openai(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -203,9 +205,12 @@ class EmbeddedBackend:
         self._on_status = on_status or (lambda state, model, load_ms: None)
         self._server: Any = None
         self._model_path: Path | None = None
+        self._lora: tuple[str, float] | None = None  # (adapter GGUF, scale) loaded with the model
         self._socket_dir: str | None = None
         self._api_key: str | None = None
         self._load_lock = threading.RLock()
+        self._served = False
+        self._dir_finalizer: weakref.finalize | None = None
 
     # -- model files ---------------------------------------------------------------------------
 
@@ -240,10 +245,10 @@ class EmbeddedBackend:
         """The locked-down server's unix socket (for inspection; this process never uses it)."""
         return os.path.join(self._socket_dir, "llm.sock") if self._socket_dir else None
 
-    def ensure_loaded(self, path: Path) -> float:
-        """Load `path` unless it is already the loaded model; return load time in ms (0 if cached)."""
+    def ensure_loaded(self, path: Path, lora: tuple[str, float] | None = None) -> float:
+        """Load `path` (with a LoRA adapter GGUF, if given) unless it is what is loaded; load ms (0 if cached)."""
         with self._load_lock:
-            if self._server is not None and self._model_path == path:
+            if self._server is not None and self._model_path == path and self._lora == lora:
                 return 0.0
             self.unload()
             self._on_status("loading", path.name, None)
@@ -263,6 +268,8 @@ class EmbeddedBackend:
                 params.cpuparams.n_threads = self.config.threads
                 params.cpuparams_batch.n_threads = self.config.threads
             self._socket_dir = tempfile.mkdtemp(prefix="a4ps-llm-")
+            # Also removed at interpreter exit, for processes that never call close().
+            self._dir_finalizer = weakref.finalize(self, shutil.rmtree, self._socket_dir, True)
             self._api_key = secrets.token_urlsafe(32)
             params.hostnames = [os.path.join(self._socket_dir, "llm.sock")]
             params.api_keys = [self._api_key]
@@ -272,6 +279,10 @@ class EmbeddedBackend:
             params.endpoint_metrics = False
             params.endpoint_props = False
             params.ui = False
+            if lora:
+                if not Path(lora[0]).is_file():
+                    raise EmbeddedModelError(f"The promoted adapter {lora[0]} is missing: roll the persona back.")
+                params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(lora[0], lora[1])]
             try:
                 self._server = xllamacpp.Server(params)
             except Exception as exc:
@@ -279,6 +290,8 @@ class EmbeddedBackend:
                 self._on_status("unloaded", None, None)
                 raise EmbeddedModelError(f"llama.cpp could not load {path}: {exc}") from exc
             self._model_path = path
+            self._lora = lora
+            self._served = False
             load_ms = (time.perf_counter() - started) * 1000
             self._on_status("loaded", path.name, load_ms)
             return load_ms
@@ -288,6 +301,11 @@ class EmbeddedBackend:
             if self._server is None:
                 return
             name = self._model_path.name if self._model_path else None
+            if not self._served:
+                # The binding's destructor can hang forever if it runs before the server loop has
+                # started (its stop flag is then overwritten); one served task proves the loop runs.
+                with contextlib.suppress(Exception):
+                    self._server.handle_completions({"prompt": "ok", "max_tokens": 1, "cache_prompt": False})
             # Dropping the last reference stops the server thread and frees the weights.
             self._server = None
             self._model_path = None
@@ -295,8 +313,9 @@ class EmbeddedBackend:
             self._on_status("unloaded", name, None)
 
     def _cleanup_socket_dir(self) -> None:
-        if self._socket_dir:
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if self._dir_finalizer is not None:
+            self._dir_finalizer()  # runs rmtree once and detaches
+            self._dir_finalizer = None
         self._socket_dir = None
         self._api_key = None
 
@@ -320,9 +339,15 @@ class EmbeddedBackend:
         on_token: Callable[[str], None] | None,
         max_tokens: int | None,
         temperature: float | None,
+        adapter: dict[str, Any] | None = None,
     ) -> BackendReply:
-        path = self.gguf_for(persona, model_name)
-        load_ms = self.ensure_loaded(path)
+        """`adapter` (a promoted fine-tune) = {"base_model": GGUF path, "lora_path": LoRA GGUF, "lora_scale"}."""
+        if adapter:
+            path = self.gguf_for(None, adapter["base_model"])
+            load_ms = self.ensure_loaded(path, (str(adapter["lora_path"]), float(adapter.get("lora_scale", 1.0))))
+        else:
+            path = self.gguf_for(persona, model_name)
+            load_ms = self.ensure_loaded(path)
         request: dict[str, Any] = {
             "messages": messages_for_openai(messages),
             "max_tokens": max_tokens or self.config.max_tokens,
@@ -339,6 +364,7 @@ class EmbeddedBackend:
             request["json_schema"] = json_schema
 
         server = self._server
+        self._served = True
         try:
             if on_token is None:
                 response = server.handle_chat_completions(request)
@@ -373,6 +399,7 @@ class EmbeddedBackend:
             load_ms=load_ms,
             tokens_per_s=float(timings.get("predicted_per_second") or 0.0),
             model=path.name,
+            engine_ms=float(timings.get("prompt_ms") or 0.0) + float(timings.get("predicted_ms") or 0.0),
         )
 
     @staticmethod

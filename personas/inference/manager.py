@@ -36,6 +36,7 @@ class ChatResult:
     backend: str
     persona: str | None = None
     parsed: Any = None
+    engine_ms: float = 0.0  # prompt + generation time as the engine reports it; total_ms minus this is overhead
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,12 +98,15 @@ class ModelManager:
         lock_url: str | None = None,
         on_call: Callable[[CallRecord], None] | None = None,
         on_status: Callable[[dict[str, Any]], None] | None = None,
+        override_for: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self.config = config
         self.var_dir = Path(var_dir)
         self.lock = make_lock(var_dir=self.var_dir, lock_url=lock_url)
         self._on_call = on_call
         self._on_status = on_status
+        # A promoted fine-tune for a persona: {"base_model", "lora_path", "lora_scale", "ollama_model"}.
+        self._override_for = override_for or (lambda persona: None)
         self._choice: _Choice | None = None
         self._choice_lock = threading.Lock()
         self._ollama = OllamaBackend(config.ollama_host, timeout_s=config.request_timeout_s)
@@ -231,11 +235,15 @@ class ModelManager:
         max_tokens: int | None,
         temperature: float | None,
     ) -> BackendReply:
+        override = self._override_for(persona) if persona else None
         if backend == "embedded":
             return self._embedded_backend().chat(
                 persona=persona, model_name=None if persona else model, messages=messages, tools=tools,
                 json_schema=json_schema, on_token=on_token, max_tokens=max_tokens, temperature=temperature,
+                adapter=override if override and override.get("lora_path") else None,
             )
+        if override and override.get("ollama_model"):
+            model = override["ollama_model"]
         keep_alive = self.config.keep_alive_for(persona)
         announced = self._ollama_loaded is None or not same_model(self._ollama_loaded, model)
         if announced:
@@ -286,6 +294,7 @@ class ModelManager:
             backend=backend,
             persona=persona,
             parsed=parsed,
+            engine_ms=round(reply.engine_ms, 1),
         )
 
     def _record(
@@ -403,6 +412,7 @@ class ModelManager:
         return info
 
     def close(self) -> None:
-        """Free the in-process model (tests and shutdown)."""
+        """Free the in-process model (tests and shutdown), after any call in flight has finished."""
         if self._embedded is not None:
-            self._embedded.close()
+            with self.lock.hold(wait_s=self.config.request_timeout_s):
+                self._embedded.close()

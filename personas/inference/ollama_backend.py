@@ -227,6 +227,9 @@ class OllamaBackend:
             load_ms=(getattr(final, "load_duration", 0) or 0) / 1e6,
             tokens_per_s=(eval_count / (eval_ns / 1e9)) if eval_ns else 0.0,
             model=model,
+            engine_ms=(
+                (getattr(final, "prompt_eval_duration", 0) or 0) + eval_ns
+            ) / 1e6,
         )
 
     def embed(self, model: str, texts: list[str], *, keep_alive: int) -> np.ndarray:

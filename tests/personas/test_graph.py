@@ -137,3 +137,19 @@ def test_parse_tool_request(text, spec):
     cleaned, found = parse_tool_request(text)
     assert found == spec
     assert "TOOL_REQUIRED" not in cleaned
+
+
+def test_junk_structured_replies_degrade_to_fallbacks_instead_of_failing_the_run():
+    from personas.inference import ModelOutputInvalid
+
+    def junk(n):
+        raise ModelOutputInvalid("ALFRED's reply is not valid JSON: Unterminated string (cut off at max_tokens)")
+
+    model = ScriptedModel({"route": junk, "thoughts": junk, "evaluation": junk, "critic": junk})
+    rec = Recorder()
+    final = run_graph(model, rec, settings=GraphSettings(max_turns=1))
+    assert final["final_answer"] == "The answer is 4."
+    unparsed = [s for s in rec.steps if "unparsed" in s["data"]]
+    assert [s["kind"] for s in unparsed] == ["route", "thoughts", "dissonance"]  # one thought: nothing to score
+    critic = [s for s in rec.steps if s["kind"] == "dissonance"][0]
+    assert critic["dissonance"] == critic["data"]["embedding_distance"]

@@ -20,7 +20,7 @@ SMALL = """
 thoughts = 2
 max_turns = 1
 max_tokens = 48
-json_max_tokens = 96
+json_max_tokens = 160
 """
 
 
