@@ -52,10 +52,12 @@ def image_capture() -> dict[str, Any]:
 
 
 def _adapters() -> dict[str, Any]:
-    """Which adapted model each persona uses (promoted fine-tunes), by persona."""
+    """The configured model of each persona and the promoted fine-tune (adapter) it speaks through."""
+    from memory.datasets import persona_model_override
     from personas.llm import models_config
 
-    return {"models": dict(models_config().personas)}
+    models = dict(models_config().personas)
+    return {"models": models, "promoted": {p: persona_model_override(p) for p in models}}
 
 
 def image_save(*, reason: str = "manual") -> imagefile.ImageFile:

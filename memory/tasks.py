@@ -36,3 +36,40 @@ def save_living_image_when_due() -> str | None:
 
     image = image_save_if_due()
     return image.name if image else None
+
+
+# --- the strategic loop: curator and fine-tunes ---------------------------------------------------------
+
+@db_task()
+def curate_now() -> dict[str, int]:
+    """One curator pass, from the "Curate now" button."""
+    return _curate()
+
+
+@db_periodic_task(crontab(minute="*/10"))
+def curate_periodically() -> dict[str, int]:
+    """ALFRED judges newly finished runs every ten minutes."""
+    return _curate()
+
+
+def _curate() -> dict[str, int]:
+    from huey.contrib.djhuey import lock_task
+    from huey.exceptions import TaskLockedException
+
+    from memory.curator import curate
+
+    try:
+        # Two passes at once would judge the same runs twice.
+        with lock_task("memory-curator"):
+            return curate()
+    except TaskLockedException:
+        return {"judged": 0, "accepted": 0, "examples": 0, "duplicates": 0, "failed": 0}
+
+
+@db_task()
+def finetune_run(job_id: int) -> str | None:
+    """Train, export and evaluate a queued fine-tune job."""
+    from memory.datasets import finetune_execute
+
+    job = finetune_execute(job_id=job_id)
+    return job.status if job else None

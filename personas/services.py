@@ -370,15 +370,25 @@ def memory_write_for_graph(*, run_id: int, state: dict[str, Any]) -> dict[str, A
 
 
 def forge_request_for_graph(*, run_id: int, spec: str) -> dict[str, Any]:
-    """BRICK asked for a tool. Until the Tool Forge exists, the request is recorded as an event."""
-    event_publish(kind="tool_requested", source="BRICK", payload={"run": run_id, "spec": spec,
-                  "message": f"Run #{run_id}: BRICK asked for a tool: {spec[:160]}"})
-    return {"status": "recorded", "note": "The Tool Forge is not available yet: the request was recorded."}
+    """BRICK asked for a tool: the Tool Forge builds and tests it now (this already runs in a worker)."""
+    from forge.services import forge_for_graph
+
+    return forge_for_graph(run_id=run_id, spec=spec)
 
 
 def tool_schemas_for_graph() -> list[dict[str, Any]]:
-    """The live tool registry as JSON schemas for BRICK; empty until the forge registers tools."""
-    return []
+    """The live tool registry as function schemas for BRICK (re-read whenever a tool changed)."""
+    from forge.registry import registry
+
+    return registry().schemas()
 
 
-tool_call_for_graph = None
+def tool_call_for_graph(name: str, arguments: dict[str, Any]) -> Any:
+    """A model called a tool: run it in the sandbox, record the call, return its result (or an error)."""
+    from forge.services import tool_call_for_graph as forge_tool_call
+    from personas.runner import worker_id
+
+    # Only one run executes at a time and it is held by this worker, so that run made the call.
+    run_id = Run.objects.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING],
+                                worker=worker_id()).values_list("pk", flat=True).first()
+    return forge_tool_call(name=name, arguments=arguments, run_id=run_id)

@@ -23,7 +23,32 @@ class Reply:
     parsed: Any = None
 
 
-def request_kind(persona: str, json_schema: dict | None) -> str:
+FORGE_BUGGY = """```python
+def add_two_integers(a: int, b: int) -> int:
+    \"\"\"Return the sum of two integers.\"\"\"
+    return a - b
+
+
+def test_add_two_integers():
+    assert add_two_integers(2, 3) == 5
+    assert add_two_integers(-1, 1) == 0
+```"""
+FORGE_FIXED = FORGE_BUGGY.replace("return a - b", "return a + b")
+
+
+def forge_reply(count: int, messages: list[dict]) -> str:
+    """The default forge answer: a bug on the first try, fixed once the sandbox's failure comes back."""
+    return FORGE_FIXED if "Fix the code" in messages[-1]["content"] else FORGE_BUGGY
+
+
+forge_reply.wants_messages = True  # type: ignore[attr-defined]
+
+
+def request_kind(persona: str, json_schema: dict | None, messages: list[dict] | None = None) -> str:
+    from forge.toolforge import FORGE_SYSTEM_MARK
+
+    if messages and messages[0].get("content", "").startswith(FORGE_SYSTEM_MARK):
+        return "forge"
     props = (json_schema or {}).get("properties", {})
     if "research" in props:
         return "route"
@@ -40,7 +65,8 @@ def request_kind(persona: str, json_schema: dict | None) -> str:
 
 class ScriptedModel:
     """`rules` maps a request kind (route, thoughts, evaluation, thesis, antithesis, critic, answer,
-    research) to a value or a callable(call_number) -> value; dict values are JSON replies."""
+    research, forge) to a value or a callable(call_number) -> value; dict values are JSON replies.
+    A callable with `wants_messages = True` is called as (call_number, messages)."""
 
     def __init__(self, rules: dict[str, Any] | None = None, *, delay_s: float = 0.0) -> None:
         self.rules = {
@@ -52,6 +78,7 @@ class ScriptedModel:
             "critic": {"dissonance": 0.1, "consensus": True, "reason": "They agree."},
             "answer": "The answer is 4.",
             "research": "Nothing relevant.",
+            "forge": forge_reply,
             "amendment": {"persona": "ROBIN", "principle": "Listen before answering.", "rationale": "r"},
             **(rules or {}),
         }
@@ -61,12 +88,12 @@ class ScriptedModel:
     def chat(self, persona_or_model: str, messages: list[dict], *, tools=None, json_schema=None, on_token=None,
              max_tokens=None, temperature=None) -> Reply:
         persona = persona_or_model.upper()
-        kind = request_kind(persona, json_schema)
+        kind = request_kind(persona, json_schema, messages)
         count = sum(1 for c in self.calls if c["kind"] == kind)
         self.calls.append({"persona": persona, "kind": kind, "messages": messages, "tools": tools})
         value = self.rules[kind]
         if callable(value):
-            value = value(count)
+            value = value(count, messages) if getattr(value, "wants_messages", False) else value(count)
         if self.delay_s:
             time.sleep(self.delay_s)
         if isinstance(value, dict) and "tool_calls" in value:

@@ -55,9 +55,9 @@ def test_seeding_is_idempotent_and_keeps_live_state():
     assert Persona.objects.get(name="BRICK").state == {"mood": "resolute"}
 
 
-def test_pending_pages_say_so_without_inventing_data(auth_client):
+def test_an_empty_forge_page_says_so_without_inventing_data(auth_client):
     html = auth_client.get(reverse("forge")).content.decode()
-    assert "Not built yet" in html
+    assert "No tools yet" in html and "Nothing forged yet." in html
 
 
 def test_event_log_page_filters_and_paginates(auth_client, django_capture_on_commit_callbacks):

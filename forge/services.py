@@ -1,0 +1,267 @@
+"""Writes of the forge app: forge requests and their attempts, tools and versions, tool calls."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from a4ps_site.realtime import broadcast, group_for
+from forge import registry as registry_mod
+from forge.config import forge_settings
+from forge.models import ForgeAttempt, ForgeRequest, Tool, ToolCall, ToolVersion
+from forge.toolforge import AttemptReport, forge_loop
+
+log = logging.getLogger(__name__)
+
+TOKEN_FLUSH_S = 0.25  # streamed code reaches the page a few times a second, not once per token
+
+
+def _request_group(request_id: int) -> str:
+    return group_for("forge", request_id)
+
+
+def forge_request_broadcast(*, request: ForgeRequest) -> None:
+    """Push the request's header (status, phase) to its page."""
+    html = render_to_string("forge/_request_head.html", {"req": request, "oob": True})
+    broadcast(_request_group(request.pk), "ui.html", html=html)
+
+
+def forge_request_create(*, spec: str, source: str = ForgeRequest.Source.USER, run_id: int | None = None,
+                         user: Any = None, enqueue: bool = True) -> ForgeRequest:
+    """Record a spec for the forge; with enqueue, a Huey worker runs it after commit."""
+    spec = (spec or "").strip()
+    limit = forge_settings().max_spec_chars
+    if not spec:
+        raise ValueError("The spec is empty: describe the function the tool should be.")
+    if len(spec) > limit:
+        raise ValueError(f"The spec is {len(spec):,} characters long; the limit is {limit:,}.")
+    if source not in ForgeRequest.Source.values:
+        raise ValueError(f"Unknown forge request source {source!r}.")
+    from personas.services import event_publish
+
+    with transaction.atomic():
+        request = ForgeRequest.objects.create(spec=spec, source=source, run_id=run_id,
+                                              created_by=user if getattr(user, "pk", None) else None)
+        event_publish(kind="forge.queued", source="forge" if source == "graph" else "architect",
+                      payload={"forge_request": request.pk, "run": run_id,
+                               "message": f"Forge request #{request.pk}: {spec[:140]}"})
+        if enqueue:
+            transaction.on_commit(lambda: _enqueue(request.pk))
+    return request
+
+
+def _enqueue(request_id: int) -> None:
+    from forge.tasks import forge_request_run
+
+    forge_request_run(request_id)
+
+
+def _set(request: ForgeRequest, **fields: Any) -> None:
+    for key, value in fields.items():
+        setattr(request, key, value)
+    ForgeRequest.objects.filter(pk=request.pk).update(**fields)
+    transaction.on_commit(lambda: forge_request_broadcast(request=request))
+
+
+def forge_attempt_record(*, request: ForgeRequest, report: AttemptReport) -> ForgeAttempt:
+    """Keep one attempt (idempotent per number) and show it on the request's page."""
+    fields = {
+        "reply": report.reply, "code": report.code, "tests": report.tests, "static_ok": report.static_ok,
+        "static_errors": report.static_errors, "exit_code": report.exit_code, "stdout": report.stdout,
+        "stderr": report.stderr, "duration_s": report.duration_s, "killed_reason": report.killed_reason or "",
+        "backend": report.backend, "passed": report.passed, "error": report.error, "model_ms": report.model_ms,
+    }
+    with transaction.atomic():
+        attempt, _ = ForgeAttempt.objects.update_or_create(request=request, number=report.number, defaults=fields)
+        html = render_to_string("forge/_attempt_oob.html", {"attempt": attempt})
+        transaction.on_commit(lambda: broadcast(_request_group(request.pk), "ui.html", html=html))
+    return attempt
+
+
+class _CodeStreamer:
+    """BRICK's code as it is generated, flushed to the request page in small batches."""
+
+    def __init__(self, request_id: int, number: int) -> None:
+        self.request_id, self.number = request_id, number
+        self.buffer: list[str] = []
+        self.last = 0.0
+        self.first = True
+
+    def __call__(self, token: str) -> None:
+        self.buffer.append(token)
+        if time.monotonic() - self.last >= TOKEN_FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        html = render_to_string("forge/_typing_oob.html", {"number": self.number, "text": "".join(self.buffer),
+                                                           "start": self.first})
+        broadcast(_request_group(self.request_id), "ui.html", html=html)
+        self.first = False
+        self.buffer = []
+        self.last = time.monotonic()
+
+
+def forge_request_execute(*, request: ForgeRequest, model: Any = None) -> ForgeRequest:
+    """Run the forge loop for a request: attempts are recorded and shown live; on success the tool
+    (without its tests) is saved as a new version and loaded into the live registry."""
+    from personas.llm import model_manager
+
+    config = forge_settings()
+    model = model or model_manager()
+    _set(request, status=ForgeRequest.Status.RUNNING, started=timezone.now(), phase="starting", error="")
+    streamers: dict[int, _CodeStreamer] = {}
+
+    def on_phase(number: int, phase: str) -> None:
+        words = {"writing": f"attempt {number}: BRICK is writing the code",
+                 "testing": f"attempt {number}: running the tests in the sandbox"}[phase]
+        if phase == "testing" and number in streamers:
+            streamers[number].flush()
+        _set(request, phase=words)
+
+    def on_token(number: int) -> Callable[[str], None]:
+        streamers[number] = _CodeStreamer(request.pk, number)
+        return streamers[number]
+
+    def on_attempt(report: AttemptReport) -> None:
+        if report.number in streamers:
+            streamers[report.number].flush()
+        forge_attempt_record(request=request, report=report)
+
+    try:
+        outcome = forge_loop(request.spec, model=model, config=config, on_attempt=on_attempt, on_phase=on_phase,
+                             on_token=on_token)
+    except Exception as exc:  # kept on the request and shown on its page; the worker carries on
+        log.exception("forge request %s failed", request.pk)
+        return _finish_failed(request, f"{type(exc).__name__}: {exc}")
+    if not outcome.ok:
+        return _finish_failed(request, outcome.error)
+    try:
+        version = tool_version_create(name=outcome.name, code=outcome.code, tests=outcome.tests, spec=request.spec,
+                                      run_id=request.run_id)
+    except Exception as exc:
+        log.exception("forge request %s: could not register the tool", request.pk)
+        return _finish_failed(request, f"the tool passed its tests but could not be registered: {exc}")
+    from personas.services import event_publish
+
+    with transaction.atomic():
+        _set(request, status=ForgeRequest.Status.SUCCEEDED, tool_version=version, finished=timezone.now(),
+             phase=f"{version} is live")
+        signature = registry_mod.signature_text(version.code, version.tool.name)
+        event_publish(kind="tool_created", source="forge", payload={
+            "tool": version.tool.name, "version": version.number, "forge_request": request.pk,
+            "run": request.run_id, "attempts": len(outcome.attempts),
+            "message": f"Tool {signature} v{version.number} forged in {len(outcome.attempts)} attempt(s) "
+                       "and loaded into the registry",
+        })
+    # Load it now so this process's next tool listing has it; other processes see the stamp change.
+    registry_mod.registry().refresh(force=True)
+    return request
+
+
+def _finish_failed(request: ForgeRequest, error: str) -> ForgeRequest:
+    from personas.services import event_publish
+
+    with transaction.atomic():
+        _set(request, status=ForgeRequest.Status.FAILED, finished=timezone.now(), error=error, phase="gave up")
+        event_publish(kind="forge.failed", source="forge", payload={
+            "forge_request": request.pk, "run": request.run_id,
+            "message": f"Forge request #{request.pk} failed: {error[:200]}"})
+    return request
+
+
+@transaction.atomic
+def tool_version_create(*, name: str, code: str, tests: str, spec: str, run_id: int | None = None) -> ToolVersion:
+    """Save a tested function as the next version of tool `name` (created if new) and make it current."""
+    schema = registry_mod.schema_from_source(code, name)
+    tool, _ = Tool.objects.select_for_update().get_or_create(name=name)
+    number = (tool.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+    version = ToolVersion.objects.create(tool=tool, number=number, code=code, tests=tests, spec=spec,
+                                         schema=schema, source_run_id=run_id)
+    path = version.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(code, encoding="utf-8")
+    tool.current_version = version
+    tool.enabled = True
+    tool.save()
+    return version
+
+
+def tool_set_enabled(*, tool: Tool, enabled: bool) -> Tool:
+    """Enable or disable a tool; every process drops or loads it on its next registry read."""
+    from personas.services import event_publish
+
+    with transaction.atomic():
+        tool = Tool.objects.select_for_update().get(pk=tool.pk)
+        tool.enabled = enabled
+        tool.save()
+        event_publish(kind="tool_enabled" if enabled else "tool_disabled", source="architect",
+                      payload={"tool": tool.name, "message": f"Tool {tool.name} {'enabled' if enabled else 'disabled'}"})
+    return tool
+
+
+def tool_rollback(*, tool: Tool, number: int) -> Tool:
+    """Make an earlier (or any) version of a tool the current one."""
+    from personas.services import event_publish
+
+    with transaction.atomic():
+        tool = Tool.objects.select_for_update().get(pk=tool.pk)
+        version = tool.versions.filter(number=number).first()
+        if version is None:
+            raise ValueError(f"Tool {tool.name} has no version {number}.")
+        if tool.current_version_id == version.pk:
+            raise ValueError(f"Version {number} of {tool.name} is already the current one.")
+        tool.current_version = version
+        tool.save()
+        event_publish(kind="tool_rolled_back", source="architect",
+                      payload={"tool": tool.name, "version": number,
+                               "message": f"Tool {tool.name} rolled back to v{number}"})
+    return tool
+
+
+def tool_call(*, name: str, arguments: dict[str, Any], run_id: int | None = None) -> ToolCall | None:
+    """Call an enabled tool in the sandbox and record the call; None if no such tool is enabled."""
+    config = forge_settings()
+    outcome = registry_mod.registry().call(name, arguments, backend=config.backend, limits=config.limits)
+    if outcome.version_id is None:
+        return None
+    return ToolCall.objects.create(
+        tool_version_id=outcome.version_id, arguments=arguments if isinstance(arguments, dict) else {},
+        result=outcome.result if outcome.ok else None, ok=outcome.ok, error=outcome.error,
+        duration_s=outcome.duration_s, backend=outcome.backend, run_id=run_id,
+    )
+
+
+# --- what the cognitive graph calls (through the seams in personas.services) -------------------------
+
+def forge_for_graph(*, run_id: int | None, spec: str, model: Any = None) -> dict[str, Any]:
+    """BRICK asked for a tool mid-run: forge it now (the run is already in a worker) and say how it went."""
+    try:
+        request = forge_request_create(spec=spec[: forge_settings().max_spec_chars], source=ForgeRequest.Source.GRAPH,
+                                       run_id=run_id, enqueue=False)
+    except ValueError as exc:
+        return {"status": "failed", "note": f"The forge refused the request: {exc}", "tool": ""}
+    request = forge_request_execute(request=request, model=model)
+    if request.status == ForgeRequest.Status.SUCCEEDED and request.tool_version:
+        version = request.tool_version
+        signature = registry_mod.signature_text(version.code, version.tool.name)
+        return {"status": "created", "tool": version.tool.name, "forge_request": request.pk,
+                "note": f"The tool {signature} was forged (v{version.number}, tests passed in the sandbox) "
+                        "and is now available to you: call it to compute the result."}
+    return {"status": "failed", "tool": "", "forge_request": request.pk,
+            "note": f"The forge could not build this tool: {request.error}. Reason it out without the tool."}
+
+
+def tool_call_for_graph(*, name: str, arguments: Any, run_id: int | None = None) -> Any:
+    """A model's tool call: the result value, or {"error": ...} the model can read."""
+    call = tool_call(name=name, arguments=arguments if isinstance(arguments, dict) else {"_raw": arguments},
+                     run_id=run_id)
+    if call is None:
+        known = ", ".join(sorted(registry_mod.registry().tools())) or "none"
+        return {"error": f"there is no enabled tool named {name!r} (available: {known})"}
+    return call.result if call.ok else {"error": call.error}

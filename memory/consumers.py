@@ -1,0 +1,39 @@
+"""Websocket consumers of the strategic loop: one fine-tune job's live page, and the Fine-tunes list."""
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+
+from a4ps_site.realtime import group_for
+from memory.datasets import FINETUNES_GROUP, finetune_render
+from memory.models import FineTuneJob
+from personas.consumers import LiveConsumer
+
+
+def _job_html(job_id: int) -> list[str]:
+    job = FineTuneJob.objects.filter(pk=job_id).first()
+    return [finetune_render(job=job)["status"]] if job else []
+
+
+class FineTuneConsumer(LiveConsumer):
+    """Progress, loss chart and log of one job. The job's state is one partial, so catching up after a
+    reconnect is sending its current version (on connect and on a resume request)."""
+
+    async def resolve_groups(self) -> list[str] | None:
+        self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
+        exists = await database_sync_to_async(FineTuneJob.objects.filter(pk=self.job_id).exists)()
+        return [group_for("finetune", self.job_id)] if exists else None
+
+    async def connect(self) -> None:
+        await super().connect()
+        if getattr(self, "joined", None):
+            for html in await self.replay(0):
+                await self.send(text_data=html)
+
+    async def replay(self, after: int) -> list[str]:
+        return await database_sync_to_async(_job_html)(self.job_id)
+
+
+class FineTunesConsumer(LiveConsumer):
+    """Rows of the Fine-tunes page change status and progress live."""
+
+    groups_to_join = [FINETUNES_GROUP]

@@ -1,0 +1,67 @@
+"""In a real browser: open a dataset, press Fine-tune, watch the progress bar move and the job finish."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.test_live_log import login
+from tests.memory.tiny_lm import build_tiny_model
+
+pytestmark = [pytest.mark.e2e, pytest.mark.stack]
+
+
+def _prepare(stack) -> int:
+    """A tiny base model for the stack's fine-tunes, and a dataset with a few chats."""
+    tiny = build_tiny_model(stack.var_dir / "tiny-model")
+    settings_toml = stack.var_dir / "config" / "settings.toml"
+    if "[finetune]" not in settings_toml.read_text():
+        settings_toml.write_text(settings_toml.read_text() + f'\n[finetune]\nbase_model_dir = "{tiny}"\n')
+    chats = [[{"role": "user", "content": f"What is {i} + {i}?"}, {"role": "assistant", "content": f"It is {2 * i}."}]
+             for i in range(8)]
+    code = (
+        "import json\nfrom memory import datasets as s\n"
+        "ds = s.dataset_create(persona='BRICK', name='e2e sums')\n"
+        f"for m in json.loads({json.dumps(json.dumps(chats))}): s.example_add(dataset=ds, messages=m)\n"
+        "print(ds.pk)"
+    )
+    return int(stack.manage("shell", "-c", code).stdout.strip().splitlines()[-1])
+
+
+def test_fine_tune_from_a_dataset_with_live_progress(browser, scripted_stack):
+    dataset_id = _prepare(scripted_stack)
+    page = browser.new_page()
+    try:
+        login(page, scripted_stack)
+        page.goto(f"{scripted_stack.url}/memory/datasets/{dataset_id}/")
+        assert page.locator("#example-rows tr").count() == 8
+        page.click("#finetune-button")
+        page.fill("input[name=epochs]", "8")
+        page.fill("input[name=learning_rate]", "0.005")
+        page.fill("input[name=eval_fraction]", "0.2")
+        page.fill("input[name=eval_max_new_tokens]", "4")
+        page.click("#start-finetune")
+        page.wait_for_url("**/memory/finetunes/*/")
+        page.wait_for_selector("#ws-status.live", timeout=15000)
+        marker = page.evaluate("() => performance.timeOrigin")
+        # Record every progress value the page shows as partials arrive over the socket.
+        page.evaluate("""() => {
+            window.seenProgress = [];
+            const note = () => { const p = document.querySelector('#job-progress');
+                                 if (p) window.seenProgress.push(+p.value); };
+            note();
+            new MutationObserver(note).observe(document.body, {childList: true, subtree: true});
+        }""")
+        page.wait_for_selector("#finetune-status[data-status=succeeded]", timeout=180000)
+        seen = page.evaluate("() => window.seenProgress")
+        assert any(0 < v < 100 for v in seen), seen  # the bar moved through intermediate values
+        assert seen == sorted(seen) and seen[-1] == 100
+        assert page.evaluate("() => performance.timeOrigin") == marker  # no reload happened
+        assert page.locator(".loss-chart path.loss-line").count() == 1
+        assert "Finished." in page.inner_text("#job-log")
+        assert page.locator("#evaluation .eval-row").count() >= 1
+        page.screenshot(path=str(scripted_stack.var_dir / "finetune-page.png"), full_page=True)
+        page.goto(f"{scripted_stack.url}/memory/finetunes/")
+        assert page.locator("tr[data-status=succeeded]").count() >= 1
+    finally:
+        page.close()

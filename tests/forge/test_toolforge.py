@@ -1,0 +1,158 @@
+"""The forge loop with a scripted BRICK: real sandbox failures fed back, giving up, static checks."""
+from __future__ import annotations
+
+import pytest
+
+from forge.config import ForgeSettings
+from forge.models import ForgeAttempt, ForgeRequest, Tool
+from forge.registry import registry
+from forge.services import forge_request_create, forge_request_execute
+from forge.toolforge import extract_code, forge_loop, split_tests, static_check
+from personas.models import Event
+from tests.personas.scripted import ScriptedModel, sequence
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ALLOWED = ForgeSettings().allowed_imports
+
+# Each wrong in its own way: a wrong result, then an exception inside the tool.
+WRONG_RESULT = """```python
+def median_of(values: list[float]) -> float:
+    \"\"\"Return the median of a non-empty list of numbers.\"\"\"
+    return sorted(values)[len(values) // 2]
+
+
+def test_median_of():
+    assert median_of([3, 1, 2]) == 2
+    assert median_of([4, 1, 3, 2]) == 2.5
+```"""
+RAISES = """```python
+import statistics
+
+
+def median_of(values: list[float]) -> float:
+    \"\"\"Return the median of a non-empty list of numbers.\"\"\"
+    return statistics.median(values) / len(values[5:])
+
+
+def test_median_of():
+    assert median_of([3, 1, 2]) == 2
+```"""
+RIGHT = """Here is the tool.
+```python
+import statistics
+
+
+def median_of(values: list[float]) -> float:
+    \"\"\"Return the median of a non-empty list of numbers.\"\"\"
+    return statistics.median(values)
+
+
+def test_median_of():
+    assert median_of([3, 1, 2]) == 2
+    assert median_of([4, 1, 3, 2]) == 2.5
+
+
+test_median_of()
+print("All tests passed!")
+```"""
+
+
+def forge_model(*replies: str) -> ScriptedModel:
+    return ScriptedModel({"forge": sequence(*replies)})
+
+
+def test_two_failures_with_real_tracebacks_then_success(settings, personas_seeded):
+    model = forge_model(WRONG_RESULT, RAISES, RIGHT)
+    request = forge_request_create(spec="the median of a list of numbers", enqueue=False)
+    request = forge_request_execute(request=request, model=model)
+
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    attempts = list(ForgeAttempt.objects.filter(request=request).order_by("number"))
+    assert [a.passed for a in attempts] == [False, False, True]
+    # The failures are the sandbox's own: an assertion traceback, then a ZeroDivisionError.
+    assert "AssertionError" in attempts[0].stdout and "test_median_of" in attempts[0].stdout
+    assert "ZeroDivisionError" in attempts[1].stdout
+    assert all(a.backend and a.duration_s > 0 for a in attempts)
+    # BRICK saw each real error in the next request.
+    forge_calls = [c for c in model.calls if c["kind"] == "forge"]
+    assert "AssertionError" in forge_calls[1]["messages"][-1]["content"]
+    assert "ZeroDivisionError" in forge_calls[2]["messages"][-1]["content"]
+    assert "return statistics.median(values) / len(values[5:])" in forge_calls[2]["messages"][-2]["content"]
+
+    tool = Tool.objects.get(name="median_of")
+    version = tool.current_version
+    assert version.number == 1 and request.tool_version == version
+    assert "def test_" not in version.code and "print(" not in version.code  # saved without its tests
+    assert "def test_median_of" in version.tests and "test_median_of()\n" not in version.tests
+    assert version.path == settings.VAR_DIR / "tools" / "median_of" / "v1.py"
+    assert version.path.read_text() == version.code
+    assert "median_of" in registry().tools()
+    event = Event.objects.get(kind="tool_created")
+    assert event.source == "forge" and event.payload["tool"] == "median_of" and "median_of(" in event.payload["message"]
+
+
+def test_gives_up_after_max_attempts_with_every_attempt_recorded(personas_seeded):
+    model = forge_model(WRONG_RESULT)
+    request = forge_request_create(spec="the median of a list of numbers", enqueue=False)
+    request = forge_request_execute(request=request, model=model)
+    assert request.status == ForgeRequest.Status.FAILED
+    assert "gave up after 3 attempt(s)" in request.error
+    assert ForgeAttempt.objects.filter(request=request, passed=False).count() == 3
+    assert len([c for c in model.calls if c["kind"] == "forge"]) == 3
+    assert not Tool.objects.exists()
+    assert Event.objects.filter(kind="forge.failed").exists()
+
+
+def test_the_loop_honours_max_attempts_from_settings():
+    reports = []
+    outcome = forge_loop("x", model=forge_model("no code at all"), config=ForgeSettings(max_attempts=2),
+                         on_attempt=reports.append)
+    assert not outcome.ok and [r.number for r in reports] == [1, 2]
+    assert reports[0].static_errors == ["the reply holds no ```python code block with the function and its tests."]
+
+
+@pytest.mark.parametrize("code,problem", [
+    ('def a(x: int) -> int:\n    """A."""\n    return x\n\n\ndef b(x: int) -> int:\n    """B."""\n    return x\n',
+     "exactly one public function is required, found 2"),
+    ('import os\n\n\ndef a(x: int) -> int:\n    """A."""\n    return x\n', "`import os` is not allowed"),
+    ('def a(x: int) -> int:\n    """A."""\n    import subprocess\n    return x\n', "`import subprocess` is not allowed"),
+    ('import math\nTABLE = open("/etc/passwd").read()\n\n\ndef a(x: int) -> int:\n    """A."""\n    return x\n',
+     "top-level statement `TABLE = open"),
+    ('def a(x: int) -> int:\n    """A."""\n    return x\n\n\na(1)\n', "top-level statement `a(1)`"),
+    ('def a(x: int) -> int:\n    return x\n', "needs a docstring"),
+    ('def AddThem(x: int) -> int:\n    """A."""\n    return x\n', "must be snake_case"),
+    ('def a(x: int) -> int:\n    """A."""\n    return eval("x")\n', "`eval` is not allowed"),
+    ('def a(x: int) -> int:\n    """A."""\n    return x.__class__\n', "dunder attribute"),
+])
+def test_static_checks_reject_bad_code(code, problem):
+    check = static_check(code, "def test_a():\n    assert True\n", ALLOWED)
+    assert not check.ok
+    assert any(problem in e for e in check.errors), check.errors
+
+
+def test_static_checks_accept_a_function_with_private_helpers():
+    code = 'import math\n\n\ndef _sq(x):\n    return x * x\n\n\ndef hyp(a: float, b: float) -> float:\n    """Hypotenuse."""\n    return math.sqrt(_sq(a) + _sq(b))\n'
+    check = static_check(code, "def test_hyp():\n    assert hyp(3, 4) == 5\n", ALLOWED)
+    assert check.ok and check.name == "hyp"
+
+
+def test_static_check_failures_never_reach_the_sandbox_and_are_fed_back():
+    bad = '```python\nimport os\n\n\ndef where() -> str:\n    """Cwd."""\n    return os.getcwd()\n\n\ndef test_where():\n    assert where()\n```'
+    reports = []
+    model = forge_model(bad)
+    forge_loop("cwd", model=model, config=ForgeSettings(max_attempts=2), on_attempt=reports.append)
+    assert reports[0].exit_code is None and reports[0].backend == ""  # never ran
+    assert "`import os` is not allowed" in model.calls[1]["messages"][-1]["content"]
+
+
+def test_code_split_over_two_blocks_and_a_main_guard_is_understood():
+    reply = ('```python\ndef double(x: int) -> int:\n    """Twice x."""\n    return 2 * x\n```\n'
+             'And the tests:\n```python\nimport unittest\n\n\nclass TestDouble(unittest.TestCase):\n'
+             '    def test_it(self):\n        self.assertEqual(double(2), 4)\n\n\n'
+             'if __name__ == "__main__":\n    unittest.main()\n```')
+    code, tests = split_tests(extract_code(reply))
+    assert code.strip().startswith("def double") and "unittest" not in code
+    assert "class TestDouble" in tests and "__main__" not in tests
+    outcome = forge_loop("double", model=forge_model(reply), config=ForgeSettings(max_attempts=1))
+    assert outcome.ok, outcome.attempts[0].stdout + outcome.attempts[0].stderr

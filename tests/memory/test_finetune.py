@@ -1,0 +1,255 @@
+"""Fine-tunes: a real LoRA training on a tiny model, the job from button to evaluation, promote/rollback."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.urls import reverse
+
+from forge import finetune as ft
+from memory import datasets as services
+from memory.models import FineTuneJob
+from tests.memory.test_curator import Verdict
+from tests.memory.tiny_lm import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def conversations(n: int = 6) -> list[list[dict[str, str]]]:
+    return [[{"role": "system", "content": "You are BRICK."}, {"role": "user", "content": f"What is {i} + {i}?"},
+             {"role": "assistant", "content": f"It is {2 * i}."}] for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_hyperparameters_are_validated_with_the_field_named():
+    assert ft.Hyperparameters.from_dict({}).lora_r == 8
+    for bad, field in [({"lora_r": 0}, "lora_r"), ({"learning_rate": "fast"}, "learning_rate"),
+                       ({"epochs": 1.5}, "epochs"), ({"lora_dropout": 2}, "lora_dropout"),
+                       ({"target_modules": "q_proj, bad-name"}, "target_modules"), ({"colour": 1}, "colour")]:
+        with pytest.raises(ValueError, match=field):
+            ft.Hyperparameters.from_dict(bad)
+
+
+def test_encode_learns_only_the_assistant_turns(tiny_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_dir))
+    ids, labels = ft.encode(tok, conversations(1)[0], 512)
+    learned = tok.decode([t for t in labels if t != -100])
+    assert learned.startswith("It is 0.") and "What is" not in learned
+    assert len(ids) == len(labels)
+    # Truncation keeps the end, where the answer is.
+    ids, labels = ft.encode(tok, conversations(1)[0], 12)
+    assert len(ids) == 12 and any(t != -100 for t in labels)
+
+
+def test_real_lora_training_keeps_the_loss_finite_and_changes_the_logits(tiny_dir, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model, tok, backend = ft.load_base(tiny_dir, log=lambda _: None)
+    assert backend == "peft"
+    hyper = ft.Hyperparameters.from_dict({"epochs": 2, "learning_rate": 5e-3, "max_len": 64})
+    model = ft.attach_lora(model, hyper)
+    seen = []
+    result = ft.train_lora(model, tok, conversations(), hyper, on_step=seen.append, log=lambda _: None)
+    assert result.steps == 12 and [s.step for s in seen] == list(range(1, 13))
+    assert all(math.isfinite(x) for x in result.losses) and result.tokens > 0
+    model.save_pretrained(str(tmp_path / "adapter"))
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size > 0
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_dir))
+    ids = tok("<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = base(ids).logits.clone()
+        adapted = PeftModel.from_pretrained(base, str(tmp_path / "adapter"))(ids).logits
+    assert not torch.allclose(before, adapted)
+
+
+def test_training_stops_between_steps_when_cancelled(tiny_dir):
+    model, tok, _ = ft.load_base(tiny_dir, log=lambda _: None)
+    hyper = ft.Hyperparameters.from_dict({"epochs": 5})
+    model = ft.attach_lora(model, hyper)
+    steps = []
+    with pytest.raises(ft.Cancelled, match="before step 3"):
+        ft.train_lora(model, tok, conversations(), hyper, on_step=steps.append, should_stop=lambda: len(steps) >= 2,
+                      log=lambda _: None)
+    assert len(steps) == 2
+
+
+# --- the job, through the services and pages ------------------------------------------------------------
+
+class Alfred:
+    """Prefers whichever answer is labelled A."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def chat(self, persona, messages, **kwargs):
+        self.calls.append(messages)
+        value = {"better": "A", "reason": "A is closer to the reference."}
+        return Verdict(content=json.dumps(value), parsed=value)
+
+
+@pytest.fixture
+def finetune_config(tmp_path, settings, tiny_dir):
+    target = tmp_path / "config"
+    shutil.copytree(ROOT / "config", target)
+    (target / "settings.toml").write_text(
+        (target / "settings.toml").read_text() + f'\n[finetune]\nbase_model_dir = "{tiny_dir}"\n')
+    settings.CONFIG_DIR = target
+    return target
+
+
+@pytest.fixture
+def alfred():
+    from personas.llm import set_model_manager
+
+    judge = Alfred()
+    set_model_manager(judge)
+    yield judge
+    set_model_manager(None)
+
+
+@pytest.fixture
+def brick_dataset(db):
+    ds = services.dataset_create(persona="BRICK", name="sums")
+    for messages in conversations(8):
+        services.example_add(dataset=ds, messages=messages)
+    services.example_set_included(example=ds.examples.order_by("id").first(), included=False)
+    return ds
+
+
+@pytest.mark.django_db
+def test_the_fine_tune_form_validates_and_a_job_runs_to_an_evaluation(
+        auth_client, brick_dataset, finetune_config, alfred, django_capture_on_commit_callbacks, tiny_dir, settings):
+    url = reverse("finetune_new", args=[brick_dataset.pk])
+    form = auth_client.get(url).content.decode()
+    assert 'name="lora_r"' in form and 'value="8"' in form and str(tiny_dir) in form
+    bad = auth_client.post(url, {**FineTuneJob().hyperparameters, "learning_rate": "5"})
+    assert bad.status_code == 422 and "learning_rate" in bad.content.decode() and not FineTuneJob.objects.exists()
+
+    fields = {**FineTuneJob().hyperparameters, "epochs": 2, "learning_rate": 0.005, "eval_fraction": 0.3,
+              "eval_max_new_tokens": 6}
+    with django_capture_on_commit_callbacks(execute=True):  # Huey is immediate in tests: the job runs here
+        response = auth_client.post(url, fields)
+    job = FineTuneJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("finetune_detail", args=[job.pk])
+    snapshot = Path(job.snapshot_path)
+    assert snapshot == Path(settings.VAR_DIR) / "finetune" / str(job.pk) / "data.jsonl"
+    assert len(snapshot.read_text().splitlines()) == 7 == job.examples  # included examples only
+
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.log + job.error
+    assert job.progress == 1.0 and job.total_steps == 10 and job.step == 10
+    assert [s for s, _ in job.loss_history] == list(range(1, 11))
+    assert (Path(job.adapter_path) / "adapter_model.safetensors").exists()
+    assert job.gguf_adapter_path == ""  # the tiny base is not a GGUF
+    assert len(job.evaluation["examples"]) == 2 and sum(job.evaluation["tally"].values()) == 2
+    # The answers were shown as A/B in alternating order, so "A" maps to base once and adapted once.
+    assert job.evaluation["tally"]["adapted"] == 1 and job.evaluation["tally"]["base"] == 1
+    assert len(alfred.calls) == 2
+
+    page = auth_client.get(reverse("finetune_detail", args=[job.pk])).content.decode()
+    assert 'id="job-progress"' in page and 'value="100"' in page and "<svg" in page and "Finished." in page
+    listing = auth_client.get(reverse("finetunes")).content.decode()
+    assert f'id="finetune-row-{job.pk}"' in listing and "succeeded" in listing
+
+
+@pytest.mark.django_db
+def test_a_queued_job_can_be_cancelled_and_a_running_one_is_asked_to_stop(auth_client, brick_dataset,
+                                                                           finetune_config):
+    job = services.finetune_create(dataset=brick_dataset, hyperparameters={})  # on_commit not run: stays queued
+    auth_client.post(reverse("finetune_cancel", args=[job.pk]))
+    job.refresh_from_db()
+    assert job.status == "cancelled" and services.finetune_execute(job_id=job.pk) is None
+    running = FineTuneJob.objects.create(persona="BRICK", base_model="x", status="running")
+    services.finetune_cancel(job=running)
+    running.refresh_from_db()
+    assert running.status == "cancelling"
+
+
+def _succeeded_job(tmp_path: Path, name: str) -> FineTuneJob:
+    adapter = tmp_path / f"{name}.gguf"
+    adapter.write_bytes(b"GGUF")
+    return FineTuneJob.objects.create(persona="ROBIN", base_model=str(tmp_path / "base.gguf"), status="succeeded",
+                                      gguf_adapter_path=str(adapter))
+
+
+@pytest.mark.django_db
+def test_promote_and_rollback_switch_the_persona_model(auth_client, tmp_path):
+    first, second = _succeeded_job(tmp_path, "first"), _succeeded_job(tmp_path, "second")
+    assert services.persona_model_override("ROBIN") is None
+
+    auth_client.post(reverse("finetune_promote", args=[first.pk]))
+    override = services.persona_model_override("ROBIN")
+    assert override["job"] == first.pk and override["lora_path"] == first.gguf_adapter_path
+    assert override["base_model"] == first.base_model and services.persona_model_override("BRICK") is None
+
+    auth_client.post(reverse("finetune_promote", args=[second.pk]))
+    assert services.persona_model_override("ROBIN")["lora_path"] == second.gguf_adapter_path
+    second.refresh_from_db()
+    assert second.previous_job_id == first.pk and second.previous_model == f"fine-tune #{first.pk}"
+
+    page = auth_client.get(reverse("finetune_detail", args=[second.pk])).content.decode()
+    assert 'id="rollback-job"' in page and f"Roll back to fine-tune #{first.pk}" in page
+    auth_client.post(reverse("finetune_rollback", args=[second.pk]))  # one click back
+    assert services.persona_model_override("ROBIN")["job"] == first.pk
+    auth_client.post(reverse("finetune_rollback", args=[first.pk]))
+    assert services.persona_model_override("ROBIN") is None
+
+
+@pytest.mark.django_db
+def test_only_succeeded_jobs_with_a_llama_cpp_adapter_can_be_promoted(tmp_path):
+    failed = FineTuneJob.objects.create(persona="BRICK", base_model="x", status="failed")
+    with pytest.raises(ValueError, match="only a succeeded job"):
+        services.finetune_promote(job=failed)
+    no_gguf = FineTuneJob.objects.create(persona="BRICK", base_model="x", status="succeeded")
+    with pytest.raises(ValueError, match="no llama.cpp adapter"):
+        services.finetune_promote(job=no_gguf)
+    assert services.persona_model_override("BRICK") is None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_job_socket_sends_the_current_state_on_connect_and_live_updates():
+    from django.conf import settings
+    from django.test import Client
+
+    from a4ps_site.asgi import application
+
+    @database_sync_to_async
+    def setup():
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.create_user(username="ft-ws", password="pw-123456789")
+        client = Client()
+        client.force_login(user)
+        job = FineTuneJob.objects.create(persona="BRICK", base_model="x", status="running", step=3, total_steps=10,
+                                         progress=0.27, loss_history=[[1, 2.0], [2, 1.5], [3, 1.2]])
+        return job, f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+    job, cookie = await setup()
+    communicator = WebsocketCommunicator(application, f"/ws/finetunes/{job.pk}/",
+                                         headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookie)])
+    connected, _ = await communicator.connect()
+    assert connected
+    first = await communicator.receive_from(timeout=5)
+    assert 'id="finetune-status"' in first and 'hx-swap-oob="true"' in first and 'data-step="3"' in first
+    assert "<path" in first  # the loss chart
+
+    await database_sync_to_async(services._update)(job.pk, step=4, progress=0.36, log_text="step 4/10")
+    live = await communicator.receive_from(timeout=5)
+    assert 'data-step="4"' in live and "step 4/10" in live
+    await communicator.send_to(text_data=json.dumps({"resume_after": 0}))  # a reconnecting page catches up
+    assert 'data-step="4"' in await communicator.receive_from(timeout=5)
+    await communicator.disconnect()
