@@ -231,6 +231,7 @@ def run_step_record(*, run_id: int, key: str, node: str, persona: str, kind: str
     }
     with transaction.atomic():
         step = RunStep.objects.filter(run_id=run_id, key=key).first()
+        step_existed = step is not None
         if step:
             RunStep.objects.filter(pk=step.pk).update(**fields)
             step.refresh_from_db()
@@ -238,12 +239,29 @@ def run_step_record(*, run_id: int, key: str, node: str, persona: str, kind: str
             Run.objects.filter(pk=run_id).update(last_seq=F("last_seq") + 1)
             seq = Run.objects.values_list("last_seq", flat=True).get(pk=run_id)
             step = RunStep.objects.create(run_id=run_id, key=key, seq=seq, **fields)
+        if not step_existed and persona:
+            _persona_count(name=persona, kind=kind, tokens=fields["completion_tokens"], dissonance=dissonance)
         # Renew the lease with every step: a live worker keeps its run.
         Run.objects.filter(pk=run_id).exclude(lease_until=None).update(
             lease_until=timezone.now() + timedelta(seconds=_lease_s()))
         html = render_to_string("personas/_run_step_oob.html", {"step": step})
         transaction.on_commit(lambda: broadcast(group_for("run", run_id), "ui.html", html=html))
     return step
+
+
+def _persona_count(*, name: str, kind: str, tokens: int, dissonance: float | None) -> None:
+    """The persona's live counters (part of the living image): contributions, tokens, last dissonance."""
+    persona = Persona.objects.select_for_update().filter(name=name).first()
+    if persona is None:
+        return
+    state = dict(persona.state)
+    counts = dict(state.get("contributions", {}))
+    counts[kind] = counts.get(kind, 0) + 1
+    state["contributions"] = counts
+    state["tokens_generated"] = int(state.get("tokens_generated", 0)) + int(tokens or 0)
+    if dissonance is not None:
+        state["last_dissonance"] = dissonance
+    Persona.objects.filter(pk=persona.pk).update(state=state)
 
 
 def _lease_s() -> int:

@@ -193,3 +193,13 @@ async def test_run_socket_streams_steps_and_replays_them(scripted_model, persona
     assert len(replay) == count + 1  # the missed steps, then the current header
     assert 'data-seq="4"' in replay[0]
     await communicator.disconnect()
+
+
+def test_persona_live_state_counts_contributions(user, scripted_model, personas_seeded):
+    services.run_submit(task="What is 2 + 2?", user=user)
+    brick = Persona.objects.get(name="BRICK").state
+    assert brick["contributions"] == {"thoughts": 1, "thesis": 1}
+    assert brick["tokens_generated"] == 10
+    assert Persona.objects.get(name="ALFRED").state["last_dissonance"] is not None
+    services.run_submit(task="And 3 + 3?", user=user)
+    assert Persona.objects.get(name="BRICK").state["contributions"]["thesis"] == 2
