@@ -800,11 +800,11 @@ class DockerBackend(SandboxBackend):
         # The container's cgroup also holds tini and, under gVisor, the sentry: its memory and its
         # Go runtime threads (which the pids cgroup counts). The job itself stays bounded by
         # RLIMIT_AS/RLIMIT_NPROC, which gVisor enforces inside the sandbox.
-        mem = limits.memory_mb + (96 if self.runtime == "runsc" else 32)
+        mem = limits.memory_mb + (256 if self.runtime == "runsc" else 32)
         # With gVisor's ptrace platform every task also costs host threads/stub processes, and a
         # sentry that hits the pids cgroup dies (exit 2): give it headroom, the job's own count
         # is held by RLIMIT_NPROC inside gVisor.
-        pids_cgroup = limits.pids + 4 if self.runtime == "runc" else 1024 + 16 * limits.pids
+        pids_cgroup = limits.pids + 4 if self.runtime == "runc" else 4096 + 64 * limits.pids
         cmd = [
             "docker", "run", "-i", "--name", name, "--label", "a4ps.sandbox=1",
             "--runtime", self.runtime, "--network", "none", "--read-only",
