@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+log = logging.getLogger(__name__)
 
 # Groups a page can listen to. Per-object groups are built with group_for().
 EVENTS_GROUP = "events"
@@ -46,16 +49,13 @@ def broadcast(group: str, type: str, **data: Any) -> None:
     if layer is None:
         return
     message = {"type": type, **data}
-    if isinstance(layer, InMemoryChannelLayer):
-        # In-process queues belong to the consumers' own loop (single-process tests).
-        async_to_sync(layer.group_send)(group, message)
-        return
-    asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _sender_loop()).result(timeout=30)
-
-
-async def abroadcast(group: str, type: str, **data: Any) -> None:
-    """The same as broadcast(), for async callers."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    await layer.group_send(group, {"type": type, **data})
+    # A live update is a courtesy on top of data already committed: pages catch up from the database
+    # after a reconnect, so a broker that is down or slow must never fail the write that came first.
+    try:
+        if isinstance(layer, InMemoryChannelLayer):
+            # In-process queues belong to the consumers' own loop (single-process tests).
+            async_to_sync(layer.group_send)(group, message)
+            return
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _sender_loop()).result(timeout=5)
+    except Exception as exc:  # broker errors come as several redis/OS/timeout types
+        log.warning("live update to %s not sent (%s: %s); pages catch up on reconnect", group, type, exc)

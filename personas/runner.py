@@ -18,7 +18,6 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from a4ps_site.config import app_settings, codex
-from a4ps_site.realtime import broadcast, group_for
 from personas.graph import GraphDeps, GraphSettings, build_graph
 from personas.llm import model_manager
 from personas.models import Run

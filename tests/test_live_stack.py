@@ -9,7 +9,6 @@ import urllib.request
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.test import Client
 
 from tests.livestack import cleanup, start_stack
@@ -50,7 +49,14 @@ def test_run_command_serves_and_stops_cleanly_without_orphans():
         assert stack.stop(signal.SIGINT) == 0
         time.sleep(0.5)
         assert [pid for pid in children if _alive(pid)] == []
-        assert "stopped" in stack.log()
+        assert "stopped" in stack.log() and "living image saved" in stack.log()
+
+        # Starting again on the same var/ restores the live state from the image just saved.
+        again = start_stack(stack.var_dir)
+        assert "live state restored from image-" in again.log()
+        with urllib.request.urlopen(again.url + "/accounts/login/", timeout=10) as resp:
+            assert resp.status == 200
+        assert again.stop(signal.SIGTERM) == 0
     finally:
         cleanup(stack)
 

@@ -69,3 +69,13 @@ async def test_logged_in_socket_receives_published_events_and_catches_up():
     await communicator.send_to(text_data="not json")
     assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
+
+
+def test_a_broker_that_is_down_never_fails_the_write(settings, caplog):
+    from personas.models import Event
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                                           "CONFIG": {"hosts": [{"address": "unix:///nonexistent/broker.sock"}]}}}
+    event = event_publish(kind="test.offline", source="test", payload={"message": "kept"})
+    assert Event.objects.filter(pk=event.pk, kind="test.offline").exists()
+    assert "not sent" in caplog.text

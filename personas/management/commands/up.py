@@ -63,13 +63,6 @@ class Command(BaseCommand):
             call_command("seed_personas", verbosity=0)
         except (CommandError, ConfigError) as exc:
             raise CommandError(f"config/codex.toml: {exc}") from None
-        from memory.image import image_restore_on_start
-
-        restored = image_restore_on_start()
-        for warning in restored["warnings"]:
-            self.say(f"warning: {warning}")
-        if restored["image"]:
-            self.say(f"live state restored from {restored['image']}")
 
         signal.signal(signal.SIGINT, self.on_signal)
         signal.signal(signal.SIGTERM, self.on_signal)
@@ -82,6 +75,7 @@ class Command(BaseCommand):
                 self.children.append(("broker", proc))
             elif not broker.ping(settings.BROKER_URL, timeout=3):
                 raise CommandError(f"REDIS_URL={settings.REDIS_URL} does not answer a PING.")
+            self.restore_image()
             python = sys.executable
             if not options["no_worker"]:
                 self.say("starting the Huey consumer")
@@ -107,6 +101,16 @@ class Command(BaseCommand):
         self.stop_all()
 
     stopping_done_image = False
+
+    def restore_image(self) -> None:
+        """Bring back the personas' live state from the newest good living image (broker up: its events show)."""
+        from memory.image import image_restore_on_start
+
+        restored = image_restore_on_start()
+        for warning in restored["warnings"]:
+            self.say(f"warning: {warning}")
+        if restored["image"]:
+            self.say(f"live state restored from {restored['image']}")
 
     def save_image(self) -> None:
         """A clean shutdown leaves a fresh living image behind."""
