@@ -50,17 +50,22 @@ def memory_delete(request: HttpRequest, memory_id: str) -> HttpResponse:
     return redirect("memory")
 
 
-@login_required
-def image(request: HttpRequest) -> HttpResponse:
-    """Snapshots (time, size, contents), save now, restore, and the persona-state inspector."""
+def _image_page(request: HttpRequest, *, typed: dict[str, str] | None = None, status: int = 200) -> HttpResponse:
+    """The Image page; `typed` keeps a rejected inspector edit in its box."""
     import json
 
     from memory.image import image_list
     from personas.models import Persona
 
-    images = image_list()
     edits = {p.name: json.dumps(p.state, indent=2, sort_keys=True) for p in Persona.objects.order_by("order")}
-    return render(request, "memory/image.html", {"images": images, "edits": edits})
+    edits.update(typed or {})
+    return render(request, "memory/image.html", {"images": image_list(), "edits": edits}, status=status)
+
+
+@login_required
+def image(request: HttpRequest) -> HttpResponse:
+    """Snapshots (time, size, contents), save now, restore, and the persona-state inspector."""
+    return _image_page(request)
 
 
 @login_required
@@ -92,8 +97,6 @@ def image_restore(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def persona_state_edit(request: HttpRequest, name: str) -> HttpResponse:
-    import json
-
     from personas.models import Persona
     from personas.services import persona_state_set
 
@@ -103,10 +106,6 @@ def persona_state_edit(request: HttpRequest, name: str) -> HttpResponse:
         raise Http404("No such persona.") from None
     except ValueError as exc:
         messages.error(request, f"{name}'s state was not changed: {exc}")
-        from memory.image import image_list
-
-        edits = {p.name: json.dumps(p.state, indent=2, sort_keys=True) for p in Persona.objects.order_by("order")}
-        edits[name] = request.POST.get("state", "")  # keep what was typed
-        return render(request, "memory/image.html", {"images": image_list(), "edits": edits}, status=400)
+        return _image_page(request, typed={name: request.POST.get("state", "")}, status=400)
     messages.success(request, f"{name}'s live state updated.")
     return redirect("image")

@@ -17,21 +17,21 @@ from personas.forms import TaskForm
 from personas.models import Run
 
 
+def _dashboard(request: HttpRequest, form: TaskForm, *, status: int = 200) -> HttpResponse:
+    return render(request, "personas/dashboard.html", {
+        "cards": selectors.persona_cards(),
+        "form": form,
+        "queue": selectors.run_queue(),
+        "events": selectors.events_recent(limit=50),
+        "config_errors": config_errors(),
+        "model_status": selectors.model_status(),
+        "goals": selectors.goals_recent(),
+    }, status=status)
+
+
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "personas/dashboard.html",
-        {
-            "cards": selectors.persona_cards(),
-            "form": TaskForm(),
-            "queue": selectors.run_queue(),
-            "events": selectors.events_recent(limit=50),
-            "config_errors": config_errors(),
-            "model_status": selectors.model_status(),
-            "goals": selectors.goals_recent(),
-        },
-    )
+    return _dashboard(request, TaskForm())
 
 
 @login_required
@@ -67,17 +67,11 @@ def run_submit(request: HttpRequest) -> HttpResponse:
             form.add_error("task", str(exc))
         else:
             if getattr(request, "htmx", False):
-                response = render(request, "personas/_task_form.html", {"form": TaskForm(), "submitted": run})
-                return response
+                return render(request, "personas/_task_form.html", {"form": TaskForm(), "submitted": run})
             return redirect("run_detail", run_id=run.pk)
-    status = 422 if getattr(request, "htmx", False) else 400
     if getattr(request, "htmx", False):
-        return render(request, "personas/_task_form.html", {"form": form}, status=status)
-    return render(request, "personas/dashboard.html", {
-        "cards": selectors.persona_cards(), "form": form, "queue": selectors.run_queue(),
-        "events": selectors.events_recent(limit=50), "config_errors": config_errors(),
-        "goals": selectors.goals_recent(), "model_status": selectors.model_status(),
-    }, status=status)
+        return render(request, "personas/_task_form.html", {"form": form}, status=422)
+    return _dashboard(request, form, status=400)
 
 
 @login_required

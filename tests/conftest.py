@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tests.livestack import cleanup, start_stack
+from tests.livestack import ROOT, cleanup, start_stack
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
@@ -24,6 +24,15 @@ def isolated_var(tmp_path, settings):
     from memory.services import reset_stores
 
     reset_stores()
+
+
+@pytest.fixture
+def config_dir(tmp_path, settings):
+    """A private copy of config/, so a test can edit codex.toml and settings.toml."""
+    target = tmp_path / "config"
+    shutil.copytree(ROOT / "config", target)
+    settings.CONFIG_DIR = target
+    return target
 
 
 @pytest.fixture

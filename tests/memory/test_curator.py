@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +13,6 @@ from personas.models import Event, Run, RunStep
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -57,15 +54,6 @@ def _run(task: str, *, status: str = Run.Status.DONE, thesis: str = "Four, by co
         RunStep.objects.create(run=run, seq=seq, key=key, node=key[4:], persona=persona, kind=kind,
                                content=content, data=data)
     return run
-
-
-@pytest.fixture
-def config_dir(tmp_path, settings):
-    """A scratch copy of config/, so a test can change settings.toml."""
-    target = tmp_path / "config"
-    shutil.copytree(ROOT / "config", target)
-    settings.CONFIG_DIR = target
-    return target
 
 
 def test_a_good_run_becomes_golden_examples_with_the_prompts_each_persona_saw(personas_seeded):

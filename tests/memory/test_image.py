@@ -83,12 +83,8 @@ def test_a_corrupt_newest_image_falls_back_with_a_visible_warning(personas_seede
 
 
 def test_restore_rolls_memory_codex_and_persona_state_back(personas_seeded, scripted_model, user, auth_client,
-                                                          settings, tmp_path):
-    import shutil
-
-    config = tmp_path / "config"
-    shutil.copytree(ROOT / "config", config)
-    settings.CONFIG_DIR = config
+                                                          config_dir):
+    config = config_dir
     scripted_model.rules["answer"] = "Kept before the snapshot."
     services.run_submit(task="First question", user=user)
     Persona.objects.filter(name="BABS").update(state={"searches": 1})

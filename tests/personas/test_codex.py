@@ -1,7 +1,6 @@
 """The philosophical loop: hand edits applied live, amendments applied only by a person, runs waiting."""
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -13,18 +12,8 @@ from personas import codex as codex_services
 from personas import services
 from personas.models import CodexAmendment, CodexVersion, Event, Persona, Run
 
-ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def config_dir(tmp_path, settings):
-    """A private copy of config/ so tests can edit codex.toml and settings.toml."""
-    target = tmp_path / "config"
-    shutil.copytree(ROOT / "config", target)
-    settings.CONFIG_DIR = target
-    return target
 
 
 def touch_later(path: Path, text: str) -> None:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-from pathlib import Path
 
 import pytest
 from channels.layers import get_channel_layer
@@ -14,16 +12,7 @@ from personas.llm import model_manager, set_model_manager
 from personas.models import Event, ModelCall
 from tests.personas.fake_ollama import FakeOllama
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def config_dir(tmp_path, settings):
-    target = tmp_path / "config"
-    shutil.copytree(ROOT / "config", target)
-    settings.CONFIG_DIR = target
-    return target
 
 
 @pytest.fixture
