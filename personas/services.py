@@ -241,9 +241,6 @@ def run_step_record(*, run_id: int, key: str, node: str, persona: str, kind: str
             step = RunStep.objects.create(run_id=run_id, key=key, seq=seq, **fields)
         if not step_existed and persona:
             _persona_count(name=persona, kind=kind, tokens=fields["completion_tokens"], dissonance=dissonance)
-        # Renew the lease with every step: a live worker keeps its run.
-        Run.objects.filter(pk=run_id).exclude(lease_until=None).update(
-            lease_until=timezone.now() + timedelta(seconds=_lease_s()))
         html = render_to_string("personas/_run_step_oob.html", {"step": step})
         transaction.on_commit(lambda: broadcast(group_for("run", run_id), "ui.html", html=html))
     return step
@@ -262,12 +259,6 @@ def _persona_count(*, name: str, kind: str, tokens: int, dissonance: float | Non
     if dissonance is not None:
         state["last_dissonance"] = dissonance
     Persona.objects.filter(pk=persona.pk).update(state=state)
-
-
-def _lease_s() -> int:
-    from personas.runner import lease_seconds
-
-    return lease_seconds()
 
 
 def run_stream_tokens(*, run_id: int, persona: str, node: str, text: str, start: bool) -> None:
@@ -401,12 +392,8 @@ def tool_schemas_for_graph() -> list[dict[str, Any]]:
     return registry().schemas()
 
 
-def tool_call_for_graph(name: str, arguments: dict[str, Any]) -> Any:
-    """A model called a tool: run it in the sandbox, record the call, return its result (or an error)."""
+def tool_call_for_graph(*, run_id: int, name: str, arguments: dict[str, Any]) -> Any:
+    """A model called a tool during run `run_id`: run it in the sandbox, record the call, return its result."""
     from forge.services import tool_call_for_graph as forge_tool_call
-    from personas.runner import worker_id
 
-    # Only one run executes at a time and it is held by this worker, so that run made the call.
-    run_id = Run.objects.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING],
-                                worker=worker_id()).values_list("pk", flat=True).first()
     return forge_tool_call(name=name, arguments=arguments, run_id=run_id)
