@@ -595,8 +595,9 @@ class _LocalBase(SandboxBackend):
                                      "(set A4PS_SANDBOX_PYTHON, e.g. /usr/bin/python3)")
         return python
 
+    @abstractmethod
     def _command(self, python: str, scratch_host: str, scratch_inside: str, limits: Limits) -> list[str]:
-        raise NotImplementedError
+        """The argv that starts the runner (directly, or inside bubblewrap)."""
 
     def _scratch_inside(self, scratch_host: str) -> str:
         return scratch_host
