@@ -21,6 +21,8 @@ import pyarrow as pa
 from lancedb.index import FTS, BTree, IvfPq
 from lancedb.query import ColumnOrdering
 
+from memory.reads import AsyncReads, DirectReads, Pinned, Read, direct_reads_supported
+
 __all__ = [
     "CHUNK_LEVEL",
     "SUMMARY_LEVEL",
@@ -51,6 +53,11 @@ _REBUILD_GROWTH = 0.20
 # Reciprocal-rank fusion constant from Cormack et al.; 60 keeps a single list's
 # top hit from drowning the other list.
 _RRF_K = 60
+# Stage 2 of a hierarchical search reads all chunks of the chosen memories when
+# there are at most this many (a run's memory has a few dozen).
+_STAGE2_MAX_ROWS = 4096
+_STAGE1_COLUMNS = ("id", "text", "run_id", "created_at")
+_STAGE2_COLUMNS = ("id", "parent_id", "text", "persona", "step_ids", "metadata")
 # The vector index name records the row count it was trained on, so every process
 # (and a restored table version) can tell how far the table has grown since then,
 # even after optimize() folded new rows into the index.
@@ -282,6 +289,54 @@ def _clean_step_ids(value: object, what: str) -> list[int]:
     return out
 
 
+class _ResidentSummaries:
+    """The summaries level held in memory while it is searched exactly.
+
+    Below the index threshold stage 1 of every hierarchical search is an exact
+    scan of all summary vectors. LanceDB's brute-force path re-reads the vector
+    column for each query (15 MB at 10k summaries, most of a 100k-row query's
+    time here); this copy is read once per table version instead and scanned
+    with one matrix product. Its size is bounded by the threshold: the table
+    gets its IVF_PQ index there and stage 1 goes back to LanceDB. Rows are also
+    found by row id, valid for the version they were read at.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        # (version, rows, unit vectors, row id -> row), replaced in one piece so a
+        # search running while another thread reloads sees one consistent copy.
+        self.snapshot: tuple[int | None, list[dict[str, Any]], np.ndarray, dict[int, dict[str, Any]]] = (
+            None,
+            [],
+            np.empty((0, 0), dtype=np.float32),
+            {},
+        )
+
+    def current(self, pinned: Pinned, columns: Sequence[str], dim: int) -> _ResidentSummaries:
+        version = pinned.version(SUMMARIES)
+        with self.lock:
+            if self.snapshot[0] != version:
+                table = pinned.read(Read(table=SUMMARIES, columns=(*columns, "vector"), row_id=True))
+                vectors = table.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, dim)
+                unit = vectors.astype(np.float32) / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+                rows = table.drop_columns(["vector"]).to_pylist()
+                self.snapshot = (version, rows, unit, {row["_rowid"]: row for row in rows})
+        return self
+
+    def by_row_id(self, row_id: int) -> dict[str, Any] | None:
+        return self.snapshot[3].get(row_id)
+
+    def nearest(self, vector: np.ndarray, limit: int) -> list[dict[str, Any]]:
+        _, rows, unit, _ = self.snapshot
+        if not rows:
+            return []
+        distances = 1.0 - unit @ (vector / max(float(np.linalg.norm(vector)), 1e-12))
+        limit = min(limit, len(rows))
+        best = np.argpartition(distances, limit - 1)[:limit]
+        best = best[np.argsort(distances[best], kind="stable")]
+        return [dict(rows[i], _distance=float(distances[i])) for i in best]
+
+
 def _rrf(*rankings: Sequence[str]) -> dict[str, float]:
     scores: dict[str, float] = {}
     for ranking in rankings:
@@ -335,20 +390,23 @@ class MemoryStore:
         min_nprobes: int = 16,
         probe_fraction: float = 0.1,
         refine_factor: int = 40,
+        summary_refine_factor: int | None = None,
         index_sample_rate: int = 64,
         index_max_iterations: int = 20,
         read_consistency_interval: timedelta | None = timedelta(0),
+        direct_reads: bool | None = None,
     ) -> None:
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if exact_threshold < 0:
             raise ValueError("exact_threshold must be >= 0")
-        if refine_factor < 1:
-            raise ValueError("refine_factor must be >= 1")
+        if refine_factor < 1 or (summary_refine_factor is not None and summary_refine_factor < 1):
+            raise ValueError("refine_factor and summary_refine_factor must be >= 1")
         self.uri = os.path.abspath(os.path.expanduser(uri)) if "://" not in uri else uri
         self.dim = dim
         self.exact_threshold = exact_threshold
         self.refine_factor = refine_factor
+        self.summary_refine_factor = summary_refine_factor or refine_factor
         self._nprobes = nprobes
         self._index_sample_rate = index_sample_rate
         self._index_max_iterations = index_max_iterations
@@ -359,7 +417,15 @@ class MemoryStore:
         # Partitions of the current IVF_PQ index per table, cached so queries do
         # not list indexes; refreshed on open, ensure_indexes and stats.
         self._partitions: dict[str, int | None] = {SUMMARIES: None, CHUNKS: None}
+        self._resident = _ResidentSummaries()
         self._db, self._tables = _run(self._open(read_consistency_interval))
+        if direct_reads is None:
+            direct_reads = direct_reads_supported(self.uri)
+        if direct_reads:
+            locations = _run(self._locations())
+            self._reads: AsyncReads | DirectReads = DirectReads(locations, read_consistency_interval)
+        else:
+            self._reads = AsyncReads(self._tables, _run)
 
     # ------------------------------------------------------------------ setup
 
@@ -389,6 +455,9 @@ class MemoryStore:
             await self._refresh_partitions(key, tbl)
         return db, tables
 
+    async def _locations(self) -> dict[str, str]:
+        return {key: await tbl.uri() for key, tbl in self._tables.items()}
+
     async def _ensure_scalar_indexes(self, key: str, tbl: Any) -> None:
         have = {tuple(ix.columns) for ix in await tbl.list_indices()}
         # FTS must exist before the first full-text query (LanceDB refuses
@@ -415,6 +484,7 @@ class MemoryStore:
 
     def close(self) -> None:
         """Release table handles (the store is unusable afterwards)."""
+        self._reads.close()
         for tbl in self._tables.values():
             tbl.close()
 
@@ -588,7 +658,10 @@ class MemoryStore:
                 await self._tables[CHUNKS].add(chunk_table)
             await self._tables[SUMMARIES].add(summaries)
 
-        _run(write())
+        try:
+            _run(write())
+        finally:
+            self._reads.invalidate()
         return [
             MemoryRecord(
                 id=s_rows["ids"][i],
@@ -618,7 +691,10 @@ class MemoryStore:
             await self._tables[CHUNKS].delete(f"parent_id = '{mid}'")
             return n_chunks
 
-        return _run(delete())
+        try:
+            return _run(delete())
+        finally:
+            self._reads.invalidate()
 
     # ----------------------------------------------------------------- browse
 
@@ -725,47 +801,44 @@ class MemoryStore:
         partitions = self._partitions.get(table) or 1
         return max(self._min_nprobes, math.ceil(self._probe_fraction * partitions))
 
-    async def _vector_rows(
-        self, key: str, vector: np.ndarray, limit: int, where: str | None = None, exact: bool = False
-    ) -> list[dict[str, Any]]:
-        q = (
-            self._tables[key]
-            .query()
-            .nearest_to(vector)
-            .distance_type("cosine")
-            .select([*_RESULT_COLUMNS, "_distance"])
-            .limit(limit)
+    def _vector_read(
+        self,
+        key: str,
+        vector: np.ndarray,
+        limit: int,
+        *,
+        where: str | None = None,
+        exact: bool = False,
+        refine_factor: int | None = None,
+        columns: Sequence[str] = _RESULT_COLUMNS,
+    ) -> Read:
+        # Without refine the PQ-compressed distances decide the final order and
+        # recall collapses; refine re-ranks refine_factor*limit candidates on the
+        # full vectors. Both are ignored while the table has no index.
+        return Read(
+            table=key,
+            columns=(*columns, "_distance"),
+            vector=vector,
+            where=where,
+            limit=limit,
+            exact=exact,
+            nprobes=None if exact else self.nprobes_for(key),
+            refine_factor=None if exact else (refine_factor or self.refine_factor),
         )
-        if where:
-            q = q.where(where)  # the async API prefilters by default
-        if exact:
-            q = q.bypass_vector_index()
-        else:
-            # Without refine the PQ-compressed distances decide the final order and
-            # recall collapses; refine re-ranks refine_factor*limit candidates on
-            # the full vectors. Both are ignored while the table has no index.
-            q = q.nprobes(self.nprobes_for(key)).refine_factor(self.refine_factor)
-        return await q.to_list()
 
-    async def _text_rows(self, key: str, text: str, limit: int, where: str | None = None) -> list[dict[str, Any]]:
-        q = (
-            self._tables[key]
-            .query()
-            .nearest_to_text(text, columns="text")
-            .select([*_RESULT_COLUMNS, "_score"])
-            .limit(limit)
-        )
-        if where:
-            q = q.where(where)
-        return await q.to_list()
+    @staticmethod
+    def _text_read(
+        key: str, text: str, limit: int, *, where: str | None = None, columns: Sequence[str] = _RESULT_COLUMNS
+    ) -> Read:
+        return Read(table=key, columns=(*columns, "_score"), text=text, where=where, limit=limit)
 
     def search_hierarchical(self, query: str, *, k: int = 10, summaries_k: int = 5) -> list[Hit]:
         """Two-stage hybrid search: best summaries first, then their best chunks.
 
         Stage 1 ranks summaries by reciprocal-rank fusion of full-text (BM25) and
-        vector similarity; stage 2 searches only the chunks of the top
-        ``summaries_k`` summaries (prefiltered on parent_id), fusing each chunk's
-        own vector and text ranks with its parent's rank.
+        vector similarity; stage 2 reads the chunks of the top ``summaries_k``
+        summaries (prefiltered on parent_id), fusing each chunk's own vector and
+        text ranks with its parent's rank. Each stage's reads run concurrently.
         """
         return self.search_hierarchical_vector(
             self._query_vector(query), k=k, summaries_k=summaries_k, query_text=query
@@ -783,16 +856,41 @@ class MemoryStore:
         vec = self._check_vectors(vector, 1, "query vector")[0]
         if k <= 0 or summaries_k <= 0:
             raise ValueError("k and summaries_k must be positive")
-        return _run(self._hierarchical(vec, k, summaries_k, query_text))
+        return self._hierarchical(vec, k, summaries_k, query_text)
 
-    async def _hierarchical(self, vec: np.ndarray, k: int, summaries_k: int, text: str | None) -> list[Hit]:
-        depth = max(2 * summaries_k, 10)
-        jobs = [self._vector_rows(SUMMARIES, vec, depth)]
+    def _stage1(
+        self, vec: np.ndarray, depth: int, text: str | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Summaries nearest to ``vec`` and (with ``text``) best by BM25, with _STAGE1_COLUMNS."""
+        if self._reads.consistent_batches and self._partitions[SUMMARIES] is None:
+            # Exact search on the in-memory summaries, while the full-text read
+            # (row ids only; the rows are in memory) runs on the same version.
+            reads = [Read(table=SUMMARIES, columns=("_score",), text=text, limit=depth, row_id=True)] if text else []
+
+            def nearest(pinned: Pinned) -> tuple[_ResidentSummaries, list[dict[str, Any]]]:
+                resident = self._resident.current(pinned, _STAGE1_COLUMNS, self.dim)
+                return resident, resident.nearest(vec, depth)
+
+            tables, found = self._reads.run_alongside(reads, nearest, tables=(SUMMARIES,))
+            assert found is not None
+            resident, vec_s = found
+            text_s = []
+            for hit in tables[0].to_pylist() if text else []:
+                row = resident.by_row_id(hit["_rowid"])
+                if row is not None:
+                    text_s.append({**row, "_score": hit["_score"]})
+            return vec_s, text_s
+        reads = [
+            self._vector_read(SUMMARIES, vec, depth, refine_factor=self.summary_refine_factor, columns=_STAGE1_COLUMNS)
+        ]
         if text:
-            jobs.append(self._text_rows(SUMMARIES, text, depth))
-        stage1 = await asyncio.gather(*jobs)
-        vec_s = stage1[0]
-        text_s = stage1[1] if text else []
+            reads.append(self._text_read(SUMMARIES, text, depth, columns=_STAGE1_COLUMNS))
+        tables = self._reads.run(reads)
+        return tables[0].to_pylist(), (tables[1].to_pylist() if text else [])
+
+    def _hierarchical(self, vec: np.ndarray, k: int, summaries_k: int, text: str | None) -> list[Hit]:
+        depth = max(2 * summaries_k, 10)
+        vec_s, text_s = self._stage1(vec, depth, text)
         parent_scores = _rrf([r["id"] for r in vec_s], [r["id"] for r in text_s])
         parents: dict[str, dict[str, Any]] = {}
         for row in [*vec_s, *text_s]:
@@ -803,32 +901,57 @@ class MemoryStore:
 
         where = f"parent_id IN ({_sql_in(top)})"
         depth2 = max(3 * k, 20)
-        # The prefilter leaves only the chunks of a handful of memories, so stage 2
-        # scans them exactly: an IVF probe restricted to so few rows would mostly
-        # land in partitions holding none of them.
-        jobs = [self._vector_rows(CHUNKS, vec, depth2, where=where, exact=True)]
+        # Stage 2 reads every chunk of the chosen memories (a B-tree lookup on
+        # parent_id, a few dozen rows) with its vector and ranks them exactly
+        # here: one read instead of a vector query plus a fetch. The full-text
+        # read alongside only needs ids, every candidate row is in hand.
+        reads = [Read(table=CHUNKS, columns=(*_STAGE2_COLUMNS, "vector"), where=where, limit=_STAGE2_MAX_ROWS + 1)]
         if text:
-            jobs.append(self._text_rows(CHUNKS, text, depth2, where=where))
-        stage2 = await asyncio.gather(*jobs)
-        vec_c = stage2[0]
-        text_c = stage2[1] if text else []
-        by_id: dict[str, dict[str, Any]] = {}
-        for row in [*vec_c, *text_c]:
-            by_id.setdefault(row["id"], row)
+            reads.append(self._text_read(CHUNKS, text, depth2, where=where, columns=("id",)))
+        stage2 = self._reads.run(reads)
+        text_c = stage2[1].to_pylist() if text else []
+        if stage2[0].num_rows <= _STAGE2_MAX_ROWS:
+            candidates = stage2[0]
+            vectors = candidates.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, self.dim)
+            norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(vec))
+            distances = 1.0 - (vectors @ vec) / np.maximum(norms, 1e-12)
+            rows = candidates.drop_columns(["vector"]).to_pylist()
+            for row in rows:
+                # A chunk is written with its memory and carries the memory's run
+                # and time, so those come from the stage-1 row.
+                parent = parents[row["parent_id"]]
+                row.update(level=CHUNK_LEVEL, run_id=parent["run_id"], created_at=parent["created_at"])
+            by_id = {row["id"]: row for row in rows}
+            order = np.argsort(distances, kind="stable")[:depth2]
+            vec_c = [dict(rows[i], _distance=float(distances[i])) for i in order]
+        else:
+            # Memories with thousands of chunks: let Lance rank them and return
+            # only the nearest rows (and full rows for the text matches).
+            reads = [self._vector_read(CHUNKS, vec, depth2, where=where, exact=True)]
+            if text_c:
+                ids = _sql_in(r["id"] for r in text_c)
+                reads.append(Read(table=CHUNKS, columns=_RESULT_COLUMNS, where=f"id IN ({ids})"))
+            results = self._reads.run(reads)
+            vec_c = results[0].to_pylist()
+            by_id = {}
+            for row in [*vec_c, *(results[1].to_pylist() if text_c else [])]:
+                by_id.setdefault(row["id"], row)
+        # (A chunk deleted between the two stages has no row: drop its text hit.)
+        text_c = [r for r in text_c if r["id"] in by_id]
         # A chunk inherits its memory's stage-1 score (itself a fusion of the
         # summary's text and vector ranks) and adds its own ranks on top, so the
         # best memory's chunks lead unless another memory's chunk wins on both.
         scores = _rrf([r["id"] for r in vec_c], [r["id"] for r in text_c])
-        for cid in by_id:
-            scores[cid] = scores.get(cid, 0.0) + parent_scores[by_id[cid]["parent_id"]]
-        distances = {r["id"]: r["_distance"] for r in vec_c}
+        for cid in list(scores):
+            scores[cid] += parent_scores[by_id[cid]["parent_id"]]
+        distances_by_id = {r["id"]: r["_distance"] for r in vec_c}
         text_scores = {r["id"]: r["_score"] for r in text_c}
         ranked = sorted(scores, key=lambda i: -scores[i])[:k]
         return [
             self._hit(
                 by_id[cid],
                 score=scores[cid],
-                distance=distances.get(cid),
+                distance=distances_by_id.get(cid),
                 text_score=text_scores.get(cid),
                 parent=parents[by_id[cid]["parent_id"]],
                 parent_score=parent_scores[by_id[cid]["parent_id"]],
@@ -839,7 +962,7 @@ class MemoryStore:
     def search_flat(self, query: str, *, k: int = 10, level: int | None = None) -> list[Hit]:
         """Hybrid (full-text + vector, rank-fused) search over one level or both."""
         vec = self._query_vector(query)
-        return _run(self._flat(vec, k, level, query))
+        return self._flat(vec, k, level, query)
 
     def search_flat_vector(
         self,
@@ -851,7 +974,7 @@ class MemoryStore:
     ) -> list[Hit]:
         """Nearest rows by cosine distance; ``exact=True`` bypasses any ANN index."""
         vec = self._check_vectors(vector, 1, "query vector")[0]
-        return _run(self._flat(vec, k, level, None, exact=exact))
+        return self._flat(vec, k, level, None, exact=exact)
 
     def search_text(self, query: str, *, k: int = 10, level: int | None = None) -> list[Hit]:
         """Full-text (BM25) search only."""
@@ -859,32 +982,26 @@ class MemoryStore:
         if k <= 0:
             raise ValueError("k must be positive")
         keys = [SUMMARIES, CHUNKS] if level is None else [self._level_key(level)]
+        results = self._reads.run([self._text_read(key, query, k) for key in keys])
+        rows = sorted((r for t in results for r in t.to_pylist()), key=lambda r: -r["_score"])[:k]
+        return self._with_parents([(r, float(r["_score"]), None, r["_score"]) for r in rows])
 
-        async def run() -> list[Hit]:
-            results = await asyncio.gather(*(self._text_rows(key, query, k) for key in keys))
-            rows = sorted((r for rs in results for r in rs), key=lambda r: -r["_score"])[:k]
-            return await self._with_parents([(r, float(r["_score"]), None, r["_score"]) for r in rows])
-
-        return _run(run())
-
-    async def _flat(
-        self, vec: np.ndarray, k: int, level: int | None, text: str | None, exact: bool = False
-    ) -> list[Hit]:
+    def _flat(self, vec: np.ndarray, k: int, level: int | None, text: str | None, exact: bool = False) -> list[Hit]:
         if k <= 0:
             raise ValueError("k must be positive")
         keys = [SUMMARIES, CHUNKS] if level is None else [self._level_key(level)]
         depth = k if not text else max(2 * k, 10)
-        jobs = [self._vector_rows(key, vec, depth, exact=exact) for key in keys]
+        reads = [self._vector_read(key, vec, depth, exact=exact) for key in keys]
         if text:
-            jobs += [self._text_rows(key, text, depth) for key in keys]
-        results = await asyncio.gather(*jobs)
+            reads += [self._text_read(key, text, depth) for key in keys]
+        results = [t.to_pylist() for t in self._reads.run(reads)]
         # Both levels live in one embedding space, so their cosine distances
         # compare directly; BM25 across the two tables is comparable enough for
         # ranking since both index the same kind of prose.
         vec_rows = sorted((r for rs in results[: len(keys)] for r in rs), key=lambda r: r["_distance"])[:depth]
         text_rows = sorted((r for rs in results[len(keys) :] for r in rs), key=lambda r: -r["_score"])[:depth]
         if not text:
-            return await self._with_parents([(r, -float(r["_distance"]), r["_distance"], None) for r in vec_rows[:k]])
+            return self._with_parents([(r, -float(r["_distance"]), r["_distance"], None) for r in vec_rows[:k]])
         scores = _rrf([r["id"] for r in vec_rows], [r["id"] for r in text_rows])
         by_id: dict[str, dict[str, Any]] = {}
         for row in [*vec_rows, *text_rows]:
@@ -892,20 +1009,16 @@ class MemoryStore:
         distances = {r["id"]: r["_distance"] for r in vec_rows}
         text_scores = {r["id"]: r["_score"] for r in text_rows}
         ranked = sorted(scores, key=lambda i: -scores[i])[:k]
-        return await self._with_parents([(by_id[i], scores[i], distances.get(i), text_scores.get(i)) for i in ranked])
+        return self._with_parents([(by_id[i], scores[i], distances.get(i), text_scores.get(i)) for i in ranked])
 
-    async def _with_parents(self, items: list[tuple[dict[str, Any], float, float | None, float | None]]) -> list[Hit]:
+    def _with_parents(self, items: list[tuple[dict[str, Any], float, float | None, float | None]]) -> list[Hit]:
         parent_ids = {row["parent_id"] for row, *_ in items if row["parent_id"]}
         parents: dict[str, dict[str, Any]] = {}
         if parent_ids:
-            rows = (
-                await self._tables[SUMMARIES]
-                .query()
-                .where(f"id IN ({_sql_in(sorted(parent_ids))})")
-                .select(["id", "text"])
-                .to_list()
+            (found,) = self._reads.run(
+                [Read(table=SUMMARIES, columns=("id", "text"), where=f"id IN ({_sql_in(sorted(parent_ids))})")]
             )
-            parents = {r["id"]: r for r in rows}
+            parents = {r["id"]: r for r in found.to_pylist()}
         return [
             self._hit(row, score=score, distance=dist, text_score=ts, parent=parents.get(row["parent_id"] or ""))
             for row, score, dist, ts in items
@@ -951,7 +1064,10 @@ class MemoryStore:
         files compacted) without pruning old versions. ``force`` retrains anyway.
         Meant for a background job: training takes seconds per 100k rows.
         """
-        return _run(self._ensure_indexes(force))
+        try:
+            return _run(self._ensure_indexes(force))
+        finally:
+            self._reads.invalidate()
 
     async def _ensure_indexes(self, force: bool) -> IndexReport:
         reports = {}
@@ -1110,7 +1226,10 @@ class MemoryStore:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"version for {key!r} must be a positive int, got {value!r}")
             wanted[key] = int(value)
-        return _run(self._restore(wanted))
+        try:
+            return _run(self._restore(wanted))
+        finally:
+            self._reads.invalidate()
 
     async def _restore(self, wanted: dict[str, int]) -> dict[str, int]:
         # Validate both before touching either, so a bad number changes nothing.

@@ -48,9 +48,10 @@ def embedder() -> HashingEmbedder:
     return HashingEmbedder(DIM)
 
 
-@pytest.fixture
-def store(tmp_path, embedder) -> MemoryStore:
-    s = MemoryStore(str(tmp_path / "memory"), embed=embedder, dim=DIM)
+@pytest.fixture(params=[True, False], ids=["direct-reads", "lancedb-reads"])
+def store(request, tmp_path, embedder) -> MemoryStore:
+    """Every behaviour holds with both ways of running searches (Lance datasets, LanceDB's client)."""
+    s = MemoryStore(str(tmp_path / "memory"), embed=embedder, dim=DIM, direct_reads=request.param)
     yield s
     s.close()
 
@@ -214,11 +215,54 @@ def test_wrong_vector_dimensions_are_refused(tmp_path, store, topics):
 
 def test_a_second_handle_sees_writes_immediately(store, embedder, topics):
     other = MemoryStore(store.uri, embed=embedder, dim=DIM)
-    added = store.add_memory(summary="written by the worker process", chunks=[{"text": "kumquat"}])
+    # The other handle (the web process, say) has searched, so it holds the
+    # summaries of this version in memory.
+    assert other.search_hierarchical("kumquat orchard harvest", k=3)
+    added = store.add_memory(
+        summary="kumquat orchard harvest notes", chunks=[{"text": "kumquat"}, {"text": "the orchard ladder"}]
+    )
 
     assert other.get_memory(added.id).chunks[0].text == "kumquat"
-    assert [h.text for h in other.search_text("kumquat")] == ["kumquat"]
+    assert [h.text for h in other.search_text("kumquat", level=CHUNK_LEVEL)] == ["kumquat"]
+    hits = other.search_hierarchical("kumquat orchard harvest", k=3, summaries_k=1)
+    assert {h.parent_id for h in hits} == {added.id}
+    assert hits[0].text == "kumquat"
+    assert (hits[0].run_id, hits[0].created_at) == (added.run_id, added.created_at)
+
+    store.delete_memory(added.id)
+    assert added.id not in {h.parent_id for h in other.search_hierarchical("kumquat orchard harvest", k=10)}
     other.close()
+
+
+def test_hierarchical_text_hits_survive_compaction_of_the_summaries(store, embedder, topics):
+    """Full-text hits are joined to the in-memory summaries by row id; compaction renumbers rows."""
+    reader = MemoryStore(store.uri, embed=embedder, dim=DIM)
+    before = reader.search_hierarchical("quarterly finance invoices taxes", k=3, summaries_k=1)
+    assert before[0].parent_id == topics["finance"].id
+    for i in range(20):  # many small fragments, then compact them into one
+        store.add_memory(summary=f"filler memory number {i}", chunks=[{"text": f"filler chunk {i}"}])
+    store.ensure_indexes()
+    assert store.stats()["full_text"]["summaries"]["unindexed_rows"] == 0
+
+    # Only the text side can find this one: the query vector is far from it.
+    after = reader.search_hierarchical_vector(
+        embedder(["piano scales violin"])[0], k=3, summaries_k=2, query_text="invoices taxes budget"
+    )
+    assert topics["finance"].id in {h.parent_id for h in after}
+    finance = next(h for h in after if h.parent_id == topics["finance"].id)
+    assert finance.parent_text == TOPICS["finance"][0]
+    reader.close()
+
+
+def test_stage_two_falls_back_to_a_ranked_read_for_very_large_memories(store, topics, monkeypatch):
+    query = "telescope galaxies astronomy nebula"
+    expected = [(h.id, round(h.score, 9)) for h in store.search_hierarchical(query, k=5, summaries_k=2)]
+    monkeypatch.setattr("memory.store._STAGE2_MAX_ROWS", 2)
+
+    hits = store.search_hierarchical(query, k=5, summaries_k=2)
+
+    assert [(h.id, round(h.score, 9)) for h in hits] == expected
+    assert all(h.run_id is not None and h.step_ids for h in hits)
 
 
 def test_restore_versions_rolls_back_and_accepts_new_writes(store, topics):
