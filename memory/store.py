@@ -904,18 +904,40 @@ class MemoryStore:
         # Stage 2 reads every chunk of the chosen memories (a B-tree lookup on
         # parent_id, a few dozen rows) with its vector and ranks them exactly
         # here: one read instead of a vector query plus a fetch. The full-text
-        # read alongside only needs ids, every candidate row is in hand.
-        reads = [Read(table=CHUNKS, columns=(*_STAGE2_COLUMNS, "vector"), where=where, limit=_STAGE2_MAX_ROWS + 1)]
+        # read only needs ids (row ids, when both reads see one table version):
+        # every candidate row is in hand.
+        by_row = self._reads.consistent_batches
+        reads = [
+            Read(
+                table=CHUNKS,
+                columns=(*_STAGE2_COLUMNS, "vector"),
+                where=where,
+                limit=_STAGE2_MAX_ROWS + 1,
+                row_id=by_row,
+            )
+        ]
         if text:
-            reads.append(self._text_read(CHUNKS, text, depth2, where=where, columns=("id",)))
+            reads.append(
+                Read(
+                    table=CHUNKS,
+                    columns=("_score",) if by_row else ("id", "_score"),
+                    text=text,
+                    where=where,
+                    limit=depth2,
+                    row_id=by_row,
+                )
+            )
         stage2 = self._reads.run(reads)
         text_c = stage2[1].to_pylist() if text else []
+        if by_row and text_c:
+            ids = dict(zip(stage2[0].column("_rowid").to_pylist(), stage2[0].column("id").to_pylist()))
+            text_c = [{"id": ids[r["_rowid"]], "_score": r["_score"]} for r in text_c if r["_rowid"] in ids]
         if stage2[0].num_rows <= _STAGE2_MAX_ROWS:
             candidates = stage2[0]
             vectors = candidates.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, self.dim)
             norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(vec))
             distances = 1.0 - (vectors @ vec) / np.maximum(norms, 1e-12)
-            rows = candidates.drop_columns(["vector"]).to_pylist()
+            rows = candidates.drop_columns(["vector", *(["_rowid"] if by_row else [])]).to_pylist()
             for row in rows:
                 # A chunk is written with its memory and carries the memory's run
                 # and time, so those come from the stage-1 row.
@@ -926,15 +948,15 @@ class MemoryStore:
             vec_c = [dict(rows[i], _distance=float(distances[i])) for i in order]
         else:
             # Memories with thousands of chunks: let Lance rank them and return
-            # only the nearest rows (and full rows for the text matches).
+            # only the nearest rows, and full rows for the text matches.
             reads = [self._vector_read(CHUNKS, vec, depth2, where=where, exact=True)]
-            if text_c:
-                ids = _sql_in(r["id"] for r in text_c)
-                reads.append(Read(table=CHUNKS, columns=_RESULT_COLUMNS, where=f"id IN ({ids})"))
+            if text:
+                reads.append(self._text_read(CHUNKS, text, depth2, where=where))
             results = self._reads.run(reads)
             vec_c = results[0].to_pylist()
+            text_c = results[1].to_pylist() if text else []
             by_id = {}
-            for row in [*vec_c, *(results[1].to_pylist() if text_c else [])]:
+            for row in [*vec_c, *text_c]:
                 by_id.setdefault(row["id"], row)
         # (A chunk deleted between the two stages has no row: drop its text hit.)
         text_c = [r for r in text_c if r["id"] in by_id]
