@@ -12,6 +12,7 @@ builds and version restores stay with LanceDB (memory/store.py).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -81,21 +82,11 @@ class AsyncReads:
 
     def run(self, reads: Sequence[Read]) -> list[pa.Table]:
         """The reads' results, in order."""
-        return self.run_alongside(reads, None)[0]
-
-    def run_alongside(
-        self, reads: Sequence[Read], alongside: Callable[[Pinned], T] | None, *, tables: Sequence[str] = ()
-    ) -> tuple[list[pa.Table], T | None]:
-        """The reads' results and ``alongside(pinned)``'s (run first, in this thread; not pinned)."""
-        import asyncio
-
-        pinned = Pinned(read=lambda read: self.run([read])[0], version=self.version)
-        extra = alongside(pinned) if alongside is not None else None
 
         async def gather() -> list[pa.Table]:
             return list(await asyncio.gather(*(self._query(r).to_arrow() for r in reads)))
 
-        return (self._run(gather()) if reads else []), extra
+        return self._run(gather()) if reads else []
 
     def _query(self, read: Read) -> Any:
         q = self._tables[read.table].query()
@@ -118,10 +109,6 @@ class AsyncReads:
         if read.limit is not None:
             q = q.limit(read.limit)
         return q
-
-    def version(self, table: str) -> int:
-        """The table version the next reads will see."""
-        return self._run(self._tables[table].version())
 
     def invalidate(self) -> None:
         """LanceDB's own read-consistency setting keeps its handles fresh."""
@@ -181,11 +168,6 @@ class DirectReads:
             extra = alongside(pinned) if alongside is not None else None
             first = [self._one(datasets, r) for r in local]
             return [*first, *(f.result() for f in futures)], extra
-
-    def version(self, table: str) -> int:
-        """The table version the next reads will see."""
-        with self._lock:
-            return self._fresh({table})[table].version
 
     def invalidate(self) -> None:
         """Make the next batch check out the latest versions (after a write or restore)."""

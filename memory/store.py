@@ -374,6 +374,8 @@ class MemoryStore:
     read_consistency_interval: how stale another process's writes may be seen;
         0 = every read checks for a newer table version (cheap on a local disk;
         on object storage a few seconds saves a listing per query).
+    direct_reads: run searches through the Lance dataset API (memory/reads.py);
+        default: for local stores, the only ones Lance opens by itself.
 
     The API is synchronous: it drives LanceDB's async client on a private loop
     thread. From async code (Channels consumers) call it via sync_to_async.
@@ -390,7 +392,6 @@ class MemoryStore:
         min_nprobes: int = 16,
         probe_fraction: float = 0.1,
         refine_factor: int = 40,
-        summary_refine_factor: int | None = None,
         index_sample_rate: int = 64,
         index_max_iterations: int = 20,
         read_consistency_interval: timedelta | None = timedelta(0),
@@ -400,13 +401,12 @@ class MemoryStore:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if exact_threshold < 0:
             raise ValueError("exact_threshold must be >= 0")
-        if refine_factor < 1 or (summary_refine_factor is not None and summary_refine_factor < 1):
-            raise ValueError("refine_factor and summary_refine_factor must be >= 1")
+        if refine_factor < 1:
+            raise ValueError("refine_factor must be >= 1")
         self.uri = os.path.abspath(os.path.expanduser(uri)) if "://" not in uri else uri
         self.dim = dim
         self.exact_threshold = exact_threshold
         self.refine_factor = refine_factor
-        self.summary_refine_factor = summary_refine_factor or refine_factor
         self._nprobes = nprobes
         self._index_sample_rate = index_sample_rate
         self._index_max_iterations = index_max_iterations
@@ -809,7 +809,6 @@ class MemoryStore:
         *,
         where: str | None = None,
         exact: bool = False,
-        refine_factor: int | None = None,
         columns: Sequence[str] = _RESULT_COLUMNS,
     ) -> Read:
         # Without refine the PQ-compressed distances decide the final order and
@@ -823,7 +822,7 @@ class MemoryStore:
             limit=limit,
             exact=exact,
             nprobes=None if exact else self.nprobes_for(key),
-            refine_factor=None if exact else (refine_factor or self.refine_factor),
+            refine_factor=None if exact else self.refine_factor,
         )
 
     @staticmethod
@@ -881,7 +880,7 @@ class MemoryStore:
                     text_s.append({**row, "_score": hit["_score"]})
             return vec_s, text_s
         reads = [
-            self._vector_read(SUMMARIES, vec, depth, refine_factor=self.summary_refine_factor, columns=_STAGE1_COLUMNS)
+            self._vector_read(SUMMARIES, vec, depth, columns=_STAGE1_COLUMNS)
         ]
         if text:
             reads.append(self._text_read(SUMMARIES, text, depth, columns=_STAGE1_COLUMNS))
