@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -165,8 +165,13 @@ class DirectReads:
             local = list(reads[:1]) if alongside is None else []
             futures = [self._pool.submit(self._one, datasets, r) for r in reads[len(local) :]]
             pinned = Pinned(read=lambda read: self._one(datasets, read), version=lambda table: datasets[table].version)
-            extra = alongside(pinned) if alongside is not None else None
-            first = [self._one(datasets, r) for r in local]
+            try:
+                extra = alongside(pinned) if alongside is not None else None
+                first = [self._one(datasets, r) for r in local]
+            finally:
+                # Pool reads use the dataset handles: they finish before the lock
+                # lets another batch move them, even when this thread failed.
+                wait(futures)
             return [*first, *(f.result() for f in futures)], extra
 
     def invalidate(self) -> None:

@@ -301,3 +301,20 @@ def test_restore_refuses_unknown_versions_without_changing_anything(store, topic
         store.restore_versions({"summaries": 1})
     assert store.table_versions() == versions
     assert store.count() == len(TOPICS)
+
+
+def test_a_failed_search_leaves_the_store_searchable(store, topics, monkeypatch):
+    """A read that fails (here: the stage-1 ranking) surfaces its error; the next search works."""
+    query = "telescope galaxies astronomy nebula"
+    expected = [h.id for h in store.search_hierarchical(query, k=3)]
+
+    def broken(*args, **kwargs):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr("memory.store._ResidentSummaries.nearest", broken)
+    monkeypatch.setattr("memory.reads.AsyncReads.run", broken)
+    with pytest.raises(OSError, match="disk went away"):
+        store.search_hierarchical(query, k=3)
+    monkeypatch.undo()
+
+    assert [h.id for h in store.search_hierarchical(query, k=3)] == expected
