@@ -20,13 +20,15 @@
   }
   function setStatus(text, cls) {
     var el = document.getElementById("ws-status");
-    if (el) { el.textContent = text; el.className = "ws-status " + cls; }
+    // Hidden until a socket exists: pages without live content have no connection to report.
+    if (el) { el.textContent = text; el.className = "ws-status " + cls; el.hidden = false; }
   }
 
   var retries = 0;
   var leaving = false;
   window.addEventListener("beforeunload", function () { leaving = true; });
 
+  document.addEventListener("htmx:wsConnecting", function () { setStatus("connecting…", ""); });
   document.addEventListener("htmx:wsOpen", function (evt) {
     retries = 0;
     setStatus("live", "live");

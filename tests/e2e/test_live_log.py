@@ -29,6 +29,10 @@ def test_login_and_see_a_worker_event_appear_live(browser, live_stack):
         page.wait_for_selector("#event-log li:has-text('seen without a reload')", timeout=20000)
         assert page.evaluate("() => performance.timeOrigin") == marker
         assert page.locator("#event-log li[data-kind='e2e.hello']").count() == 1
+        # A page without live content has no connection, so no badge claiming one is down.
+        page.goto(live_stack.url + "/memory/")
+        page.wait_for_selector("h1")
+        assert page.locator("#ws-status").is_hidden()
     finally:
         page.close()
 
