@@ -16,19 +16,24 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import lance
+from lance.dataset import serialize_row_addrs
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["AsyncReads", "DirectReads", "Pinned", "Read", "direct_reads_supported"]
+__all__ = ["AsyncReads", "DirectReads", "FragmentKey", "Pinned", "Read", "direct_reads_supported"]
 
 T = TypeVar("T")
+
+# What identifies one fragment's rows: id, physical rows, deletion file id, data
+# files. Equal keys in two versions mean the fragment's live rows are unchanged.
+FragmentKey = tuple[int, int, int | None, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,12 @@ class Read:
     neither (a filtered scan) is set. ``where`` is a SQL filter applied before
     the search. ``nprobes``/``refine_factor`` apply when the table has a vector
     index and ``exact`` is false.
+
+    Two kinds only ``DirectReads`` runs, both meaningful within one pinned
+    table version: ``positions`` takes the rows at those positions (in scan
+    order, counting live rows only), ``fragment_ids`` limits a scan to those
+    fragments, and ``row_addrs`` limits a search to those rows (by ``_rowid``)
+    before it ranks them.
     """
 
     table: str
@@ -52,14 +63,23 @@ class Read:
     nprobes: int | None = None
     refine_factor: int | None = None
     row_id: bool = False  # add ``_rowid`` (valid within one table version)
+    positions: np.ndarray | None = None
+    fragment_ids: tuple[int, ...] | None = None
+    row_addrs: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class Pinned:
-    """Reads at the table versions of the batch being run (see run_alongside)."""
+    """Reads at the table versions of the batch being run (see DirectReads.batch).
+
+    ``read`` runs a read in the calling thread; ``start`` runs it on the pool
+    and returns a function that waits for its result.
+    """
 
     read: Callable[[Read], pa.Table]
+    start: Callable[[Read], Callable[[], pa.Table]]
     version: Callable[[str], int]
+    fragments: Callable[[str], tuple[FragmentKey, ...]]
 
 
 def direct_reads_supported(uri: str) -> bool:
@@ -74,8 +94,6 @@ class AsyncReads:
     reads of one batch may belong to different versions.
     """
 
-    consistent_batches = False
-
     def __init__(self, tables: Mapping[str, Any], run: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
         self._tables = tables
         self._run = run
@@ -89,6 +107,8 @@ class AsyncReads:
         return self._run(gather()) if reads else []
 
     def _query(self, read: Read) -> Any:
+        if read.positions is not None or read.fragment_ids is not None or read.row_addrs is not None:
+            raise ValueError("reads by position or fragment need a pinned version (DirectReads)")
         q = self._tables[read.table].query()
         if read.vector is not None:
             q = q.nearest_to(read.vector).distance_type("cosine")
@@ -128,10 +148,6 @@ class DirectReads:
     dataset handles, which concurrent reads must not see half-way.
     """
 
-    # All reads of a batch see the same version of each table, so their row ids
-    # can be joined.
-    consistent_batches = True
-
     def __init__(self, locations: Mapping[str, str], interval: timedelta | None) -> None:
         self._locations = dict(locations)
         self._interval = None if interval is None else interval.total_seconds()
@@ -143,36 +159,43 @@ class DirectReads:
 
     def run(self, reads: Sequence[Read]) -> list[pa.Table]:
         """The reads' results, in order."""
-        return self.run_alongside(reads, None)[0]
 
-    def run_alongside(
-        self,
-        reads: Sequence[Read],
-        alongside: Callable[[Pinned], T] | None,
-        *,
-        tables: Sequence[str] = (),
-    ) -> tuple[list[pa.Table], T | None]:
-        """The reads' results and ``alongside(pinned)``'s, run in this thread meanwhile.
+        def all_of(pinned: Pinned) -> list[pa.Table]:
+            # The calling thread does the first read itself: one hand-off fewer.
+            rest = [pinned.start(r) for r in reads[1:]]
+            return [pinned.read(r) for r in reads[:1]] + [result() for result in rest]
 
-        ``pinned`` reads the same table versions as the batch (``tables`` names
-        any table only ``alongside`` reads), so row ids from both can be joined.
+        return self.batch(all_of, tables={r.table for r in reads})
+
+    def batch(self, work: Callable[[Pinned], T], *, tables: Iterable[str]) -> T:
+        """``work(pinned)``, its reads seeing one version of each of ``tables``.
+
+        Row ids and positions from all of them can be joined. Reads ``work``
+        starts run on the pool while it goes on.
         """
         with self._lock:
-            datasets = self._fresh({r.table for r in reads} | set(tables))
-            assert self._pool is not None
-            # The calling thread does the first read itself (or the caller's own
-            # work): one hand-off fewer.
-            local = list(reads[:1]) if alongside is None else []
-            futures = [self._pool.submit(self._one, datasets, r) for r in reads[len(local) :]]
-            pinned = Pinned(read=lambda read: self._one(datasets, read), version=lambda table: datasets[table].version)
+            datasets = self._fresh(set(tables))
+            pool = self._pool
+            assert pool is not None
+            futures: list[Future[pa.Table]] = []
+
+            def start(read: Read) -> Callable[[], pa.Table]:
+                future = pool.submit(self._one, datasets, read)
+                futures.append(future)
+                return future.result
+
+            pinned = Pinned(
+                read=lambda read: self._one(datasets, read),
+                start=start,
+                version=lambda table: datasets[table].version,
+                fragments=lambda table: tuple(map(_fragment_key, datasets[table].get_fragments())),
+            )
             try:
-                extra = alongside(pinned) if alongside is not None else None
-                first = [self._one(datasets, r) for r in local]
+                return work(pinned)
             finally:
                 # Pool reads use the dataset handles: they finish before the lock
-                # lets another batch move them, even when this thread failed.
+                # lets another batch move them, even when ``work`` failed.
                 wait(futures)
-            return [*first, *(f.result() for f in futures)], extra
 
     def invalidate(self) -> None:
         """Make the next batch check out the latest versions (after a write or restore)."""
@@ -209,6 +232,9 @@ class DirectReads:
 
     @staticmethod
     def _one(datasets: Mapping[str, lance.LanceDataset], read: Read) -> pa.Table:
+        ds = datasets[read.table]
+        if read.positions is not None:
+            return ds.take(read.positions, columns=[*read.columns, *(["_rowid"] if read.row_id else [])])
         kwargs: dict[str, Any] = {
             "columns": list(read.columns),
             "filter": read.where,
@@ -235,4 +261,20 @@ class DirectReads:
         elif read.text is not None:
             kwargs["full_text_query"] = read.text  # the table's one inverted index (on "text")
             kwargs["prefilter"] = bool(read.where)
-        return datasets[read.table].to_table(**kwargs)
+        if read.row_addrs is not None:
+            kwargs["row_addr_allowlist"] = serialize_row_addrs(read.row_addrs.tolist())
+            kwargs["prefilter"] = True
+        if read.fragment_ids is not None:
+            kwargs["fragments"] = [ds.get_fragment(i) for i in read.fragment_ids]
+        return ds.scanner(**kwargs).to_table()
+
+
+def _fragment_key(fragment: lance.LanceFragment) -> FragmentKey:
+    meta = fragment.metadata
+    deletions = meta.deletion_file
+    return (
+        meta.id,
+        meta.physical_rows,
+        None if deletions is None else deletions.id,
+        tuple(f.path for f in meta.files),
+    )

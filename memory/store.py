@@ -11,9 +11,9 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import lancedb
 import numpy as np
@@ -21,7 +21,7 @@ import pyarrow as pa
 from lancedb.index import FTS, BTree, IvfPq
 from lancedb.query import ColumnOrdering
 
-from memory.reads import AsyncReads, DirectReads, Pinned, Read, direct_reads_supported
+from memory.reads import AsyncReads, DirectReads, FragmentKey, Pinned, Read, direct_reads_supported
 
 __all__ = [
     "CHUNK_LEVEL",
@@ -289,52 +289,129 @@ def _clean_step_ids(value: object, what: str) -> list[int]:
     return out
 
 
-class _ResidentSummaries:
-    """The summaries level held in memory while it is searched exactly.
+S = TypeVar("S")
+
+
+def _appended(old: tuple[FragmentKey, ...], new: tuple[FragmentKey, ...]) -> tuple[int, ...] | None:
+    """Ids of the fragments ``new`` adds if it only appended to ``old``, else None."""
+    if new[: len(old)] != old:
+        return None
+    return tuple(key[0] for key in new[len(old) :])
+
+
+class _PerVersion(Generic[S]):
+    """Something derived from one table, kept in memory for its current version.
+
+    A new version that only appended fragments (new memories; an index build
+    appends none) extends the held value with the new rows; any other change
+    (delete, compaction, restore) reads the table again. Values are immutable:
+    a search keeps using the one it got even if another search replaces it.
+    """
+
+    def __init__(self, read: Read, empty: S, extend: Callable[[S, pa.Table], S]) -> None:
+        self._read = read
+        self._empty = empty
+        self._extend = extend
+        self._lock = threading.Lock()
+        self._held: tuple[int, tuple[FragmentKey, ...], S] | None = None
+
+    def current(self, pinned: Pinned) -> S:
+        version = pinned.version(self._read.table)
+        with self._lock:
+            held = self._held
+            if held is None or held[0] != version:
+                layout = pinned.fragments(self._read.table)
+                added = None if held is None else _appended(held[1], layout)
+                if added is None:
+                    value = self._extend(self._empty, pinned.read(self._read))
+                elif added:
+                    value = self._extend(held[2], pinned.read(replace(self._read, fragment_ids=added)))
+                else:
+                    value = held[2]
+                held = self._held = (version, layout, value)
+            return held[2]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held = None
+
+
+@dataclass(frozen=True)
+class _Summaries:
+    """The summaries level in memory while it is searched exactly.
 
     Below the index threshold stage 1 of every hierarchical search is an exact
     scan of all summary vectors. LanceDB's brute-force path re-reads the vector
     column for each query (15 MB at 10k summaries, most of a 100k-row query's
-    time here); this copy is read once per table version instead and scanned
-    with one matrix product. Its size is bounded by the threshold: the table
-    gets its IVF_PQ index there and stage 1 goes back to LanceDB. Rows are also
-    found by row id, valid for the version they were read at.
+    time here); this copy is scanned with one matrix product instead. Its size
+    is bounded by the threshold (~1.5 KB a summary at 384 dims): the table gets
+    its IVF_PQ index there and stage 1 goes back to LanceDB. Rows are also found
+    by row id, valid for the version they were read at.
     """
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        # (version, rows, unit vectors, row id -> row), replaced in one piece so a
-        # search running while another thread reloads sees one consistent copy.
-        self.snapshot: tuple[int | None, list[dict[str, Any]], np.ndarray, dict[int, dict[str, Any]]] = (
-            None,
-            [],
-            np.empty((0, 0), dtype=np.float32),
-            {},
+    rows: list[dict[str, Any]]
+    unit: np.ndarray
+    by_row_id: dict[int, dict[str, Any]]
+
+    @classmethod
+    def empty(cls, dim: int) -> _Summaries:
+        return cls([], np.empty((0, dim), dtype=np.float32), {})
+
+    def extended(self, table: pa.Table) -> _Summaries:
+        dim = self.unit.shape[1]
+        vectors = table.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, dim).astype(np.float32)
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        rows = table.drop_columns(["vector"]).to_pylist()
+        return _Summaries(
+            [*self.rows, *rows],
+            np.vstack([self.unit, unit]) if self.rows else unit,
+            {**self.by_row_id, **{row["_rowid"]: row for row in rows}},
         )
 
-    def current(self, pinned: Pinned, columns: Sequence[str], dim: int) -> _ResidentSummaries:
-        version = pinned.version(SUMMARIES)
-        with self.lock:
-            if self.snapshot[0] != version:
-                table = pinned.read(Read(table=SUMMARIES, columns=(*columns, "vector"), row_id=True))
-                vectors = table.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, dim)
-                unit = vectors.astype(np.float32) / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-                rows = table.drop_columns(["vector"]).to_pylist()
-                self.snapshot = (version, rows, unit, {row["_rowid"]: row for row in rows})
-        return self
-
-    def by_row_id(self, row_id: int) -> dict[str, Any] | None:
-        return self.snapshot[3].get(row_id)
-
     def nearest(self, vector: np.ndarray, limit: int) -> list[dict[str, Any]]:
-        _, rows, unit, _ = self.snapshot
-        if not rows:
+        if not self.rows:
             return []
-        distances = 1.0 - unit @ (vector / max(float(np.linalg.norm(vector)), 1e-12))
-        limit = min(limit, len(rows))
+        distances = 1.0 - self.unit @ (vector / max(float(np.linalg.norm(vector)), 1e-12))
+        limit = min(limit, len(self.rows))
         best = np.argpartition(distances, limit - 1)[:limit]
         best = best[np.argsort(distances[best], kind="stable")]
-        return [dict(rows[i], _distance=float(distances[i])) for i in best]
+        return [dict(self.rows[i], _distance=float(distances[i])) for i in best]
+
+
+@dataclass(frozen=True)
+class _ChunkPositions:
+    """Where each memory's chunks sit in one version of the chunks table.
+
+    Stage 2 of a hierarchical search takes the chosen memories' chunks by
+    position (about 1.5 ms for 50 rows at 100k chunks) and limits its
+    full-text search to their row addresses, where a parent_id filter through
+    the B-tree costs about 7 ms for the fetch and doubles the full-text read.
+    Costs 16 bytes a chunk plus ~100 bytes a memory; a full read takes ~20 ms
+    at 100k chunks, and new memories only add their own rows.
+    """
+
+    row_addrs: np.ndarray  # _rowid by position
+    by_parent: dict[str, np.ndarray]  # parent id -> positions
+
+    def extended(self, table: pa.Table) -> _ChunkPositions:
+        n = table.num_rows
+        if not n:
+            return self
+        start = len(self.row_addrs)
+        encoded = table.column("parent_id").combine_chunks().dictionary_encode()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        order = np.argsort(codes, kind="stable")
+        groups = np.split(start + order, np.cumsum(np.bincount(codes, minlength=len(encoded.dictionary)))[:-1])
+        by_parent = dict(self.by_parent)
+        for parent, positions in zip(encoded.dictionary.to_pylist(), groups):
+            old = by_parent.get(parent)
+            by_parent[parent] = positions if old is None else np.concatenate([old, positions])
+        row_addrs = np.concatenate([self.row_addrs, table.column("_rowid").to_numpy()])
+        return _ChunkPositions(row_addrs, by_parent)
+
+    def of(self, parents: Iterable[str]) -> np.ndarray:
+        found = [self.by_parent[p] for p in parents if p in self.by_parent]
+        return np.sort(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
 
 
 def _rrf(*rankings: Sequence[str]) -> dict[str, float]:
@@ -417,7 +494,17 @@ class MemoryStore:
         # Partitions of the current IVF_PQ index per table, cached so queries do
         # not list indexes; refreshed on open, ensure_indexes and stats.
         self._partitions: dict[str, int | None] = {SUMMARIES: None, CHUNKS: None}
-        self._resident = _ResidentSummaries()
+        # In-memory copies for the direct-read path (see _Summaries, _ChunkPositions).
+        self._summaries = _PerVersion(
+            Read(table=SUMMARIES, columns=(*_STAGE1_COLUMNS, "vector"), row_id=True),
+            _Summaries.empty(dim),
+            _Summaries.extended,
+        )
+        self._chunk_positions = _PerVersion(
+            Read(table=CHUNKS, columns=("parent_id",), row_id=True),
+            _ChunkPositions(np.empty(0, dtype=np.uint64), {}),
+            _ChunkPositions.extended,
+        )
         self._db, self._tables = _run(self._open(read_consistency_interval))
         if direct_reads is None:
             direct_reads = direct_reads_supported(self.uri)
@@ -861,24 +948,10 @@ class MemoryStore:
         self, vec: np.ndarray, depth: int, text: str | None
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Summaries nearest to ``vec`` and (with ``text``) best by BM25, with _STAGE1_COLUMNS."""
-        if self._reads.consistent_batches and self._partitions[SUMMARIES] is None:
-            # Exact search on the in-memory summaries, while the full-text read
-            # (row ids only; the rows are in memory) runs on the same version.
-            reads = [Read(table=SUMMARIES, columns=("_score",), text=text, limit=depth, row_id=True)] if text else []
-
-            def nearest(pinned: Pinned) -> tuple[_ResidentSummaries, list[dict[str, Any]]]:
-                resident = self._resident.current(pinned, _STAGE1_COLUMNS, self.dim)
-                return resident, resident.nearest(vec, depth)
-
-            tables, found = self._reads.run_alongside(reads, nearest, tables=(SUMMARIES,))
-            assert found is not None
-            resident, vec_s = found
-            text_s = []
-            for hit in tables[0].to_pylist() if text else []:
-                row = resident.by_row_id(hit["_rowid"])
-                if row is not None:
-                    text_s.append({**row, "_score": hit["_score"]})
-            return vec_s, text_s
+        if isinstance(self._reads, DirectReads) and self._partitions[SUMMARIES] is None:
+            return self._reads.batch(lambda pinned: self._stage1_direct(pinned, vec, depth, text), tables=(SUMMARIES,))
+        # Indexed: LanceDB's IVF_PQ search; the in-memory copy is not needed.
+        self._summaries.clear()
         reads = [
             self._vector_read(SUMMARIES, vec, depth, columns=_STAGE1_COLUMNS)
         ]
@@ -886,6 +959,23 @@ class MemoryStore:
             reads.append(self._text_read(SUMMARIES, text, depth, columns=_STAGE1_COLUMNS))
         tables = self._reads.run(reads)
         return tables[0].to_pylist(), (tables[1].to_pylist() if text else [])
+
+    def _stage1_direct(
+        self, pinned: Pinned, vec: np.ndarray, depth: int, text: str | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """_stage1 below the index threshold: exact search on the in-memory summaries,
+        while the full-text read (row ids only; the rows are in memory) runs alongside."""
+        texts = None
+        if text:
+            texts = pinned.start(Read(table=SUMMARIES, columns=("_score",), text=text, limit=depth, row_id=True))
+        summaries = self._summaries.current(pinned)
+        vec_s = summaries.nearest(vec, depth)
+        text_s = []
+        for hit in texts().to_pylist() if texts else []:
+            row = summaries.by_row_id.get(hit["_rowid"])
+            if row is not None:
+                text_s.append({**row, "_score": hit["_score"]})
+        return vec_s, text_s
 
     def _hierarchical(self, vec: np.ndarray, k: int, summaries_k: int, text: str | None) -> list[Hit]:
         depth = max(2 * summaries_k, 10)
@@ -900,43 +990,32 @@ class MemoryStore:
 
         where = f"parent_id IN ({_sql_in(top)})"
         depth2 = max(3 * k, 20)
-        # Stage 2 reads every chunk of the chosen memories (a B-tree lookup on
-        # parent_id, a few dozen rows) with its vector and ranks them exactly
-        # here: one read instead of a vector query plus a fetch. The full-text
-        # read only needs ids (row ids, when both reads see one table version):
-        # every candidate row is in hand.
-        by_row = self._reads.consistent_batches
-        reads = [
-            Read(
-                table=CHUNKS,
-                columns=(*_STAGE2_COLUMNS, "vector"),
-                where=where,
-                limit=_STAGE2_MAX_ROWS + 1,
-                row_id=by_row,
+        # Stage 2 reads every chunk of the chosen memories (a few dozen rows)
+        # with its vector and ranks them exactly here: one read instead of a
+        # vector query plus a fetch. The direct path takes them by position and
+        # searches their text by row address (_ChunkPositions); otherwise a
+        # B-tree lookup on parent_id finds them. The full-text read only needs
+        # ids: every candidate row is in hand.
+        candidates: pa.Table | None
+        text_c: list[dict[str, Any]] = []
+        if isinstance(self._reads, DirectReads):
+            candidates, text_c = self._reads.batch(
+                lambda pinned: self._stage2_direct(pinned, top, text, depth2), tables=(CHUNKS,)
             )
-        ]
-        if text:
-            reads.append(
-                Read(
-                    table=CHUNKS,
-                    columns=("_score",) if by_row else ("id", "_score"),
-                    text=text,
-                    where=where,
-                    limit=depth2,
-                    row_id=by_row,
-                )
-            )
-        stage2 = self._reads.run(reads)
-        text_c = stage2[1].to_pylist() if text else []
-        if by_row and text_c:
-            ids = dict(zip(stage2[0].column("_rowid").to_pylist(), stage2[0].column("id").to_pylist()))
-            text_c = [{"id": ids[r["_rowid"]], "_score": r["_score"]} for r in text_c if r["_rowid"] in ids]
-        if stage2[0].num_rows <= _STAGE2_MAX_ROWS:
-            candidates = stage2[0]
+        else:
+            scan = Read(table=CHUNKS, columns=(*_STAGE2_COLUMNS, "vector"), where=where, limit=_STAGE2_MAX_ROWS + 1)
+            reads = [scan]
+            if text:
+                reads.append(Read(table=CHUNKS, columns=("id", "_score"), text=text, where=where, limit=depth2))
+            candidates, *texts = self._reads.run(reads)
+            text_c = texts[0].to_pylist() if text else []
+            if candidates.num_rows > _STAGE2_MAX_ROWS:
+                candidates = None
+        if candidates is not None:
             vectors = candidates.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, self.dim)
             norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(vec))
             distances = 1.0 - (vectors @ vec) / np.maximum(norms, 1e-12)
-            rows = candidates.drop_columns(["vector", *(["_rowid"] if by_row else [])]).to_pylist()
+            rows = candidates.drop_columns(["vector"]).to_pylist()
             for row in rows:
                 # A chunk is written with its memory and carries the memory's run
                 # and time, so those come from the stage-1 row.
@@ -979,6 +1058,32 @@ class MemoryStore:
             )
             for cid in ranked
         ]
+
+    def _stage2_direct(
+        self, pinned: Pinned, top: Sequence[str], text: str | None, limit: int
+    ) -> tuple[pa.Table | None, list[dict[str, Any]]]:
+        """The chunks of ``top`` and (with ``text``) their best by BM25, as (id, _score)."""
+        chunks = self._chunk_positions.current(pinned)
+        positions = chunks.of(top)
+        if len(positions) > _STAGE2_MAX_ROWS:
+            return None, []
+        texts = None
+        if text and len(positions):
+            texts = pinned.start(
+                Read(
+                    table=CHUNKS,
+                    columns=("_score",),
+                    text=text,
+                    row_addrs=chunks.row_addrs[positions],
+                    limit=limit,
+                    row_id=True,
+                )
+            )
+        candidates = pinned.read(Read(table=CHUNKS, columns=(*_STAGE2_COLUMNS, "vector"), positions=positions))
+        if texts is None:
+            return candidates, []
+        ids = dict(zip(chunks.row_addrs[positions].tolist(), candidates.column("id").to_pylist()))
+        return candidates, [{"id": ids[r["_rowid"]], "_score": r["_score"]} for r in texts().to_pylist()]
 
     def search_flat(self, query: str, *, k: int = 10, level: int | None = None) -> list[Hit]:
         """Hybrid (full-text + vector, rank-fused) search over one level or both."""

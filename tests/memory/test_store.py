@@ -254,6 +254,61 @@ def test_hierarchical_text_hits_survive_compaction_of_the_summaries(store, embed
     reader.close()
 
 
+def _ranked(hits):
+    return [(h.id, h.parent_id, round(h.score, 9), h.distance and round(h.distance, 6), h.text_score) for h in hits]
+
+
+def test_in_memory_copies_follow_appends_deletes_compaction_and_restores(store, embedder, topics, monkeypatch):
+    """A long-lived reader answers like a handle opened just now, after every kind of change."""
+    import memory.reads
+
+    reader = MemoryStore(store.uri, embed=embedder, dim=DIM)
+    queries = ["telescope galaxies astronomy nebula", "kumquat orchard ladder", "piano violin budget"]
+
+    def same_as_fresh() -> None:
+        fresh = MemoryStore(store.uri, embed=embedder, dim=DIM)
+        for q in queries:
+            for summaries_k in (1, 3):
+                assert _ranked(reader.search_hierarchical(q, k=6, summaries_k=summaries_k)) == _ranked(
+                    fresh.search_hierarchical(q, k=6, summaries_k=summaries_k)
+                ), (q, summaries_k)
+        fresh.close()
+
+    same_as_fresh()
+    reads = []
+    one = memory.reads.DirectReads._one
+    monkeypatch.setattr(memory.reads.DirectReads, "_one", staticmethod(lambda ds, r: reads.append(r) or one(ds, r)))
+    before = store.table_versions()
+    added = store.add_memory(
+        summary="kumquat orchard harvest notes", chunks=[{"text": "kumquat"}, {"text": "the orchard ladder"}]
+    )
+    assert [h.parent_id for h in reader.search_hierarchical("kumquat orchard", k=1, summaries_k=1)] == [added.id]
+    # The reader only read the rows the new memory appended to each table.
+    assert {r.table for r in reads if r.fragment_ids is not None} == {"summaries", "chunks"}
+    assert not [r for r in reads if r.text is None and r.positions is None and r.fragment_ids is None]
+    monkeypatch.undo()
+    same_as_fresh()
+
+    store.delete_memory(topics["astronomy"].id)
+    same_as_fresh()
+    for i in range(12):
+        store.add_memory(summary=f"filler memory {i}", chunks=[{"text": f"filler chunk {i}"}, {"text": "ladder"}])
+    store.ensure_indexes()  # compacts the fragments: every row moves
+    same_as_fresh()
+    store.restore_versions(before)
+    same_as_fresh()
+    assert topics["astronomy"].id in {h.parent_id for h in reader.search_hierarchical(queries[0], k=3)}
+    reader.close()
+
+
+def test_a_memory_without_chunks_contributes_no_hits(store, topics):
+    bare = store.add_memory(summary="axolotl aquarium maintenance log", chunks=[])
+
+    assert store.search_hierarchical("axolotl aquarium", k=5, summaries_k=1) == []
+    hits = store.search_hierarchical("axolotl aquarium telescope", k=5, summaries_k=2)
+    assert hits and bare.id not in {h.parent_id for h in hits}
+
+
 def test_stage_two_falls_back_to_a_ranked_read_for_very_large_memories(store, topics, monkeypatch):
     query = "telescope galaxies astronomy nebula"
     expected = [(h.id, round(h.score, 9)) for h in store.search_hierarchical(query, k=5, summaries_k=2)]
@@ -311,7 +366,7 @@ def test_a_failed_search_leaves_the_store_searchable(store, topics, monkeypatch)
     def broken(*args, **kwargs):
         raise OSError("disk went away")
 
-    monkeypatch.setattr("memory.store._ResidentSummaries.nearest", broken)
+    monkeypatch.setattr("memory.store._Summaries.nearest", broken)
     monkeypatch.setattr("memory.reads.AsyncReads.run", broken)
     with pytest.raises(OSError, match="disk went away"):
         store.search_hierarchical(query, k=3)
