@@ -46,7 +46,7 @@ class Read:
     the search. ``nprobes``/``refine_factor`` apply when the table has a vector
     index and ``exact`` is false.
 
-    Two kinds only ``DirectReads`` runs, both meaningful within one pinned
+    Three options only ``DirectReads`` runs, each meaningful within one pinned
     table version: ``positions`` takes the rows at those positions (in scan
     order, counting live rows only), ``fragment_ids`` limits a scan to those
     fragments, and ``row_addrs`` limits a search to those rows (by ``_rowid``)
@@ -108,7 +108,7 @@ class AsyncReads:
 
     def _query(self, read: Read) -> Any:
         if read.positions is not None or read.fragment_ids is not None or read.row_addrs is not None:
-            raise ValueError("reads by position or fragment need a pinned version (DirectReads)")
+            raise ValueError("reads by position, fragment or row address need a pinned version (DirectReads)")
         q = self._tables[read.table].query()
         if read.vector is not None:
             q = q.nearest_to(read.vector).distance_type("cosine")
@@ -261,6 +261,8 @@ class DirectReads:
         elif read.text is not None:
             kwargs["full_text_query"] = read.text  # the table's one inverted index (on "text")
             kwargs["prefilter"] = bool(read.where)
+        else:
+            kwargs["scan_in_order"] = True  # (the default) positions count rows in this order
         if read.row_addrs is not None:
             kwargs["row_addr_allowlist"] = serialize_row_addrs(read.row_addrs.tolist())
             kwargs["prefilter"] = True
