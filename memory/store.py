@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import math
@@ -11,7 +12,7 @@ import re
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
@@ -299,16 +300,27 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def _one_blas_thread() -> Any:
+_BLAS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
     """numpy's BLAS limited to the calling thread for one product.
 
     A threaded OpenBLAS call leaves its worker threads spinning for a while
     afterwards; on a small machine they then compete with the Lance reads
     running next to the product, which doubled a search's CPU time here. One
-    thread costs ~0.5 ms more on a 10k x 384 product (the setting is
-    process-wide while it lasts).
+    thread costs ~0.5 ms more on a 10k x 384 product. The setting is
+    process-wide, so products of several stores take turns: interleaved, one
+    would restore the other's "1" as the process's value.
     """
-    return _blas().limit(limits=1, user_api="blas")
+    with _BLAS_LOCK, _blas().limit(limits=1, user_api="blas"):
+        yield
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows (or one vector) scaled to length 1, so a dot product is a cosine similarity."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def _appended(old: tuple[FragmentKey, ...], new: tuple[FragmentKey, ...]) -> tuple[int, ...] | None:
@@ -378,8 +390,7 @@ class _Summaries:
 
     def extended(self, table: pa.Table) -> _Summaries:
         dim = self.unit.shape[1]
-        vectors = table.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, dim).astype(np.float32)
-        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        unit = _unit(table.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, dim).astype(np.float32))
         rows = table.drop_columns(["vector"]).to_pylist()
         return _Summaries(
             [*self.rows, *rows],
@@ -391,7 +402,7 @@ class _Summaries:
         if not self.rows:
             return []
         with _one_blas_thread():
-            distances = 1.0 - self.unit @ (vector / max(float(np.linalg.norm(vector)), 1e-12))
+            distances = 1.0 - self.unit @ _unit(vector)
         limit = min(limit, len(self.rows))
         best = np.argpartition(distances, limit - 1)[:limit]
         best = best[np.argsort(distances[best], kind="stable")]
@@ -1033,8 +1044,7 @@ class MemoryStore:
                 candidates = None
         if candidates is not None:
             vectors = candidates.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, self.dim)
-            norms = np.linalg.norm(vectors, axis=1) * float(np.linalg.norm(vec))
-            distances = 1.0 - (vectors @ vec) / np.maximum(norms, 1e-12)
+            distances = 1.0 - _unit(vectors) @ _unit(vec)
             rows = candidates.drop_columns(["vector"]).to_pylist()
             for row in rows:
                 # A chunk is written with its memory and carries the memory's run
@@ -1087,22 +1097,16 @@ class MemoryStore:
         positions = chunks.of(top)
         if len(positions) > _STAGE2_MAX_ROWS:
             return None, []
+        row_addrs = chunks.row_addrs[positions]
         texts = None
         if text and len(positions):
             texts = pinned.start(
-                Read(
-                    table=CHUNKS,
-                    columns=("_score",),
-                    text=text,
-                    row_addrs=chunks.row_addrs[positions],
-                    limit=limit,
-                    row_id=True,
-                )
+                Read(table=CHUNKS, columns=("_score",), text=text, row_addrs=row_addrs, limit=limit, row_id=True)
             )
         candidates = pinned.read(Read(table=CHUNKS, columns=(*_STAGE2_COLUMNS, "vector"), positions=positions))
         if texts is None:
             return candidates, []
-        ids = dict(zip(chunks.row_addrs[positions].tolist(), candidates.column("id").to_pylist()))
+        ids = dict(zip(row_addrs.tolist(), candidates.column("id").to_pylist()))
         return candidates, [{"id": ids[r["_rowid"]], "_score": r["_score"]} for r in texts().to_pylist()]
 
     def search_flat(self, query: str, *, k: int = 10, level: int | None = None) -> list[Hit]:

@@ -373,3 +373,12 @@ def test_a_failed_search_leaves_the_store_searchable(store, topics, monkeypatch)
     monkeypatch.undo()
 
     assert [h.id for h in store.search_hierarchical(query, k=3)] == expected
+
+
+def test_searches_leave_numpys_thread_setting_as_they_found_it(store, topics):
+    """The in-memory ranking runs on one BLAS thread and hands the process its setting back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert store.search_hierarchical("piano scales astronomy", k=3)
+        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {2}
