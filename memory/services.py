@@ -96,7 +96,7 @@ def memory_write_run(*, run_id: int, state: dict[str, Any]) -> dict[str, Any] | 
 
 
 def memory_delete(*, memory_id: str, by: Any = None) -> int:
-    """Delete a summary and its chunks; recorded as an event."""
+    """Delete a summary and its chunks (returns how many chunks); recorded as an event."""
     from personas.services import event_publish
 
     store = memory_store()
@@ -104,5 +104,5 @@ def memory_delete(*, memory_id: str, by: Any = None) -> int:
     removed = store.delete_memory(memory_id)
     event_publish(kind="memory.deleted", source=str(by or "system"), payload={
         "memory": memory_id, "run": record.run_id,
-        "message": f"Memory {memory_id[:8]} (run #{record.run_id}) deleted with {removed - 1} chunks"})
+        "message": f"Memory {memory_id[:8]} (run #{record.run_id}) deleted with {removed} chunks"})
     return removed

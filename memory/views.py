@@ -46,7 +46,7 @@ def memory_delete(request: HttpRequest, memory_id: str) -> HttpResponse:
     except (KeyError, ValueError) as exc:
         messages.error(request, f"Nothing deleted: {exc}")
     else:
-        messages.success(request, f"Deleted the memory and its {removed - 1} chunks.")
+        messages.success(request, f"Deleted the memory and its {removed} chunks.")
     return redirect("memory")
 
 

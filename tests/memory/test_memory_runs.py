@@ -45,8 +45,11 @@ def test_memory_page_searches_browses_and_deletes(auth_client, user, scripted_mo
     detail = auth_client.get(reverse("memory_detail", args=[memory_id])).content.decode()
     assert "BRICK" in detail and "Two plus two" in detail
     assert auth_client.get(reverse("memory_delete", args=[memory_id])).status_code == 405
-    auth_client.post(reverse("memory_delete", args=[memory_id]))
+    chunks = len(memory_store().get_memory(memory_id).chunks)
+    done = auth_client.post(reverse("memory_delete", args=[memory_id]), follow=True).content.decode()
+    assert f"Deleted the memory and its {chunks} chunks." in done
     assert memory_store().count(level=1) == 0
-    assert Event.objects.filter(kind="memory.deleted").exists()
+    event = Event.objects.get(kind="memory.deleted")
+    assert event.payload["message"].endswith(f"deleted with {chunks} chunks")
     missing = auth_client.get(reverse("memory_detail", args=["nope"]))
     assert missing.status_code == 404
