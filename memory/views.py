@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from memory import services
+from memory.store import CHUNK_LEVEL, SUMMARY_LEVEL
 PAGE = 20
 
 
@@ -23,8 +24,15 @@ def memory_home(request: HttpRequest) -> HttpResponse:
     hits = store.search_hierarchical(query, k=20) if query and store.count(level=1) else []
     total = store.count(level=1)
     summaries = store.list_summaries(offset=(page - 1) * PAGE, limit=PAGE)
+    stats = store.stats()
+    rows = {"summaries": stats["rows"][SUMMARY_LEVEL], "chunks": stats["rows"][CHUNK_LEVEL]}
+    tables = [
+        {"name": name, "rows": rows[name], "version": stats["versions"][name],
+         "index": stats["index"][name], "full_text": stats["full_text"][name]}
+        for name in ("summaries", "chunks")
+    ]
     return render(request, "memory/memory.html", {
-        "query": query, "hits": hits, "summaries": summaries, "stats": store.stats(),
+        "query": query, "hits": hits, "summaries": summaries, "stats": stats, "tables": tables,
         "page": page, "has_next": page * PAGE < total, "total": total,
     })
 

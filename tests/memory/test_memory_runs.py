@@ -1,6 +1,8 @@
 """Runs write their memory; BABS retrieves it in a later run; the Memory page browses and deletes it."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -40,6 +42,12 @@ def test_memory_page_searches_browses_and_deletes(auth_client, user, scripted_mo
     memory_id = run.steps.get(kind="memory").data["memory"]
     page = auth_client.get(reverse("memory")).content.decode()
     assert "photosynthesis" in page.lower() and "exact" in page  # browse list and index stats
+    store = memory_store()
+    for table, level in (("summaries", 1), ("chunks", 3)):
+        shown = re.search(rf'id="stats-{table}">(\d+) rows · version (\d+)', page)
+        assert shown, f"no row count or version for {table}"
+        assert int(shown[1]) == store.count(level=level) and int(shown[2]) == store.table_versions()[table]
+    assert "full-text index built 20" in page  # built when the store was created
     found = auth_client.get(reverse("memory"), {"q": "light energy"}).content.decode()
     assert f'href="{reverse("run_detail", args=[run.pk])}"' in found and "score" in found
     detail = auth_client.get(reverse("memory_detail", args=[memory_id])).content.decode()
