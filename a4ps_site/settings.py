@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "huey.contrib.djhuey",
+    "a4ps_site",
     "personas",
     "forge",
     "memory",
@@ -180,6 +181,9 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # Largest task text a user may submit (characters).
+# Streamed tokens and progress bars update a page at most this often (seconds).
+LIVE_UPDATE_INTERVAL_S = 0.1
+
 TASK_MAX_CHARS = envint("A4PS_TASK_MAX_CHARS", 8000, min_value=100, max_value=200_000)
 
 LOGGING = {

@@ -1,4 +1,4 @@
-"""Fine-tune throughput: training tokens/s through the job's loop (forge/finetune.py) next to a plain PEFT loop.
+"""Fine-tune throughput: training tokens/s through the job's loop (memory/finetunes/engine.py) next to a plain PEFT loop.
 
     python bench/finetune.py [--steps 30 --hidden 256 --layers 4 --max-len 256]   # a model built from a config
     python bench/finetune.py --base var/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --steps 5
@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from forge import finetune as ft  # noqa: E402
+from memory.finetunes import engine as ft  # noqa: E402
 
 
 def build_model(directory: Path, hidden: int, layers: int) -> Path:

@@ -32,7 +32,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver  # noqa: E402
 from langgraph.graph import END, START, StateGraph  # noqa: E402
 
 from a4ps_site import broker  # noqa: E402
-from personas import services  # noqa: E402
+from personas import runs  # noqa: E402
+from personas.persona_state import persona_sync_from_codex  # noqa: E402
 from personas.graph.graph import NODES  # noqa: E402
 from personas.llm import set_model_manager  # noqa: E402
 from personas.models import Run, RunStep  # noqa: E402
@@ -50,8 +51,8 @@ def a4ps_intervals(runs: int) -> list[float]:
     intervals: list[float] = []
     for i in range(runs):
         run = Run.objects.create(task=f"What is {i} + {i}?")
-        claimed = services.run_claim_next(worker="bench:1", lease_s=60)
-        services.run_execute(run=claimed)
+        claimed = runs.run_claim_next(worker="bench:1", lease_s=60)
+        runs.run_execute(run=claimed)
         assert Run.objects.get(pk=run.pk).status == Run.Status.DONE, Run.objects.get(pk=run.pk).error
         stamps = list(RunStep.objects.filter(run=run).order_by("seq").values_list("created", flat=True))
         intervals += [(b - a).total_seconds() * 1000 for a, b in zip(stamps, stamps[1:])]
@@ -100,7 +101,7 @@ def main() -> None:
     proc = broker.start_embedded(settings.BROKER_SOCKET, VAR / "broker")
     try:
         call_command("migrate", verbosity=0)
-        services.persona_sync_from_codex()
+        persona_sync_from_codex()
         a4ps = a4ps_intervals(args.runs)
         steps_per_run = len(a4ps) // args.runs + 1
         plain = plain_intervals(args.runs, steps_per_run)

@@ -26,7 +26,7 @@ TAG = re.compile(r"bench (\d+) ([0-9.]+)")
 
 PUBLISHER = """
 import sys, time
-from personas.services import event_publish
+from personas.events import event_publish
 n, gap = int(sys.argv[1]), float(sys.argv[2])
 for i in range(n):
     event_publish(kind="bench.tick", source="bench", payload={"message": f"bench {i} {time.time():.6f}"})

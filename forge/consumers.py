@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 
+from a4ps_site.live import LiveConsumer
 from a4ps_site.realtime import group_for
 from forge import selectors
-from personas.consumers import LiveConsumer
 
 
 class ForgeRequestConsumer(LiveConsumer):

@@ -12,6 +12,7 @@ from typing import Any
 from django.db.models import Count, Max
 
 from forge import sandbox
+from forge.models import Tool
 from forge.toolforge import CALL_HARNESS, parse_result_line
 
 log = logging.getLogger(__name__)
@@ -206,14 +207,10 @@ class ToolRegistry:
         self._tools: dict[str, LoadedTool] = {}
 
     def _current_stamp(self) -> tuple:
-        from forge.models import Tool
-
         agg = Tool.objects.aggregate(n=Count("id"), last=Max("updated"))
         return agg["n"], agg["last"]
 
     def _load(self) -> dict[str, LoadedTool]:
-        from forge.models import Tool
-
         tools: dict[str, LoadedTool] = {}
         for tool in Tool.objects.filter(enabled=True).exclude(current_version=None).select_related("current_version"):
             version = tool.current_version

@@ -2,22 +2,23 @@
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from a4ps_site.realtime import broadcast, group_for
+from a4ps_site.throttle import TextStream
 from forge import registry as registry_mod
 from forge.config import forge_settings
 from forge.models import ForgeAttempt, ForgeRequest, Tool, ToolCall, ToolVersion
 from forge.toolforge import AttemptReport, forge_loop
+from personas.events import event_publish
+from personas.llm import model_manager
 
 log = logging.getLogger(__name__)
-
-TOKEN_FLUSH_S = 0.25  # streamed code reaches the page a few times a second, not once per token
 
 
 def _request_group(request_id: int) -> str:
@@ -32,7 +33,8 @@ def forge_request_broadcast(*, request: ForgeRequest) -> None:
 
 def forge_request_create(*, spec: str, source: str = ForgeRequest.Source.USER, run_id: int | None = None,
                          user: Any = None, enqueue: bool = True) -> ForgeRequest:
-    """Record a spec for the forge; with enqueue, a Huey worker runs it after commit."""
+    """Record a spec for the forge; with enqueue, a Huey worker runs it after commit (the worker task
+    subscribes to "forge.queued" in ForgeConfig.ready()); without, the caller runs it itself."""
     spec = (spec or "").strip()
     limit = forge_settings().max_spec_chars
     if not spec:
@@ -41,23 +43,13 @@ def forge_request_create(*, spec: str, source: str = ForgeRequest.Source.USER, r
         raise ValueError(f"The spec is {len(spec):,} characters long; the limit is {limit:,}.")
     if source not in ForgeRequest.Source.values:
         raise ValueError(f"Unknown forge request source {source!r}.")
-    from personas.services import event_publish
-
     with transaction.atomic():
         request = ForgeRequest.objects.create(spec=spec, source=source, run_id=run_id,
                                               created_by=user if getattr(user, "pk", None) else None)
         event_publish(kind="forge.queued", source="forge" if source == "graph" else "architect",
-                      payload={"forge_request": request.pk, "run": run_id,
+                      payload={"forge_request": request.pk, "run": run_id, "inline": not enqueue,
                                "message": f"Forge request #{request.pk}: {spec[:140]}"})
-        if enqueue:
-            transaction.on_commit(lambda: _enqueue(request.pk))
     return request
-
-
-def _enqueue(request_id: int) -> None:
-    from forge.tasks import forge_request_run
-
-    forge_request_run(request_id)
 
 
 def _set(request: ForgeRequest, **fields: Any) -> None:
@@ -82,40 +74,23 @@ def forge_attempt_record(*, request: ForgeRequest, report: AttemptReport) -> For
     return attempt
 
 
-class _CodeStreamer:
-    """BRICK's code as it is generated, flushed to the request page in small batches."""
+def _code_stream(request_id: int, number: int) -> TextStream:
+    """BRICK's code as it is generated, shown on the request page in small batches."""
 
-    def __init__(self, request_id: int, number: int) -> None:
-        self.request_id, self.number = request_id, number
-        self.buffer: list[str] = []
-        self.last = 0.0
-        self.first = True
+    def send(text: str, first: bool) -> None:
+        html = render_to_string("forge/_typing_oob.html", {"number": number, "text": text, "start": first})
+        broadcast(_request_group(request_id), "ui.html", html=html)
 
-    def __call__(self, token: str) -> None:
-        self.buffer.append(token)
-        if time.monotonic() - self.last >= TOKEN_FLUSH_S:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.buffer:
-            return
-        html = render_to_string("forge/_typing_oob.html", {"number": self.number, "text": "".join(self.buffer),
-                                                           "start": self.first})
-        broadcast(_request_group(self.request_id), "ui.html", html=html)
-        self.first = False
-        self.buffer = []
-        self.last = time.monotonic()
+    return TextStream(send)
 
 
 def forge_request_execute(*, request: ForgeRequest, model: Any = None) -> ForgeRequest:
     """Run the forge loop for a request: attempts are recorded and shown live; on success the tool
     (without its tests) is saved as a new version and loaded into the live registry."""
-    from personas.llm import model_manager
-
     config = forge_settings()
     model = model or model_manager()
     _set(request, status=ForgeRequest.Status.RUNNING, started=timezone.now(), phase="starting", error="")
-    streamers: dict[int, _CodeStreamer] = {}
+    streamers: dict[int, TextStream] = {}
 
     def on_phase(number: int, phase: str) -> None:
         words = {"writing": f"attempt {number}: BRICK is writing the code",
@@ -125,7 +100,7 @@ def forge_request_execute(*, request: ForgeRequest, model: Any = None) -> ForgeR
         _set(request, phase=words)
 
     def on_token(number: int) -> Callable[[str], None]:
-        streamers[number] = _CodeStreamer(request.pk, number)
+        streamers[number] = _code_stream(request.pk, number)
         return streamers[number]
 
     def on_attempt(report: AttemptReport) -> None:
@@ -147,8 +122,6 @@ def forge_request_execute(*, request: ForgeRequest, model: Any = None) -> ForgeR
     except Exception as exc:
         log.exception("forge request %s: could not register the tool", request.pk)
         return _finish_failed(request, f"the tool passed its tests but could not be registered: {exc}")
-    from personas.services import event_publish
-
     with transaction.atomic():
         _set(request, status=ForgeRequest.Status.SUCCEEDED, tool_version=version, finished=timezone.now(),
              phase=f"{version} is live")
@@ -165,8 +138,6 @@ def forge_request_execute(*, request: ForgeRequest, model: Any = None) -> ForgeR
 
 
 def _finish_failed(request: ForgeRequest, error: str) -> ForgeRequest:
-    from personas.services import event_publish
-
     with transaction.atomic():
         _set(request, status=ForgeRequest.Status.FAILED, finished=timezone.now(), error=error, phase="gave up")
         event_publish(kind="forge.failed", source="forge", payload={
@@ -194,8 +165,6 @@ def tool_version_create(*, name: str, code: str, tests: str, spec: str, run_id: 
 
 def tool_set_enabled(*, tool: Tool, enabled: bool) -> Tool:
     """Enable or disable a tool; every process drops or loads it on its next registry read."""
-    from personas.services import event_publish
-
     with transaction.atomic():
         tool = Tool.objects.select_for_update().get(pk=tool.pk)
         tool.enabled = enabled
@@ -207,8 +176,6 @@ def tool_set_enabled(*, tool: Tool, enabled: bool) -> Tool:
 
 def tool_rollback(*, tool: Tool, number: int) -> Tool:
     """Make an earlier (or any) version of a tool the current one."""
-    from personas.services import event_publish
-
     with transaction.atomic():
         tool = Tool.objects.select_for_update().get(pk=tool.pk)
         version = tool.versions.filter(number=number).first()
@@ -237,7 +204,7 @@ def tool_call(*, name: str, arguments: dict[str, Any], run_id: int | None = None
     )
 
 
-# --- what the cognitive graph calls (through the seams in personas.services) -------------------------
+# --- what the cognitive graph calls (through the kernel's ports, plugged in by ForgeConfig.ready()) ---
 
 def forge_for_graph(*, run_id: int | None, spec: str, model: Any = None) -> dict[str, Any]:
     """BRICK asked for a tool mid-run: forge it now (the run is already in a worker) and say how it went."""

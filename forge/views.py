@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from a4ps_site.http import HtmxHttpRequest
 from forge import selectors, services
 from forge.forms import ForgeForm, ToolCallForm
 from forge.models import ForgeRequest, Tool
 
 
-def _home(request: HttpRequest, form: ForgeForm, status: int = 200) -> HttpResponse:
+def _home(request: HtmxHttpRequest, form: ForgeForm, status: int = 200) -> HttpResponse:
     return render(request, "forge/forge.html", {
         "form": form, "tools": selectors.tools_list(), "requests": selectors.forge_requests_recent(),
         "sandbox": selectors.sandbox_status(),
@@ -20,13 +21,13 @@ def _home(request: HttpRequest, form: ForgeForm, status: int = 200) -> HttpRespo
 
 
 @login_required
-def forge_home(request: HttpRequest) -> HttpResponse:
+def forge_home(request: HtmxHttpRequest) -> HttpResponse:
     return _home(request, ForgeForm())
 
 
 @login_required
 @require_POST
-def forge_submit(request: HttpRequest) -> HttpResponse:
+def forge_submit(request: HtmxHttpRequest) -> HttpResponse:
     """Queue a spec for the forge and go to its live page; a bad spec is shown with the text kept."""
     form = ForgeForm(request.POST)
     if form.is_valid():
@@ -36,13 +37,13 @@ def forge_submit(request: HttpRequest) -> HttpResponse:
             form.add_error("spec", str(exc))
         else:
             return redirect("forge_request", request_id=forge_request.pk)
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return render(request, "forge/_forge_form.html", {"form": form}, status=422)
     return _home(request, form, status=400)
 
 
 @login_required
-def forge_request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
+def forge_request_detail(request: HtmxHttpRequest, request_id: int) -> HttpResponse:
     forge_request = get_object_or_404(ForgeRequest.objects.select_related("tool_version__tool", "run"), pk=request_id)
     return render(request, "forge/request_detail.html", {
         "req": forge_request, "attempts": selectors.forge_attempts(request=forge_request),
@@ -50,12 +51,12 @@ def forge_request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
 
 
 @login_required
-def tool_detail(request: HttpRequest, name: str) -> HttpResponse:
+def tool_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
     tool = get_object_or_404(Tool.objects.select_related("current_version"), name=name)
     return _tool_page(request, tool, ToolCallForm())
 
 
-def _tool_page(request: HttpRequest, tool: Tool, call_form: ToolCallForm, status: int = 200,
+def _tool_page(request: HtmxHttpRequest, tool: Tool, call_form: ToolCallForm, status: int = 200,
                last_call=None) -> HttpResponse:
     return render(request, "forge/tool_detail.html", {
         "tool": tool, "version": tool.current_version, "versions": selectors.tool_versions(tool=tool),
@@ -65,7 +66,7 @@ def _tool_page(request: HttpRequest, tool: Tool, call_form: ToolCallForm, status
 
 @login_required
 @require_POST
-def tool_toggle(request: HttpRequest, name: str) -> HttpResponse:
+def tool_toggle(request: HtmxHttpRequest, name: str) -> HttpResponse:
     tool = get_object_or_404(Tool, name=name)
     services.tool_set_enabled(tool=tool, enabled=request.POST.get("enabled") == "1")
     return redirect("forge_tool", name=tool.name)
@@ -73,7 +74,7 @@ def tool_toggle(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def tool_rollback(request: HttpRequest, name: str) -> HttpResponse:
+def tool_rollback(request: HtmxHttpRequest, name: str) -> HttpResponse:
     tool = get_object_or_404(Tool, name=name)
     try:
         services.tool_rollback(tool=tool, number=int(request.POST.get("number", "0")))
@@ -84,7 +85,7 @@ def tool_rollback(request: HttpRequest, name: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def tool_try(request: HttpRequest, name: str) -> HttpResponse:
+def tool_try(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Call the tool from its page (in the sandbox, like any call) and show the result."""
     tool = get_object_or_404(Tool.objects.select_related("current_version"), name=name)
     form = ToolCallForm(request.POST)

@@ -1,19 +1,19 @@
 """The curator: ALFRED judges finished runs; the best become golden examples per persona."""
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import tomllib
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 
 from a4ps_site.config import ConfigError, app_settings, codex, parse_codex
+from memory.datasets.services import Judgement, verdict_record
+from personas.events import event_publish
 from personas.graph import prompts
+from personas.inference import ModelError, ModelOutputInvalid
+from personas.llm import model_manager
 from personas.models import CodexVersion, Run, RunStep
-from personas.services import event_publish
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,6 @@ def conversations_from_run(run: Run, steps: list[RunStep] | None = None) -> dict
     return chats
 
 
-def fingerprint(messages: list[dict[str, Any]]) -> str:
-    """Stable identity of a conversation: roles and whitespace-normalised contents."""
-    norm = [[str(m.get("role", "")), " ".join(str(m.get("content", "")).split())] for m in messages]
-    return hashlib.sha256(json.dumps(norm, ensure_ascii=False).encode()).hexdigest()
-
-
 # --- judging ------------------------------------------------------------------------------------------
 
 def _transcript(run: Run, steps: list[RunStep], limit: int) -> str:
@@ -148,15 +142,6 @@ def judge_messages(run: Run, steps: list[RunStep], *, transcript_chars: int) -> 
     ]
 
 
-@dataclass
-class Judgement:
-    scores: dict[str, float]
-    total: float | None
-    rationale: str
-    model: str
-    error: str = ""
-
-
 def _score(value: Any) -> float | None:
     try:
         number = float(value)
@@ -167,8 +152,6 @@ def _score(value: Any) -> float | None:
 
 def judge_run(run: Run, steps: list[RunStep], *, model: Any, settings: dict[str, Any]) -> Judgement:
     """Ask ALFRED for the rubric; junk output becomes a Judgement with an error (the run is not retried)."""
-    from personas.inference import ModelOutputInvalid
-
     messages = judge_messages(run, steps, transcript_chars=int(settings["transcript_chars"]))
     try:
         result = model.chat("ALFRED", messages, json_schema=RUBRIC_SCHEMA, max_tokens=int(settings["max_tokens"]),
@@ -195,10 +178,6 @@ def runs_to_judge(*, limit: int) -> list[Run]:
 def curate(*, limit: int | None = None, model: Any = None) -> dict[str, int]:
     """One curator pass: judge up to `limit` unjudged finished runs and store golden examples for the
     good ones. Returns counts {judged, accepted, examples, duplicates, failed}."""
-    from memory.datasets import verdict_record
-    from personas.inference import ModelError
-    from personas.llm import model_manager
-
     settings = curator_settings()
     model = model or model_manager()
     limit = int(settings["batch"]) if limit is None else limit

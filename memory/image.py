@@ -10,8 +10,17 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from a4ps_site.config import app_settings
+from a4ps_site.config import app_settings, codex_path
+from a4ps_site.files import write_atomically
 from memory import imagefile
+from memory.finetunes.services import persona_model_override
+from memory.services import memory_store
+from personas.codex import codex_sync_from_file
+from personas.events import event_publish
+from personas.llm import models_config
+from personas.models import CodexVersion, Goal, Persona
+from personas.motivator import motivator_settings
+from personas.ports import ports
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +37,6 @@ def image_dir() -> Path:
 
 def image_capture() -> dict[str, Any]:
     """Everything that makes this system *this* system right now."""
-    from memory.services import memory_store
-    from personas.models import CodexVersion, Goal, Persona
-    from personas.motivator import motivator_settings
-    from personas.services import tool_schemas_for_graph
-
     codex = CodexVersion.objects.order_by("-number").first()
     goals = Goal.objects.order_by("-id")
     return {
@@ -40,7 +44,7 @@ def image_capture() -> dict[str, Any]:
         "created": timezone.now().isoformat(),
         "personas": {p.name: dict(p.state) for p in Persona.objects.order_by("order")},
         "codex": {"version": codex.number, "text": codex.text} if codex else None,
-        "tools": [t.get("function", {}).get("name") for t in tool_schemas_for_graph()],
+        "tools": [t.get("function", {}).get("name") for t in ports().tool_schemas()],
         "memory_versions": memory_store().table_versions(),
         "adapters": _adapters(),
         "motivator": {
@@ -53,17 +57,12 @@ def image_capture() -> dict[str, Any]:
 
 def _adapters() -> dict[str, Any]:
     """The configured model of each persona and the promoted fine-tune (adapter) it speaks through."""
-    from memory.datasets import persona_model_override
-    from personas.llm import models_config
-
     models = dict(models_config().personas)
     return {"models": models, "promoted": {p: persona_model_override(p) for p in models}}
 
 
 def image_save(*, reason: str = "manual") -> imagefile.ImageFile:
     """Capture and write an image atomically, keep the newest K, and record an event."""
-    from personas.services import event_publish
-
     contents = image_capture()
     contents["reason"] = reason
     image = imagefile.write_image(image_dir(), imagefile.dumps(contents))
@@ -108,19 +107,12 @@ def image_load(name: str) -> dict[str, Any]:
 
 @transaction.atomic
 def _apply_persona_states(states: dict[str, dict]) -> None:
-    from personas.models import Persona
-
     for name, state in states.items():
         Persona.objects.filter(name=name).update(state=state)
 
 
 def image_restore(*, name: str, by: Any = None) -> dict[str, Any]:
     """Roll back to an image: persona states, the codex version and the memory tables."""
-    from a4ps_site.config import codex_path
-    from memory.services import memory_store
-    from personas.codex import codex_sync_from_file, write_atomically
-    from personas.services import event_publish
-
     contents = image_load(name)
     _apply_persona_states(contents.get("personas", {}))
     restored = {"personas": sorted(contents.get("personas", {}))}
@@ -140,8 +132,6 @@ def image_restore_on_start() -> dict[str, Any]:
     """At start: bring back the personas' live state from the newest good image.
 
     A corrupt or unreadable newest image falls back to the previous good one, with a warning event."""
-    from personas.services import event_publish
-
     image, contents, warnings = imagefile.latest_good(image_dir())
     for warning in warnings:
         event_publish(kind="image.warning", source="image", payload={

@@ -1,4 +1,4 @@
-"""Golden datasets curated from the best runs, the curator's verdicts, and LoRA fine-tune jobs."""
+"""Golden datasets curated from the best runs and the curator's verdicts (fine-tune jobs: memory/finetunes)."""
 from __future__ import annotations
 
 from django.db import models
@@ -82,77 +82,5 @@ class CuratorVerdict(models.Model):
         return f"verdict on run #{self.run_id}: {self.total}"
 
 
-def default_hyperparameters() -> dict:
-    """Small, CPU-friendly LoRA defaults (editable per job)."""
-    return {
-        "lora_r": 8,
-        "lora_alpha": 16,
-        "lora_dropout": 0.05,
-        "learning_rate": 2e-4,
-        "epochs": 1,
-        "max_steps": 40,
-        "batch_size": 1,
-        "max_len": 512,
-        "eval_fraction": 0.1,
-        "eval_max_new_tokens": 64,
-        "target_modules": "q_proj,k_proj,v_proj,o_proj",
-        "seed": 0,
-    }
-
-
-class FineTuneJob(models.Model):
-    """One LoRA fine-tune of a persona's model on a frozen snapshot of a golden dataset."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        CANCELLING = "cancelling"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
-
-    persona = models.CharField(max_length=16, db_index=True)
-    base_model = models.CharField(max_length=500, help_text="The weights trained on: a GGUF file or a model directory.")
-    dataset = models.ForeignKey(GoldenDataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
-    snapshot_path = models.CharField(max_length=500, blank=True)
-    examples = models.PositiveIntegerField(default=0)
-    hyperparameters = models.JSONField(default=default_hyperparameters)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    progress = models.FloatField(default=0.0)
-    step = models.PositiveIntegerField(default=0)
-    total_steps = models.PositiveIntegerField(default=0)
-    loss_history = models.JSONField(default=list, blank=True)
-    tokens_per_s = models.FloatField(default=0.0)
-    log = models.TextField(blank=True)
-    adapter_path = models.CharField(max_length=500, blank=True)
-    gguf_adapter_path = models.CharField(max_length=500, blank=True)
-    evaluation = models.JSONField(default=dict, blank=True)
-    promoted = models.BooleanField(default=False, db_index=True)
-    promoted_at = models.DateTimeField(null=True, blank=True)
-    # What the persona used before this job was promoted: rollback returns to it.
-    previous_job = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    previous_model = models.CharField(max_length=500, blank=True)
-    ollama_model = models.CharField(max_length=200, blank=True)
-    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
-    created = models.DateTimeField(auto_now_add=True, db_index=True)
-    started = models.DateTimeField(null=True, blank=True)
-    finished = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-id"]
-
-    def __str__(self) -> str:
-        return f"fine-tune #{self.pk} of {self.persona} ({self.status})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in {self.Status.QUEUED, self.Status.RUNNING, self.Status.CANCELLING}
-
-    @property
-    def progress_pct(self) -> int:
-        return round(100 * max(0.0, min(1.0, self.progress)))
-
-    @property
-    def last_loss(self) -> float | None:
-        return self.loss_history[-1][1] if self.loss_history else None
+# Fine-tune jobs live with the rest of their capability; Django finds the model through this import.
+from memory.finetunes.models import FineTuneJob, default_hyperparameters  # noqa: E402,F401

@@ -1,7 +1,7 @@
-"""Websocket routes of the memory app's strategic loop."""
+"""Websocket routes of the memory app: fine-tune jobs' live pages."""
 from django.urls import path
 
-from memory.consumers import FineTuneConsumer, FineTunesConsumer
+from memory.finetunes.consumers import FineTuneConsumer, FineTunesConsumer
 
 websocket_urlpatterns = [
     path("ws/finetunes/", FineTunesConsumer.as_asgi()),

@@ -9,6 +9,10 @@ from typing import Any
 from django.conf import settings
 
 from a4ps_site.config import app_settings
+from memory.store import MemoryStore
+from personas.events import event_publish
+from personas.llm import model_manager
+from personas.models import RunStep
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +33,8 @@ def _store_uri(embedding_model: str) -> str:
     return str(settings.VAR_DIR / "memory" / slug)
 
 
-def memory_store():
+def memory_store() -> Any:
     """The MemoryStore for the embedding model in use (opened once per process)."""
-    from memory.store import MemoryStore
-    from personas.llm import model_manager
-
     manager = model_manager()
     uri = _store_uri(getattr(manager, "embedding_model", "embeddings"))
     with _lock:
@@ -71,9 +72,9 @@ def memory_search(*, query: str, k: int) -> list[dict[str, Any]]:
 
 
 def memory_write_run(*, run_id: int, state: dict[str, Any]) -> dict[str, Any] | None:
-    """Store a finished run: ALFRED's answer as the summary, the dialogue turns as chunks."""
-    from personas.models import RunStep
+    """Store a finished run: ALFRED's answer as the summary, the dialogue turns as chunks.
 
+    The caller enqueues an index check afterwards (the tables may have grown past a threshold)."""
     answer = (state.get("final_answer") or "").strip()
     if not answer:
         return None
@@ -88,17 +89,12 @@ def memory_write_run(*, run_id: int, state: dict[str, Any]) -> dict[str, Any] | 
     summary = f"Task: {state['task'].strip()}\nALFRED's answer: {answer}"
     record = memory_store().add_memory(summary=summary, chunks=chunks, run_id=run_id, persona="ALFRED",
                                        metadata={"source": state.get("source", "architect")})
-    from memory.tasks import ensure_memory_indexes
-
-    ensure_memory_indexes()
     return {"memory": record.id, "chunks": len(chunks),
             "note": f"Stored in memory: a summary and {len(chunks)} chunks (memory {record.id[:8]})."}
 
 
 def memory_delete(*, memory_id: str, by: Any = None) -> int:
     """Delete a summary and its chunks (returns how many chunks); recorded as an event."""
-    from personas.services import event_publish
-
     store = memory_store()
     record = store.get_memory(memory_id)
     removed = store.delete_memory(memory_id)

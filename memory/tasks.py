@@ -4,7 +4,13 @@ from __future__ import annotations
 import threading
 
 from huey import crontab
-from huey.contrib.djhuey import db_periodic_task, db_task
+from huey.contrib.djhuey import db_periodic_task, db_task, lock_task
+from huey.exceptions import TaskLockedException
+
+from memory.curator import curate
+from memory.finetunes.tasks import finetune_run  # noqa: F401  (registered with Huey by being imported here)
+from memory.image import image_save_if_due
+from memory.services import memory_store
 
 _indexing = threading.Lock()
 
@@ -12,8 +18,6 @@ _indexing = threading.Lock()
 @db_task()
 def ensure_memory_indexes() -> dict:
     """Build or rebuild the vector and full-text indexes when the tables grew enough."""
-    from memory.services import memory_store
-
     # One build at a time per consumer; a build already under way covers this request too.
     if not _indexing.acquire(blocking=False):
         return {"changed": False, "skipped": True}
@@ -32,13 +36,11 @@ def ensure_memory_indexes_periodically() -> dict:
 @db_periodic_task(crontab(minute="*"))
 def save_living_image_when_due() -> str | None:
     """Save a living image every [image] interval_min minutes."""
-    from memory.image import image_save_if_due
-
     image = image_save_if_due()
     return image.name if image else None
 
 
-# --- the strategic loop: curator and fine-tunes ---------------------------------------------------------
+# --- the strategic loop: the curator (fine-tune jobs: memory.finetunes.tasks) ---------------------------------------------------------
 
 @db_task()
 def curate_now() -> dict[str, int]:
@@ -53,23 +55,9 @@ def curate_periodically() -> dict[str, int]:
 
 
 def _curate() -> dict[str, int]:
-    from huey.contrib.djhuey import lock_task
-    from huey.exceptions import TaskLockedException
-
-    from memory.curator import curate
-
     try:
         # Two passes at once would judge the same runs twice.
         with lock_task("memory-curator"):
             return curate()
     except TaskLockedException:
         return {"judged": 0, "accepted": 0, "examples": 0, "duplicates": 0, "failed": 0}
-
-
-@db_task()
-def finetune_run(job_id: int) -> str | None:
-    """Train, export and evaluate a queued fine-tune job."""
-    from memory.datasets import finetune_execute
-
-    job = finetune_execute(job_id=job_id)
-    return job.status if job else None

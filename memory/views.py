@@ -1,19 +1,26 @@
 """Pages of the memory app: the memory browser and the living image."""
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from a4ps_site.http import HtmxHttpRequest
+from memory import image as living_image
 from memory import services
+from memory.imagefile import CorruptImage
 from memory.store import CHUNK_LEVEL, SUMMARY_LEVEL
+from personas.models import Persona
+from personas.persona_state import persona_state_set
 PAGE = 20
 
 
 @login_required
-def memory_home(request: HttpRequest) -> HttpResponse:
+def memory_home(request: HtmxHttpRequest) -> HttpResponse:
     """Search (hierarchical, with scores and run links), browse summaries, index statistics."""
     store = services.memory_store()
     query = request.GET.get("q", "").strip()[:500]
@@ -38,7 +45,7 @@ def memory_home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def memory_detail(request: HttpRequest, memory_id: str) -> HttpResponse:
+def memory_detail(request: HtmxHttpRequest, memory_id: str) -> HttpResponse:
     try:
         record = services.memory_store().get_memory(memory_id)
     except (KeyError, ValueError):
@@ -48,7 +55,7 @@ def memory_detail(request: HttpRequest, memory_id: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def memory_delete(request: HttpRequest, memory_id: str) -> HttpResponse:
+def memory_delete(request: HtmxHttpRequest, memory_id: str) -> HttpResponse:
     try:
         removed = services.memory_delete(memory_id=memory_id, by=request.user)
     except (KeyError, ValueError) as exc:
@@ -58,43 +65,33 @@ def memory_delete(request: HttpRequest, memory_id: str) -> HttpResponse:
     return redirect("memory")
 
 
-def _image_page(request: HttpRequest, *, typed: dict[str, str] | None = None, status: int = 200) -> HttpResponse:
+def _image_page(request: HtmxHttpRequest, *, typed: dict[str, str] | None = None, status: int = 200) -> HttpResponse:
     """The Image page; `typed` keeps a rejected inspector edit in its box."""
-    import json
-
-    from memory.image import image_list
-    from personas.models import Persona
-
     edits = {p.name: json.dumps(p.state, indent=2, sort_keys=True) for p in Persona.objects.order_by("order")}
     edits.update(typed or {})
-    return render(request, "memory/image.html", {"images": image_list(), "edits": edits}, status=status)
+    return render(request, "memory/image.html", {"images": living_image.image_list(), "edits": edits}, status=status)
 
 
 @login_required
-def image(request: HttpRequest) -> HttpResponse:
+def image(request: HtmxHttpRequest) -> HttpResponse:
     """Snapshots (time, size, contents), save now, restore, and the persona-state inspector."""
     return _image_page(request)
 
 
 @login_required
 @require_POST
-def image_save(request: HttpRequest) -> HttpResponse:
-    from memory.image import image_save as save
-
-    saved = save(reason=f"saved by {request.user}")
+def image_save(request: HtmxHttpRequest) -> HttpResponse:
+    saved = living_image.image_save(reason=f"saved by {request.user}")
     messages.success(request, f"Saved {saved.name} ({saved.size / 1024:.1f} KiB).")
     return redirect("image")
 
 
 @login_required
 @require_POST
-def image_restore(request: HttpRequest) -> HttpResponse:
-    from memory.image import image_restore as restore
-    from memory.imagefile import CorruptImage
-
+def image_restore(request: HtmxHttpRequest) -> HttpResponse:
     name = request.POST.get("name", "")
     try:
-        restore(name=name, by=request.user)
+        living_image.image_restore(name=name, by=request.user)
     except (ValueError, CorruptImage) as exc:
         messages.error(request, f"Nothing was restored: {exc}")
     else:
@@ -104,10 +101,7 @@ def image_restore(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def persona_state_edit(request: HttpRequest, name: str) -> HttpResponse:
-    from personas.models import Persona
-    from personas.services import persona_state_set
-
+def persona_state_edit(request: HtmxHttpRequest, name: str) -> HttpResponse:
     try:
         persona_state_set(name=name, state_json=request.POST.get("state", ""), by=request.user)
     except Persona.DoesNotExist:

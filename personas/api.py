@@ -16,7 +16,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from personas import selectors, services
+from personas import runs, selectors
 from personas.models import ApiToken, Run
 
 
@@ -74,8 +74,8 @@ def run_json(run: Run, *, steps: bool = False) -> dict[str, Any]:
 @api_auth
 def runs_collection(request: HttpRequest) -> JsonResponse:
     if request.method == "GET":
-        runs = selectors.runs_page()[:50]
-        return JsonResponse({"runs": [run_json(r) for r in runs]})
+        recent = selectors.runs_page()[:50]
+        return JsonResponse({"runs": [run_json(r) for r in recent]})
     if request.method != "POST":
         return _error(405, "Use GET to list runs or POST to submit a task.")
     try:
@@ -85,7 +85,7 @@ def runs_collection(request: HttpRequest) -> JsonResponse:
     if not isinstance(body, dict) or not isinstance(body.get("task"), str):
         return _error(400, 'Send a JSON object like {"task": "..."}.')
     try:
-        run = services.run_submit(task=body["task"], user=request.user)
+        run = runs.run_submit(task=body["task"], user=request.user)
     except ValueError as exc:
         return _error(400, str(exc))
     return JsonResponse(run_json(run), status=201)

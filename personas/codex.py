@@ -4,8 +4,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
-import os
-import math
 import re
 import tomllib
 from datetime import timedelta
@@ -16,7 +14,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from a4ps_site.config import ConfigError, app_settings, codex_path, parse_codex
+from a4ps_site.files import write_atomically
+from personas.events import event_publish
+from personas.inference.embeddings import cosine_similarity
 from personas.models import CodexAmendment, CodexVersion, Event, Run
+from personas.persona_state import persona_sync_from_codex
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +37,6 @@ def unified_diff(before: str, after: str, *, label: str = "codex.toml") -> str:
                                         f"{label} (before)", f"{label} (after)"))
 
 
-def write_atomically(path, text: str) -> None:
-    """Temp file, fsync, rename: a crash leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def with_principle(text: str, persona: str, principle: str) -> str:
     """The codex text with one principle added to a persona (comments and layout kept)."""
     doc = tomlkit.parse(text)
@@ -63,7 +50,7 @@ def with_principle(text: str, persona: str, principle: str) -> str:
     return tomlkit.dumps(doc)
 
 
-def fingerprint(persona: str, principle: str) -> str:
+def amendment_fingerprint(persona: str, principle: str) -> str:
     """Same persona + same words (case, spacing, punctuation aside) = the same amendment."""
     norm = re.sub(r"[^a-z0-9]+", " ", principle.lower()).strip()
     return hashlib.sha256(f"{persona}:{norm}".encode()).hexdigest()
@@ -75,8 +62,6 @@ def _next_number() -> int:
 
 
 def _broadcast_codex(version: CodexVersion, reason: str) -> None:
-    from personas.services import event_publish
-
     event_publish(kind="codex.changed", source="codex",
                   payload={"version": version.number, "message": f"Codex v{version.number}: {reason}"})
 
@@ -86,8 +71,6 @@ def codex_sync_from_file(*, reason: str = "hand edit of codex.toml") -> CodexVer
     """Record the codex file as a new version if it changed and is valid; reload the personas.
 
     An invalid file raises ConfigError and changes nothing (the last good version stays)."""
-    from personas.services import persona_sync_from_codex
-
     path = codex_path()
     text = path.read_text(encoding="utf-8")
     try:
@@ -105,33 +88,6 @@ def codex_sync_from_file(*, reason: str = "hand edit of codex.toml") -> CodexVer
     return version
 
 
-def config_file_changed(*, name: str) -> None:
-    """React to a hand edit of config/<name>: apply it, or publish why it was rejected."""
-    from a4ps_site.config import app_settings as read_settings
-    from a4ps_site.config import config_errors
-    from personas.services import event_publish
-
-    try:
-        if name == "codex.toml":
-            codex_sync_from_file()
-        elif name == "settings.toml":
-            read_settings()
-            from personas.graph import GraphSettings
-            from personas.llm import models_config
-
-            models_config()
-            GraphSettings.from_dict(read_settings().get("graph"))
-            codex_settings()
-            errors = config_errors()
-            if "settings.toml" in errors:
-                raise ConfigError(errors["settings.toml"])
-            event_publish(kind="config.applied", source="config", payload={"file": name,
-                          "message": "settings.toml changed: the new settings apply from the next step"})
-    except (ConfigError, ValueError) as exc:
-        event_publish(kind="config.rejected", source="config", payload={
-            "file": name, "error": str(exc), "message": f"{name} rejected: {exc} — the last good version stays"})
-
-
 # --- amendments ---------------------------------------------------------------------------------
 
 def amendment_evidence(*, run: Run, embed: Any) -> list[int]:
@@ -147,12 +103,8 @@ def amendment_evidence(*, run: Run, embed: Any) -> list[int]:
         return []
     vectors = embed([run.task, *[r.task for r in runs]])
     related = [run.pk]
-    base = [float(x) for x in vectors[0]]
-    nb = math.sqrt(sum(x * x for x in base)) or 1.0
     for other, vec in zip(runs, vectors[1:]):
-        vec = [float(x) for x in vec]
-        sim = sum(a * b for a, b in zip(base, vec)) / (nb * (math.sqrt(sum(x * x for x in vec)) or 1.0))
-        if sim >= conf["related_similarity"]:
+        if cosine_similarity(vectors[0], vec) >= conf["related_similarity"]:
             related.append(other.pk)
     return related if len(related) >= conf["persistent_k"] else []
 
@@ -169,8 +121,6 @@ def amendment_propose(*, persona: str, principle: str, rationale: str, evidence:
     """Record ALFRED's draft. Nothing changes in the codex; a person decides in the admin.
 
     Returns None when the same amendment was already rejected or is already waiting."""
-    from personas.services import event_publish
-
     persona = persona.strip().upper()
     principle = principle.strip()
     current = codex_path().read_text(encoding="utf-8")
@@ -179,7 +129,7 @@ def amendment_propose(*, persona: str, principle: str, rationale: str, evidence:
         raise ValueError(f"Unknown persona {persona!r}.")
     if not principle:
         raise ValueError("An amendment needs the text of the principle.")
-    fp = fingerprint(persona, principle)
+    fp = amendment_fingerprint(persona, principle)
     if CodexAmendment.objects.filter(fingerprint=fp, status__in=[CodexAmendment.Status.REJECTED,
                                                                   CodexAmendment.Status.PROPOSED]).exists():
         return None
@@ -195,21 +145,9 @@ def amendment_propose(*, persona: str, principle: str, rationale: str, evidence:
     return amendment
 
 
-def _resume_waiting(amendment: CodexAmendment) -> None:
-    from personas.services import _enqueue_dispatch, run_broadcast
-
-    for run in Run.objects.filter(waiting_on=amendment, status=Run.Status.WAITING):
-        Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED)
-        run.refresh_from_db()
-        run_broadcast(run=run)
-    _enqueue_dispatch()
-
-
 @transaction.atomic
 def amendment_approve(*, amendment: CodexAmendment, by: Any, comment: str = "") -> CodexVersion:
     """Apply an amendment: rewrite codex.toml atomically, record a version, reload the personas."""
-    from personas.services import event_publish, persona_sync_from_codex
-
     amendment = CodexAmendment.objects.select_for_update().get(pk=amendment.pk)
     if amendment.status != CodexAmendment.Status.PROPOSED:
         raise ValueError(f"Amendment #{amendment.pk} was already {amendment.status}.")
@@ -234,15 +172,12 @@ def amendment_approve(*, amendment: CodexAmendment, by: Any, comment: str = "") 
         "amendment": amendment.pk, "version": version.number,
         "message": f"Amendment #{amendment.pk} to {amendment.persona} approved: codex v{version.number}"})
     transaction.on_commit(lambda: _broadcast_codex(version, f"amendment #{amendment.pk} applied"))
-    transaction.on_commit(lambda: _resume_waiting(amendment))
     return version
 
 
 @transaction.atomic
 def amendment_reject(*, amendment: CodexAmendment, by: Any, comment: str) -> CodexAmendment:
     """Reject an amendment (a comment is required); ALFRED is shown it so it is not proposed again."""
-    from personas.services import event_publish
-
     if not comment or not comment.strip():
         raise ValueError("Say why the amendment is rejected: a comment is required.")
     amendment = CodexAmendment.objects.select_for_update().get(pk=amendment.pk)
@@ -255,7 +190,6 @@ def amendment_reject(*, amendment: CodexAmendment, by: Any, comment: str) -> Cod
     amendment.save()
     event_publish(kind="codex.amendment_rejected", source="architect", payload={
         "amendment": amendment.pk, "message": f"Amendment #{amendment.pk} to {amendment.persona} rejected: {comment[:120]}"})
-    transaction.on_commit(lambda: _resume_waiting(amendment))
     return amendment
 
 

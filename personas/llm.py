@@ -1,15 +1,25 @@
-"""The process-wide ModelManager, configured from settings.toml, recording every call."""
+"""The process-wide ModelManager, configured from settings.toml, and what it records: the call timeline,
+the loaded-model status, pull progress and the saved persona → model mapping."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 from typing import Any
 
+import tomlkit
 from django.conf import settings
+from django.db import transaction
+from django.template.loader import render_to_string
 
-from a4ps_site.config import app_settings
+from a4ps_site.config import app_settings, parse_settings, settings_path
+from a4ps_site.files import write_atomically
+from a4ps_site.realtime import DASHBOARD_GROUP, MODELS_GROUP, broadcast
+from personas.events import event_publish
 from personas.inference import CallRecord, ModelManager, ModelsConfig
+from personas.models import ModelCall
+from personas.ports import ports
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +36,6 @@ def models_config() -> ModelsConfig:
 
 
 def _on_call(record: CallRecord) -> None:
-    from personas.services import model_call_record
-
     try:
         model_call_record(record=record)
     except Exception:  # the timeline must never break a model call
@@ -35,8 +43,6 @@ def _on_call(record: CallRecord) -> None:
 
 
 def _on_status(status: dict[str, Any]) -> None:
-    from personas.services import model_status_broadcast
-
     try:
         model_status_broadcast(status=status)
     except Exception:
@@ -45,9 +51,7 @@ def _on_status(status: dict[str, Any]) -> None:
 
 def _override_for(persona: str) -> dict[str, Any] | None:
     """A promoted fine-tune for this persona, if any (promote/rollback apply from the next call)."""
-    from memory.datasets import persona_model_override
-
-    return persona_model_override(persona)
+    return ports().model_override(persona)
 
 
 def model_manager() -> Any:
@@ -72,3 +76,50 @@ def set_model_manager(manager: Any) -> None:
     with _lock:
         _manager = manager
         _config_key = models_config() if manager is not None else None
+
+
+# --- what the manager records ------------------------------------------------------------------------
+
+def model_call_record(*, record: CallRecord) -> ModelCall:
+    """Keep one model call for the swap timeline and show it on the Models page."""
+    call = ModelCall.objects.create(
+        model=record.model[:200], persona=record.persona or "", backend=record.backend, load_ms=record.load_ms,
+        total_ms=record.total_ms, prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens,
+        tokens_per_s=record.tokens_per_s, ok=record.ok, error=record.error, started=record.started_at,
+    )
+    html = render_to_string("personas/_model_call_oob.html", {"call": call})
+    transaction.on_commit(lambda: broadcast(MODELS_GROUP, "ui.html", html=html))
+    return call
+
+
+def model_status_broadcast(*, status: dict[str, Any]) -> None:
+    """Tell open pages which model is loaded now (and remember it for pages opened later)."""
+    # Rewritten at every load and unload: atomic, but not worth an fsync.
+    write_atomically(settings.VAR_DIR / "model_status.json", json.dumps(status), durable=False)
+    html = render_to_string("personas/_model_status_oob.html", {"status": status})
+    broadcast(DASHBOARD_GROUP, "ui.html", html=html)
+    broadcast(MODELS_GROUP, "ui.html", html=html)
+
+
+def model_pull_progress(*, model: str, update: dict[str, Any]) -> None:
+    """Show a pull's progress bar on the Models page."""
+    html = render_to_string("personas/_pull_oob.html", {"model": model, "u": update})
+    broadcast(MODELS_GROUP, "ui.html", html=html)
+
+
+def models_settings_save(*, backend: str, mapping: dict[str, str]) -> None:
+    """Write the backend choice and persona → model mapping into settings.toml (validated, atomic)."""
+    path = settings_path()
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    models = doc.setdefault("models", tomlkit.table())
+    models["backend"] = backend
+    personas = models.setdefault("personas", tomlkit.table())
+    for name, model in mapping.items():
+        personas[name] = model.strip()
+    data = doc.unwrap()
+    parse_settings(data)
+    ModelsConfig.from_dict(data.get("models"))  # raises ValueError naming the bad key
+    write_atomically(path, tomlkit.dumps(doc))
+    event_publish(kind="models.configured", source="architect", payload={
+        "backend": backend, "message": f"Model settings saved: backend {backend}, " +
+        ", ".join(f"{k} → {v}" for k, v in mapping.items())})

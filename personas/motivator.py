@@ -11,7 +11,11 @@ from django.utils import timezone
 
 from a4ps_site.config import ConfigError, app_settings
 from a4ps_site.realtime import DASHBOARD_GROUP, broadcast
+from personas.events import event_publish
 from personas.models import Event, Goal, Run
+from personas.ports import ports
+from personas.runs import run_submit
+from personas.selectors import goals_recent
 
 TRIGGERS = {"high_cognitive_dissonance": Goal.Kind.SYNTHESIS, "tool_created": Goal.Kind.EXPLORATION}
 
@@ -41,9 +45,7 @@ def _goal_text(kind: str, event: Event | None) -> str:
         return (f"BRICK and ROBIN disagreed strongly (dissonance {payload.get('score', 0):.2f}) on: “{task}”. "
                 "Look for a synthesis both could accept, and say what each view gets right.")
     if kind == Goal.Kind.EXPLORATION:
-        from personas.services import tool_schemas_for_graph
-
-        others = [t["function"]["name"] for t in tool_schemas_for_graph()
+        others = [t["function"]["name"] for t in ports().tool_schemas()
                   if t.get("function", {}).get("name") != payload.get("tool")]
         with_what = f" together with {', '.join(others[:3])}" if others else ""
         return (f"A new tool exists: {payload.get('tool', 'a new tool')}. Design and solve a small problem that "
@@ -55,8 +57,6 @@ def _goal_text(kind: str, event: Event | None) -> str:
 
 
 def _broadcast_goals() -> None:
-    from personas.selectors import goals_recent
-
     html = render_to_string("personas/_goals.html", {"goals": goals_recent(), "oob": True})
     broadcast(DASHBOARD_GROUP, "ui.html", html=html)
 
@@ -64,8 +64,6 @@ def _broadcast_goals() -> None:
 @transaction.atomic
 def goal_create(*, kind: str, event: Event | None = None) -> Goal | None:
     """Set a goal unless the rate limits say no; with autonomy = auto it is queued as a run at once."""
-    from personas.services import event_publish, run_submit
-
     conf = motivator_settings()
     if _rate_limited(kind, conf):
         return None
@@ -116,8 +114,6 @@ def goal_reflect_if_idle(*, now=None) -> Goal | None:
 
 @transaction.atomic
 def goal_approve(*, goal: Goal) -> Goal:
-    from personas.services import run_submit
-
     goal = Goal.objects.select_for_update().get(pk=goal.pk)
     if goal.status != Goal.Status.PROPOSED:
         raise ValueError(f"Goal #{goal.pk} is already {goal.status}.")

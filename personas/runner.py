@@ -7,25 +7,32 @@ import os
 import socket
 import sqlite3
 import threading
-import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.template.loader import render_to_string
 from django.utils import timezone
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from a4ps_site.config import app_settings, codex
+from a4ps_site.realtime import broadcast, group_for
+from a4ps_site.throttle import TextStream
+from personas import codex as codex_services
+from personas.events import event_publish
 from personas.graph import GraphDeps, GraphSettings, build_graph
 from personas.llm import model_manager
 from personas.models import Run
+from personas.persona_state import persona_activity_set
+from personas.ports import ports
 
 log = logging.getLogger(__name__)
 
 WAITING = "__waiting_on_amendment__"  # key in execute()'s result when the run paused for a decision
-TOKEN_FLUSH_S = 0.08  # batch streamed tokens: ~12 socket messages a second per run
 
 
 class RunCancelled(Exception):
@@ -40,7 +47,7 @@ def lease_seconds() -> int:
     return int(app_settings().get("runs", {}).get("lease_s", 60))
 
 
-def checkpoint_path():
+def checkpoint_path() -> Path:
     return settings.VAR_DIR / "checkpoints.sqlite"
 
 
@@ -48,34 +55,16 @@ def graph_settings() -> GraphSettings:
     return GraphSettings.from_dict(app_settings().get("graph"))
 
 
-class TokenStreamer:
-    """Collects streamed tokens of one contribution and flushes them to the page in small batches."""
+def token_stream(run_id: int, persona: str, node: str, check_cancelled: Callable[[], None]) -> TextStream:
+    """The speaking persona's tokens, shown on the run page in small batches (not persisted: the step
+    holds the text); each batch first checks whether a person cancelled the run."""
 
-    def __init__(self, run_id: int, persona: str, node: str, cancelled: Callable[[], bool]) -> None:
-        from personas.services import run_stream_tokens
+    def send(text: str, first: bool) -> None:
+        template = "personas/_typing_start_oob.html" if first else "personas/_typing_more_oob.html"
+        html = render_to_string(template, {"persona": persona, "node": node, "text": text})
+        broadcast(group_for("run", run_id), "ui.html", html=html)
 
-        self.run_id, self.persona, self.node = run_id, persona, node
-        self.buffer: list[str] = []
-        self.last = 0.0
-        self.first = True
-        self.cancelled = cancelled
-        self.send = run_stream_tokens
-
-    def __call__(self, token: str) -> None:
-        self.buffer.append(token)
-        now = time.monotonic()
-        if now - self.last >= TOKEN_FLUSH_S:
-            if self.cancelled():
-                raise RunCancelled()
-            self.flush(now)
-
-    def flush(self, now: float | None = None) -> None:
-        if self.buffer:
-            self.send(run_id=self.run_id, persona=self.persona, node=self.node, text="".join(self.buffer),
-                      start=self.first)
-            self.first = False
-            self.buffer = []
-        self.last = now or time.monotonic()
+    return TextStream(send, before_send=check_cancelled)
 
 
 class Heartbeat(threading.Thread):
@@ -98,11 +87,9 @@ class Heartbeat(threading.Thread):
         self.stop_event.set()
 
 
-def build_deps(run: Run) -> GraphDeps:
-    """Connect the graph's seams to the real services for this run."""
-    from personas import services
-
-    from personas import codex as codex_services
+def build_deps(run: Run, *, record_step: Callable[..., Any]) -> GraphDeps:
+    """Connect the graph's seams to the real services for this run (memory, forge and tools through
+    the ports their apps filled in)."""
 
     def personas() -> dict[str, Any]:
         # Read at every step: a codex change (hand edit or approved amendment) applies from the next one.
@@ -111,43 +98,40 @@ def build_deps(run: Run) -> GraphDeps:
 
     manager = model_manager()
 
-    def cancelled() -> bool:
-        return Run.objects.filter(pk=run.pk, status=Run.Status.CANCELLING).exists()
-
     def check_cancelled() -> None:
-        if cancelled():
+        if Run.objects.filter(pk=run.pk, status=Run.Status.CANCELLING).exists():
             raise RunCancelled()
 
-    streamers: dict[str, TokenStreamer] = {}
+    streams: dict[str, TextStream] = {}
 
     def token_sink(persona: str, node: str) -> Callable[[str], None]:
-        streamer = TokenStreamer(run.pk, persona, node, cancelled)
-        streamers["current"] = streamer
-        services.persona_activity_set(name=persona, activity="thinking", run_id=run.pk)
-        return streamer
+        stream = token_stream(run.pk, persona, node, check_cancelled)
+        streams["current"] = stream
+        persona_activity_set(name=persona, activity="thinking", run_id=run.pk)
+        return stream
 
-    def record_step(**step: Any) -> None:
-        current = streamers.pop("current", None)
+    def record(**step: Any) -> None:
+        current = streams.pop("current", None)
         if current:
             current.flush()
-        services.run_step_record(run_id=run.pk, **step)
+        record_step(run_id=run.pk, **step)
 
     def on_dissonance(score: float, detail: dict[str, Any]) -> None:
-        services.event_publish(kind="high_cognitive_dissonance", source="graph",
-                               payload={"run": run.pk, "score": score, "message":
-                                        f"Run #{run.pk}: dissonance {score:.2f} between BRICK and ROBIN", **detail})
+        event_publish(kind="high_cognitive_dissonance", source="graph",
+                      payload={"run": run.pk, "score": score, "message":
+                               f"Run #{run.pk}: dissonance {score:.2f} between BRICK and ROBIN", **detail})
 
+    port = ports()
     return GraphDeps(
         model=manager,
-        record_step=record_step,
+        record_step=record,
         settings=graph_settings(),
         token_sink=token_sink,
-        memory_search=services.memory_search_for_graph,
-        memory_write=lambda state: services.memory_write_for_graph(run_id=run.pk, state=state),
-        forge=lambda spec: services.forge_request_for_graph(run_id=run.pk, spec=spec),
-        tools=services.tool_schemas_for_graph,
-        call_tool=lambda name, arguments: services.tool_call_for_graph(run_id=run.pk, name=name,
-                                                                       arguments=arguments),
+        memory_search=lambda query, k: port.memory_search(query, k),
+        memory_write=lambda state: port.memory_write(run_id=run.pk, state=state),
+        forge=lambda spec: port.forge(run_id=run.pk, spec=spec),
+        tools=lambda: port.tool_schemas(),
+        call_tool=lambda name, arguments: port.call_tool(run_id=run.pk, name=name, arguments=arguments),
         check_cancelled=check_cancelled,
         personas=personas,
         on_dissonance=on_dissonance,
@@ -161,9 +145,11 @@ def build_deps(run: Run) -> GraphDeps:
     )
 
 
-def execute(run: Run) -> dict[str, Any]:
-    """Run (or resume, if a checkpoint exists) the graph for `run`; returns the final state."""
-    deps = build_deps(run)
+def execute(run: Run, *, record_step: Callable[..., Any]) -> dict[str, Any]:
+    """Run (or resume, if a checkpoint exists) the graph for `run`; returns the final state.
+
+    `record_step(run_id=, key=, node=, persona=, kind=, content=, ...)` persists each contribution."""
+    deps = build_deps(run, record_step=record_step)
     conn = sqlite3.connect(checkpoint_path(), check_same_thread=False, timeout=30)
     # A model step can outlast the lease: renew it while this worker is alive.
     heartbeat = Heartbeat(run.pk, lease_seconds())
@@ -177,9 +163,7 @@ def execute(run: Run) -> dict[str, Any]:
             amendment = run.waiting_on
             if amendment is None or amendment.status == amendment.Status.PROPOSED:
                 return {**snapshot.values, WAITING: amendment.pk if amendment else None}
-            from personas.codex import amendment_decision
-
-            inputs = Command(resume=amendment_decision(amendment))
+            inputs = Command(resume=codex_services.amendment_decision(amendment))
         elif snapshot.next:
             log.info("resuming run %s at %s", run.pk, snapshot.next)
             inputs = None

@@ -1,16 +1,21 @@
 """Reads for personas and the event log."""
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from django.conf import settings
 from django.db.models import QuerySet
+from django.template.loader import render_to_string
 
 from a4ps_site.config import persona_model
-from personas.models import Event, ModelCall, Persona, Run, RunStep
+from personas.llm import model_manager
+from personas.models import Event, Goal, ModelCall, Persona, Run, RunStep
 
 
-def persona_cards() -> list[dict]:
+def persona_cards() -> list[dict[str, Any]]:
     """The four personas with the model each speaks through now (and the configured one), in codex order."""
-    from personas.llm import model_manager
-
+    manager: Any
     try:
         manager = model_manager()
         backend = manager.backend
@@ -71,20 +76,14 @@ def run_steps(*, run: Run) -> list[RunStep]:
 
 def run_steps_html_after(*, run_id: int, after_seq: int) -> list[str]:
     """Steps a reconnecting run page missed, rendered as they were broadcast, plus the current header."""
-    from django.template.loader import render_to_string
-
     steps = RunStep.objects.filter(run_id=run_id, seq__gt=after_seq).order_by("seq")
     html = [render_to_string("personas/_run_step_oob.html", {"step": s}) for s in steps]
     html.append(render_to_string("personas/_run_head_oob.html", {"run": Run.objects.get(pk=run_id)}))
     return html
 
 
-def model_status() -> dict:
+def model_status() -> dict[str, Any]:
     """The latest loaded/unloaded report of the worker's ModelManager ({} before the first call)."""
-    import json
-
-    from django.conf import settings
-
     try:
         return json.loads((settings.VAR_DIR / "model_status.json").read_text())
     except (OSError, ValueError):
@@ -95,7 +94,5 @@ def model_calls_recent(*, limit: int = 30) -> list[ModelCall]:
     return list(ModelCall.objects.order_by("-id")[:limit])
 
 
-def goals_recent(*, limit: int = 8) -> list:
-    from personas.models import Goal
-
+def goals_recent(*, limit: int = 8) -> list[Goal]:
     return list(Goal.objects.select_related("run").order_by("-id")[:limit])

@@ -6,18 +6,24 @@ import re
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from a4ps_site.config import config_errors
-from personas import selectors, services
-from personas.forms import TaskForm
-from personas.models import Run
+from a4ps_site.config import codex, config_errors
+from a4ps_site.http import HtmxHttpRequest, safe_next_url
+from personas import motivator, selectors
+from personas import runs as run_services
+from personas.forms import MODEL_NAME, ModelsForm, TaskForm
+from personas.graph.diagram import graph_mermaid, graph_svg
+from personas.llm import model_manager, models_config, models_settings_save
+from personas.models import CodexAmendment, CodexVersion, Goal, Run
+from personas.tasks import pull_model
 
 
-def _dashboard(request: HttpRequest, form: TaskForm, *, status: int = 200) -> HttpResponse:
+def _dashboard(request: HtmxHttpRequest, form: TaskForm, *, status: int = 200) -> HttpResponse:
     return render(request, "personas/dashboard.html", {
         "cards": selectors.persona_cards(),
         "form": form,
@@ -30,59 +36,48 @@ def _dashboard(request: HttpRequest, form: TaskForm, *, status: int = 200) -> Ht
 
 
 @login_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     return _dashboard(request, TaskForm())
 
 
 @login_required
-def event_log(request: HttpRequest) -> HttpResponse:
+def event_log(request: HtmxHttpRequest) -> HttpResponse:
     kind = request.GET.get("kind", "").strip()[:64]
     page = Paginator(selectors.events_page(kind=kind), 50).get_page(request.GET.get("page"))
     template = "personas/events.html"
-    if getattr(request, "htmx", False):
+    if request.htmx:
         template += "#event-table"
     return render(request, template, {"page": page, "kind": kind})
 
 
-def pending(title: str, what: str):
-    """A page whose feature has not been built yet: it says so, and shows no invented data."""
-
-    @login_required
-    def view(request: HttpRequest) -> HttpResponse:
-        return render(request, "pending.html", {"title": title, "what": what})
-
-    view.__name__ = f"pending_{title.lower().replace(' ', '_').replace('-', '_')}"
-    return view
-
-
 @login_required
 @require_POST
-def run_submit(request: HttpRequest) -> HttpResponse:
+def run_submit(request: HtmxHttpRequest) -> HttpResponse:
     """The dashboard's task box: queue the task, or show why not with the text kept."""
     form = TaskForm(request.POST)
     if form.is_valid():
         try:
-            run = services.run_submit(task=form.cleaned_data["task"], user=request.user)
+            run = run_services.run_submit(task=form.cleaned_data["task"], user=request.user)
         except ValueError as exc:
             form.add_error("task", str(exc))
         else:
-            if getattr(request, "htmx", False):
+            if request.htmx:
                 return render(request, "personas/_task_form.html", {"form": TaskForm(), "submitted": run})
             return redirect("run_detail", run_id=run.pk)
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return render(request, "personas/_task_form.html", {"form": form}, status=422)
     return _dashboard(request, form, status=400)
 
 
 @login_required
-def runs(request: HttpRequest) -> HttpResponse:
+def runs(request: HtmxHttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     source = request.GET.get("source", "")
     status = status if status in Run.Status.values else ""
     source = source if source in Run.Source.values else ""
     page = Paginator(selectors.runs_page(status=status, source=source), 25).get_page(request.GET.get("page"))
     template = "personas/runs.html"
-    if getattr(request, "htmx", False):
+    if request.htmx:
         template += "#run-table"
     return render(request, template, {
         "page": page, "status": status, "source": source,
@@ -91,12 +86,8 @@ def runs(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=run_id)
-    from django.utils.safestring import mark_safe
-
-    from personas.graph.diagram import graph_mermaid, graph_svg
-
     return render(request, "personas/run_detail.html", {
         "run": run, "steps": selectors.run_steps(run=run), "diagram": graph_mermaid(),
         "diagram_svg": mark_safe(graph_svg()),  # built here from node names, which are escaped
@@ -106,27 +97,21 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+def run_cancel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=run_id)
     try:
-        services.run_cancel(run=run)
+        run_services.run_cancel(run=run)
     except ValueError as exc:
         messages.error(request, str(exc))
-    if getattr(request, "htmx", False):
+    if request.htmx:
         run.refresh_from_db()
         return render(request, "personas/_run_row.html", {"run": run})
-    next_url = request.POST.get("next", "")
-    if next_url and url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
-        return redirect(next_url)
-    return redirect("run_detail", run_id=run.pk)
+    return redirect(safe_next_url(request, reverse("run_detail", args=[run.pk])))
 
 
 @login_required
-def models_page(request: HttpRequest) -> HttpResponse:
+def models_page(request: HtmxHttpRequest) -> HttpResponse:
     """Backend in use and why, the editable mapping, the loaded model, the swap timeline, pulls."""
-    from personas.forms import ModelsForm
-    from personas.llm import model_manager, models_config
-
     config = models_config()
     names = list(config.personas)
     initial = {"backend": config.backend, **{f"model_{n}": m for n, m in config.personas.items()}}
@@ -135,7 +120,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                services.models_settings_save(backend=form.cleaned_data["backend"], mapping=form.mapping())
+                models_settings_save(backend=form.cleaned_data["backend"], mapping=form.mapping())
             except ValueError as exc:
                 form.add_error(None, str(exc))
             else:
@@ -150,10 +135,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def model_pull(request: HttpRequest) -> HttpResponse:
-    from personas.forms import MODEL_NAME
-    from personas.tasks import pull_model
-
+def model_pull(request: HtmxHttpRequest) -> HttpResponse:
     model = request.POST.get("model", "").strip()
     if not re.match(MODEL_NAME, model):
         messages.error(request, "That is not a model name.")
@@ -162,10 +144,7 @@ def model_pull(request: HttpRequest) -> HttpResponse:
         messages.info(request, f"Pulling {model}: progress shows below.")
     return redirect("models")
 @login_required
-def codex_page(request: HttpRequest) -> HttpResponse:
-    from a4ps_site.config import codex
-    from personas.models import CodexAmendment, CodexVersion
-
+def codex_page(request: HtmxHttpRequest) -> HttpResponse:
     amendments = CodexAmendment.objects.order_by("-id")
     return render(request, "personas/codex.html", {
         "specs": sorted(codex().values(), key=lambda s: s.order),
@@ -179,10 +158,7 @@ def codex_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def goal_decide(request: HttpRequest, goal_id: int) -> HttpResponse:
-    from personas import motivator
-    from personas.models import Goal
-
+def goal_decide(request: HtmxHttpRequest, goal_id: int) -> HttpResponse:
     goal = get_object_or_404(Goal, pk=goal_id)
     decision = request.POST.get("decision")
     try:

@@ -80,7 +80,7 @@ def scripted_model():
 
 @pytest.fixture
 def personas_seeded(db):
-    from personas.services import persona_sync_from_codex
+    from personas.persona_state import persona_sync_from_codex
 
     return persona_sync_from_codex()
 

@@ -72,7 +72,7 @@ class LiveStack:
         return sqlite3.connect(f"file:{self.var_dir / 'a4ps.sqlite3'}?mode=ro", uri=True, timeout=10)
 
     def submit(self, task: str) -> int:
-        out = self.manage("shell", "-c", f"from personas.services import run_submit; print(run_submit(task={task!r}).pk)")
+        out = self.manage("shell", "-c", f"from personas.runs import run_submit; print(run_submit(task={task!r}).pk)")
         return int(out.stdout.strip().splitlines()[-1])
 
     def wait_for(self, sql: str, params: tuple = (), *, timeout: float = 120, until=bool):

@@ -4,13 +4,13 @@ from __future__ import annotations
 from functools import lru_cache
 from html import escape
 
+from personas.graph import GraphDeps, build_graph
+
 BOX_W, BOX_H, GAP_Y, LEFT = 190, 34, 22, 40
 PERSONA_COLOURS = {"alfred": "#845ef7", "brick": "#e8590c", "robin": "#2b8a3e", "babs": "#1c7ed6"}
 
 
 def _compiled():
-    from personas.graph import GraphDeps, build_graph
-
     return build_graph(GraphDeps(model=None, record_step=lambda **_: None)).get_graph()  # shape only; never run
 
 

@@ -7,8 +7,12 @@ import re
 import time
 from typing import Any
 
+from langgraph.types import interrupt
+
 from personas.graph import prompts
 from personas.graph.state import GraphDeps, GraphState
+from personas.inference import ModelOutputInvalid
+from personas.inference.embeddings import cosine_similarity
 
 _TOOL_RE = re.compile(r"^\s*\**\s*TOOL_REQUIRED\s*:\**\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
 
@@ -34,13 +38,8 @@ def _clamp01(value: Any, default: float = 0.5) -> float:
 
 
 def cosine_distance(a: Any, b: Any) -> float:
-    """1 - cosine similarity, mapped to 0..1 (0 = same direction)."""
-    dot = sum(float(x) * float(y) for x, y in zip(a, b))
-    na = math.sqrt(sum(float(x) ** 2 for x in a))
-    nb = math.sqrt(sum(float(y) ** 2 for y in b))
-    if na == 0 or nb == 0:
-        return 1.0
-    return min(1.0, max(0.0, (1.0 - dot / (na * nb)) / 1.0))
+    """1 - cosine similarity, clamped to 0..1 (0 = same direction; 1 when either vector is empty)."""
+    return min(1.0, max(0.0, 1.0 - cosine_similarity(a, b)))
 
 
 class _Step:
@@ -88,8 +87,6 @@ class _Unparsed:
 
 def _chat_json(deps: GraphDeps, persona: str, node: str, messages: list[dict[str, str]], **kwargs: Any) -> Any:
     """A structured contribution; junk JSON degrades to the node's fallback instead of failing the run."""
-    from personas.inference import ModelOutputInvalid
-
     try:
         return _chat(deps, persona, node, messages, **kwargs)
     except ModelOutputInvalid as exc:
@@ -274,8 +271,6 @@ def alfred_amend(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
 
 def await_decision(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     """Pause the run until a person approves or rejects the amendment in the admin."""
-    from langgraph.types import interrupt
-
     decision = interrupt({"amendment": state["amendment_id"]})
     step = _Step(state, "await_decision", deps)
     status = decision.get("status", "?") if isinstance(decision, dict) else str(decision)

@@ -36,6 +36,15 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1.0, norms)
 
 
+def cosine_similarity(a: Any, b: Any) -> float:
+    """Cosine similarity of two vectors (0.0 when either is all zeros)."""
+    va, vb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    na, nb = float(np.linalg.norm(va)), float(np.linalg.norm(vb))
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return float(va @ vb) / (na * nb)
+
+
 class MiniLMEmbedder:
     """Loads sentence-transformers lazily (torch import is slow) and keeps it for the process."""
 

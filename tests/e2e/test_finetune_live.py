@@ -20,7 +20,7 @@ def _prepare(stack) -> int:
     chats = [[{"role": "user", "content": f"What is {i} + {i}?"}, {"role": "assistant", "content": f"It is {2 * i}."}]
              for i in range(8)]
     code = (
-        "import json\nfrom memory import datasets as s\n"
+        "import json\nfrom memory.datasets import services as s\n"
         "ds = s.dataset_create(persona='BRICK', name='e2e sums')\n"
         f"for m in json.loads({json.dumps(json.dumps(chats))}): s.example_add(dataset=ds, messages=m)\n"
         "print(ds.pk)"

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from forge.models import ForgeAttempt, ForgeRequest, Tool, ToolCall
-from personas import services
+from personas import runs
+from personas.ports import ports
 from personas.models import Event, Run, RunStep
 from tests.personas.scripted import sequence
 
@@ -17,7 +18,7 @@ def test_tool_required_forges_a_tool_that_the_next_brick_call_has_bound_and_uses
         {"tool_calls": [{"name": "add_two_integers", "arguments": {"a": 1234, "b": 4321}}]},
         "With the tool: 1234 + 4321 = 5555.",
     )
-    run = services.run_submit(task="What is 1234 + 4321?")
+    run = runs.run_submit(task="What is 1234 + 4321?")
     run.refresh_from_db()
     assert run.status == Run.Status.DONE, run.error
 
@@ -46,10 +47,10 @@ def test_tool_required_forges_a_tool_that_the_next_brick_call_has_bound_and_uses
 def test_a_forge_that_fails_tells_brick_so_and_the_run_still_finishes(scripted_model, personas_seeded):
     scripted_model.rules["thesis"] = sequence("TOOL_REQUIRED: something impossible", "Reasoned without it.")
     scripted_model.rules["forge"] = "I cannot write that."
-    run = services.run_submit(task="Do the impossible.")
+    run = runs.run_submit(task="Do the impossible.")
     run.refresh_from_db()
     assert run.status == Run.Status.DONE
     assert ForgeRequest.objects.get().status == "failed"
     step = RunStep.objects.get(run=run, kind="tool_request")
     assert step.data["status"] == "failed" and "could not build this tool" in step.content
-    assert services.tool_schemas_for_graph() == []
+    assert ports().tool_schemas() == []

@@ -8,7 +8,7 @@ from channels.testing import WebsocketCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from memory import datasets as services
+from memory.datasets import services
 from memory.models import FineTuneJob, GoldenDataset, GoldenExample
 
 pytestmark = pytest.mark.django_db

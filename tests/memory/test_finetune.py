@@ -11,8 +11,9 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 
-from forge import finetune as ft
-from memory import datasets as services
+from memory.datasets import services as datasets
+from memory.finetunes import engine as ft
+from memory.finetunes import services
 from memory.models import FineTuneJob
 from tests.memory.test_curator import Verdict
 from tests.memory.tiny_lm import build_tiny_model
@@ -123,10 +124,10 @@ def alfred():
 
 @pytest.fixture
 def brick_dataset(db):
-    ds = services.dataset_create(persona="BRICK", name="sums")
+    ds = datasets.dataset_create(persona="BRICK", name="sums")
     for messages in conversations(8):
-        services.example_add(dataset=ds, messages=messages)
-    services.example_set_included(example=ds.examples.order_by("id").first(), included=False)
+        datasets.example_add(dataset=ds, messages=messages)
+    datasets.example_set_included(example=ds.examples.order_by("id").first(), included=False)
     return ds
 
 

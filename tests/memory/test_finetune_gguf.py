@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forge.finetune import FineTuneError, adapter_to_gguf
+from memory.finetunes.engine import FineTuneError, adapter_to_gguf
 from personas.inference.embedded_backend import ensure_packaged_gguf
 
 PROMPT = [{"role": "user", "content": "Name one primary colour of light."}]

@@ -14,7 +14,7 @@ from django.urls import reverse
 from memory import image as living
 from memory import imagefile
 from memory.services import memory_store
-from personas import services
+from personas import runs
 from personas.models import Event, Persona
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,11 +86,11 @@ def test_restore_rolls_memory_codex_and_persona_state_back(personas_seeded, scri
                                                           config_dir):
     config = config_dir
     scripted_model.rules["answer"] = "Kept before the snapshot."
-    services.run_submit(task="First question", user=user)
+    runs.run_submit(task="First question", user=user)
     Persona.objects.filter(name="BABS").update(state={"searches": 1})
     snapshot = living.image_save()
     scripted_model.rules["answer"] = "Written after the snapshot."
-    services.run_submit(task="Second question", user=user)
+    runs.run_submit(task="Second question", user=user)
     Persona.objects.filter(name="BABS").update(state={"searches": 2})
     from personas.codex import amendment_approve, amendment_propose
 

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from memory.services import memory_store
-from personas import services
+from personas import runs
 from personas.models import Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_a_finished_run_is_stored_and_retrieved_by_babs_in_the_next_run(user, scripted_model, personas_seeded):
     scripted_model.rules["answer"] = "The Rhine flows through Basel, Strasbourg and Cologne."
-    first = services.run_submit(task="Which cities does the Rhine flow through?", user=user)
+    first = runs.run_submit(task="Which cities does the Rhine flow through?", user=user)
     first.refresh_from_db()
     memory_step = first.steps.get(kind="memory")
     assert "Stored in memory" in memory_step.content
@@ -27,7 +27,7 @@ def test_a_finished_run_is_stored_and_retrieved_by_babs_in_the_next_run(user, sc
 
     scripted_model.rules["route"] = {"research": True, "reason": "We discussed rivers before."}
     scripted_model.rules["research"] = "Run [1] says the Rhine passes Basel."
-    second = services.run_submit(task="Does the Rhine flow through Basel?", user=user)
+    second = runs.run_submit(task="Does the Rhine flow through Basel?", user=user)
     research = second.steps.get(kind="research")
     assert research.data["memories"], "BABS found nothing"
     assert all(m["run_id"] == first.pk for m in research.data["memories"])
@@ -37,7 +37,7 @@ def test_a_finished_run_is_stored_and_retrieved_by_babs_in_the_next_run(user, sc
 
 def test_memory_page_searches_browses_and_deletes(auth_client, user, scripted_model, personas_seeded):
     scripted_model.rules["answer"] = "Photosynthesis turns light into chemical energy."
-    run = services.run_submit(task="Explain photosynthesis briefly", user=user)
+    run = runs.run_submit(task="Explain photosynthesis briefly", user=user)
     run.refresh_from_db()
     memory_id = run.steps.get(kind="memory").data["memory"]
     page = auth_client.get(reverse("memory")).content.decode()

@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from a4ps_site.config import ConfigError, codex
 from personas import codex as codex_services
-from personas import services
+from personas import runs, settings_watch
+from personas.events import event_publish
 from personas.models import CodexAmendment, CodexVersion, Event, Persona, Run
 
 
@@ -25,7 +26,7 @@ def high_dissonance_runs(n: int, task: str = "Should the city build the new brid
     runs = []
     for i in range(n):
         run = Run.objects.create(task=f"{task} (variant {i})", status=Run.Status.DONE)
-        services.event_publish(kind="high_cognitive_dissonance", source="graph", payload={"run": run.pk, "score": 0.9})
+        event_publish(kind="high_cognitive_dissonance", source="graph", payload={"run": run.pk, "score": 0.9})
         runs.append(run)
     return runs
 
@@ -35,14 +36,14 @@ def test_a_valid_hand_edit_is_applied_live_and_an_invalid_one_rejected(config_di
     original = path.read_text()
     touch_later(path, original.replace("Prefer a sound argument to a quick one.", "Prefer the simplest sound argument."))
     assert "Prefer the simplest sound argument." in codex()["BRICK"].principles  # picked up at the next read
-    codex_services.config_file_changed(name="codex.toml")
+    settings_watch.config_file_changed(name="codex.toml")
     latest = CodexVersion.objects.order_by("-number").first()
     assert latest.number == 2 and latest.reason == "hand edit of codex.toml"
     assert "+" in latest.diff and "Prefer the simplest sound argument." in latest.diff
     assert "Prefer the simplest sound argument." in Persona.objects.get(name="BRICK").principles
 
     touch_later(path, "[personas.BRICK\nbroken = ")
-    codex_services.config_file_changed(name="codex.toml")
+    settings_watch.config_file_changed(name="codex.toml")
     rejected = Event.objects.filter(kind="config.rejected").latest("id")
     assert "not valid TOML" in rejected.payload["error"]
     assert "Prefer the simplest sound argument." in codex()["BRICK"].principles  # the last good version stays
@@ -55,7 +56,7 @@ def test_an_invalid_settings_edit_is_rejected_visibly(config_dir, auth_client):
     path = config_dir / "settings.toml"
     assert app_settings()["models"]["backend"] == "auto"  # the running site has read the good file
     touch_later(path, path.read_text().replace('backend = "auto"', 'backend = "quantum"'))
-    codex_services.config_file_changed(name="settings.toml")
+    settings_watch.config_file_changed(name="settings.toml")
     assert "quantum" in Event.objects.get(kind="config.rejected").payload["error"]
     html = auth_client.get(reverse("dashboard")).content.decode()
     assert "Configuration not applied" in html and "quantum" in html
@@ -83,7 +84,7 @@ def test_approval_rewrites_the_codex_and_changes_the_next_runs_prompts(config_di
     text = (config_dir / "codex.toml").read_text()
     assert "State your assumptions first." in text and "# The codex" in text  # comments kept
     assert "State your assumptions first." in Persona.objects.get(name="BRICK").principles
-    services.run_submit(task="Is 91 prime?", user=user)
+    runs.run_submit(task="Is 91 prime?", user=user)
     brick_system = [c for c in scripted_model.calls if c["persona"] == "BRICK"][0]["messages"][0]["content"]
     assert "State your assumptions first." in brick_system
     assert Event.objects.filter(kind="codex.changed").exists()
@@ -116,7 +117,7 @@ def test_persistent_dissonance_drafts_an_amendment_and_the_run_waits_then_resume
         "amendment": {"persona": "ROBIN", "principle": "Weigh who bears the cost of each option.",
                       "rationale": "The same conflict keeps returning."},
     })
-    run = services.run_submit(task="Should the city build the new bridge? (variant 9)", user=user)
+    run = runs.run_submit(task="Should the city build the new bridge? (variant 9)", user=user)
     run.refresh_from_db()
     assert run.status == Run.Status.WAITING
     amendment = CodexAmendment.objects.get()
@@ -141,7 +142,7 @@ def test_unrelated_dissonance_does_not_draft_an_amendment(config_dir, personas_s
         "antithesis": "No. That ignores the people.",
         "critic": {"dissonance": 0.95, "consensus": False, "reason": "Opposed."},
     })
-    run = services.run_submit(task="quantum error correction codes explained", user=user)
+    run = runs.run_submit(task="quantum error correction codes explained", user=user)
     run.refresh_from_db()
     assert run.status == Run.Status.DONE
     assert not CodexAmendment.objects.exists()

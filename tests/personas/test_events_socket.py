@@ -10,7 +10,7 @@ from django.conf import settings
 from django.test import Client
 
 from a4ps_site.asgi import application
-from personas.services import event_publish
+from personas.events import event_publish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from personas import motivator, services
+from personas import motivator
+from personas.events import event_publish
 from personas.models import Goal, Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,14 +24,14 @@ def motivator_conf(monkeypatch):
 
 def test_high_dissonance_creates_a_synthesis_goal(motivator_conf):
     run = Run.objects.create(task="Is it fair to tax sugar?", status=Run.Status.DONE)
-    event = services.event_publish(kind="high_cognitive_dissonance", source="graph", payload={"run": run.pk, "score": 0.8})
+    event = event_publish(kind="high_cognitive_dissonance", source="graph", payload={"run": run.pk, "score": 0.8})
     goal = Goal.objects.get(source_event=event)
     assert goal.kind == "synthesis" and goal.status == "proposed"
     assert "Is it fair to tax sugar?" in goal.text and "0.80" in goal.text
 
 
 def test_a_new_tool_creates_an_exploration_goal(motivator_conf):
-    event = services.event_publish(kind="tool_created", source="forge", payload={"tool": "gcd_of_two"})
+    event = event_publish(kind="tool_created", source="forge", payload={"tool": "gcd_of_two"})
     goal = Goal.objects.get(source_event=event)
     assert goal.kind == "exploration" and "gcd_of_two" in goal.text
 
@@ -56,18 +57,18 @@ def test_rate_limits_hold(motivator_conf):
     motivator_conf["max_goals_per_hour"] = 2
     motivator_conf["cooldown_min"] = 0
     for i in range(5):
-        services.event_publish(kind="tool_created", source="forge", payload={"tool": f"t{i}"})
+        event_publish(kind="tool_created", source="forge", payload={"tool": f"t{i}"})
     assert Goal.objects.count() == 2
     motivator_conf.update(max_goals_per_hour=100, cooldown_min=10)
     Goal.objects.all().delete()
     for i in range(3):
-        services.event_publish(kind="tool_created", source="forge", payload={"tool": f"u{i}"})
+        event_publish(kind="tool_created", source="forge", payload={"tool": f"u{i}"})
     assert Goal.objects.count() == 1  # one goal of a kind per cooldown
 
 
 def test_autonomy_auto_queues_the_goal_as_a_motivator_run(motivator_conf, scripted_model, personas_seeded):
     motivator_conf["autonomy"] = "auto"
-    services.event_publish(kind="tool_created", source="forge", payload={"tool": "adder"})
+    event_publish(kind="tool_created", source="forge", payload={"tool": "adder"})
     goal = Goal.objects.get()
     assert goal.status == "queued" and goal.run.source == "motivator"
     goal.run.refresh_from_db()
@@ -76,12 +77,12 @@ def test_autonomy_auto_queues_the_goal_as_a_motivator_run(motivator_conf, script
 
 def test_motivator_runs_do_not_feed_back_into_synthesis_goals(motivator_conf):
     run = Run.objects.create(task="own goal", source=Run.Source.MOTIVATOR, status=Run.Status.DONE)
-    services.event_publish(kind="high_cognitive_dissonance", source="graph", payload={"run": run.pk, "score": 0.9})
+    event_publish(kind="high_cognitive_dissonance", source="graph", payload={"run": run.pk, "score": 0.9})
     assert not Goal.objects.exists()
 
 
 def test_goals_panel_approve_and_dismiss(motivator_conf, auth_client, scripted_model, personas_seeded):
-    services.event_publish(kind="tool_created", source="forge", payload={"tool": "adder"})
+    event_publish(kind="tool_created", source="forge", payload={"tool": "adder"})
     goal = Goal.objects.get()
     html = auth_client.get(reverse("dashboard")).content.decode()
     assert 'id="goals"' in html and "adder" in html and "Run it" in html

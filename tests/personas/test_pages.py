@@ -5,7 +5,8 @@ import pytest
 from django.urls import reverse
 
 from personas.models import Persona
-from personas.services import event_publish, persona_sync_from_codex
+from personas.events import event_publish
+from personas.persona_state import persona_sync_from_codex
 
 PAGES = ["dashboard", "events", "runs", "models", "forge", "finetunes", "memory", "datasets", "codex", "image"]
 

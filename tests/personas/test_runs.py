@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from personas import services
+from personas import events, runs
 from personas.inference import OllamaUnavailable
 from personas.models import Event, Persona, Run, RunStep
 
@@ -61,15 +61,15 @@ def test_bad_tasks_get_a_clear_error_and_keep_the_text(auth_client, task, messag
 
 @pytest.fixture
 def no_dispatch(monkeypatch):
-    """Keep submitted runs queued: no worker picks them up."""
-    monkeypatch.setattr(services, "_enqueue_dispatch", lambda: None)
+    """Keep submitted runs queued: the dispatcher is not subscribed to "run.queued"."""
+    monkeypatch.setitem(events._subscribers, "run.queued", [])
 
 
 def test_queued_runs_are_processed_in_order_and_can_be_cancelled(user, scripted_model, personas_seeded, no_dispatch):
-    first = services.run_submit(task="first", user=user)
-    second = services.run_submit(task="second", user=user)
-    third = services.run_submit(task="third", user=user)
-    services.run_cancel(run=second)
+    first = runs.run_submit(task="first", user=user)
+    second = runs.run_submit(task="second", user=user)
+    third = runs.run_submit(task="third", user=user)
+    runs.run_cancel(run=second)
     assert Run.objects.get(pk=second.pk).status == Run.Status.CANCELLED
     from personas.tasks import dispatch_runs
 
@@ -78,16 +78,16 @@ def test_queued_runs_are_processed_in_order_and_can_be_cancelled(user, scripted_
     assert first.status == third.status == Run.Status.DONE
     assert first.started < third.started
     with pytest.raises(ValueError, match="only queued, waiting or running"):
-        services.run_cancel(run=first)
+        runs.run_cancel(run=first)
 
 
 def test_a_running_run_stops_when_cancelled(user, scripted_model, personas_seeded):
     def cancel_then_answer(n):
-        services.run_cancel(run=Run.objects.get())
+        runs.run_cancel(run=Run.objects.get())
         return "A long thesis that will be interrupted " * 5
 
     scripted_model.rules["thesis"] = cancel_then_answer
-    run = services.run_submit(task="Cancel me", user=user)
+    run = runs.run_submit(task="Cancel me", user=user)
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED
     assert not run.steps.filter(kind="answer").exists()
@@ -109,7 +109,7 @@ def test_a_model_error_fails_the_run_with_the_reason_kept(auth_client, scripted_
 
 def test_runs_list_filters_and_pages(auth_client, user, no_dispatch):
     for i in range(30):
-        services.run_submit(task=f"task number {i}", user=user)
+        runs.run_submit(task=f"task number {i}", user=user)
     html = auth_client.get(reverse("runs")).content.decode()
     assert "task number 29" in html and "Page 1 of 2" in html
     assert "task number 0" in auth_client.get(reverse("runs") + "?page=2").content.decode()
@@ -173,8 +173,8 @@ async def test_run_socket_streams_steps_and_replays_them(scripted_model, persona
 
     @database_sync_to_async
     def execute():
-        claimed = services.run_claim_next(worker="test:1", lease_s=60)
-        services.run_execute(run=claimed)
+        claimed = runs.run_claim_next(worker="test:1", lease_s=60)
+        runs.run_execute(run=claimed)
 
     await execute()
     received = []
@@ -196,10 +196,10 @@ async def test_run_socket_streams_steps_and_replays_them(scripted_model, persona
 
 
 def test_persona_live_state_counts_contributions(user, scripted_model, personas_seeded):
-    services.run_submit(task="What is 2 + 2?", user=user)
+    runs.run_submit(task="What is 2 + 2?", user=user)
     brick = Persona.objects.get(name="BRICK").state
     assert brick["contributions"] == {"thoughts": 1, "thesis": 1}
     assert brick["tokens_generated"] == 10
     assert Persona.objects.get(name="ALFRED").state["last_dissonance"] is not None
-    services.run_submit(task="And 3 + 3?", user=user)
+    runs.run_submit(task="And 3 + 3?", user=user)
     assert Persona.objects.get(name="BRICK").state["contributions"]["thesis"] == 2

@@ -2,7 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from a4ps_site.config import ConfigError
-from personas.services import persona_sync_from_codex
+from personas.persona_state import persona_sync_from_codex
 
 
 class Command(BaseCommand):

@@ -1,13 +1,8 @@
-"""Writes of the strategic loop: golden datasets and examples, JSONL import/export, fine-tune jobs, promote/rollback."""
+"""Writes of fine-tune jobs: create (freeze the dataset), train in the worker, evaluate, promote, roll back."""
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import threading
-import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,204 +11,23 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from a4ps_site.config import PERSONA_NAMES, app_settings
+from a4ps_site.config import app_settings
 from a4ps_site.realtime import broadcast, group_for
-from memory.curator import Judgement, fingerprint
-from memory.models import CuratorVerdict, FineTuneJob, GoldenDataset, GoldenExample, default_hyperparameters
-from personas.models import Run
-from personas.services import event_publish
+from a4ps_site.throttle import Throttle
+from memory.datasets.services import dataset_export_lines
+from memory.finetunes import engine as ft
+from memory.finetunes.models import FineTuneJob
+from memory.finetunes.selectors import loss_chart
+from memory.models import GoldenDataset
+from personas.events import event_publish
+from personas.inference import ModelError
+from personas.inference.embedded_backend import PACKAGED_GGUF_NAME, ensure_packaged_gguf
+from personas.llm import model_manager
 
 log = logging.getLogger(__name__)
 
 FINETUNES_GROUP = "finetunes"  # rows of the Fine-tunes page
-ROLES = {"system", "user", "assistant"}
-MAX_IMPORT_LINE = 200_000  # characters; a longer line is reported, not read
-MAX_IMPORT_ERRORS_SHOWN = 200
 
-
-# --- datasets and examples ------------------------------------------------------------------------------
-
-def _persona(name: str) -> str:
-    persona = (name or "").strip().upper()
-    if persona not in PERSONA_NAMES:
-        raise ValueError(f"Unknown persona {name!r}: choose one of {', '.join(PERSONA_NAMES)}.")
-    return persona
-
-
-def curated_dataset_name(persona: str) -> str:
-    return f"{persona} golden"
-
-
-def dataset_for_persona(*, persona: str) -> GoldenDataset:
-    """The dataset the curator fills for this persona (created on first use)."""
-    persona = _persona(persona)
-    dataset, _ = GoldenDataset.objects.get_or_create(
-        persona=persona, name=curated_dataset_name(persona),
-        defaults={"description": f"Runs ALFRED judged exemplary, as {persona}'s turns."},
-    )
-    return dataset
-
-
-def dataset_create(*, persona: str, name: str, description: str = "") -> GoldenDataset:
-    """A new, empty dataset (for imports or hand-picked examples)."""
-    persona = _persona(persona)
-    name = (name or "").strip()
-    if not name:
-        raise ValueError("The dataset needs a name.")
-    if GoldenDataset.objects.filter(persona=persona, name=name).exists():
-        raise ValueError(f"{persona} already has a dataset named {name!r}.")
-    return GoldenDataset.objects.create(persona=persona, name=name[:120], description=description.strip())
-
-
-def validate_messages(value: Any) -> list[dict[str, str]]:
-    """A chat in the export format, or ValueError saying what is wrong with it."""
-    if not isinstance(value, list) or not value:
-        raise ValueError('"messages" must be a non-empty list')
-    out = []
-    for i, message in enumerate(value):
-        if not isinstance(message, dict):
-            raise ValueError(f"message {i} is not an object")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise ValueError(f"message {i} has role {role!r} (expected system, user or assistant)")
-        if not isinstance(content, str) or not content.strip():
-            raise ValueError(f"message {i} ({role}) has no text content")
-        out.append({"role": role, "content": content})
-    if not any(m["role"] == "assistant" for m in out):
-        raise ValueError("there is no assistant message to learn from")
-    if out[0]["role"] == "assistant":
-        raise ValueError("the chat starts with the assistant: nothing prompts it")
-    return out
-
-
-def _text(messages: list[dict[str, str]]) -> str:
-    return "\n".join(m["content"] for m in messages)
-
-
-def example_add(*, dataset: GoldenDataset, messages: list[dict[str, str]], run: Run | None = None,
-                score: float | None = None, rubric: dict[str, Any] | None = None, rationale: str = "",
-                source: str = GoldenExample.Source.CURATOR) -> tuple[GoldenExample, bool]:
-    """Add a chat to a dataset unless the same chat is already there; returns (example, created)."""
-    messages = validate_messages(messages)
-    digest = fingerprint(messages)
-    existing = GoldenExample.objects.filter(dataset=dataset, fingerprint=digest).first()
-    if existing is not None:
-        return existing, False
-    example = GoldenExample.objects.create(
-        dataset=dataset, run=run, source=source, messages=messages, text=_text(messages), score=score,
-        rubric=rubric or {}, rationale=rationale, fingerprint=digest,
-    )
-    return example, True
-
-
-def example_set_included(*, example: GoldenExample, included: bool) -> GoldenExample:
-    """Include the example in exports and fine-tunes, or leave it out (it is kept either way)."""
-    GoldenExample.objects.filter(pk=example.pk).update(included=included)
-    example.included = included
-    return example
-
-
-@transaction.atomic
-def verdict_record(*, run: Run, judgement: Judgement, threshold: float,
-                   conversations: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
-    """Store ALFRED's verdict on a run (accepted or not); accepted runs add each persona's chat to that
-    persona's curated dataset, skipping chats already there."""
-    accepted = judgement.total is not None and not judgement.error and judgement.total >= threshold
-    verdict, created = CuratorVerdict.objects.get_or_create(run=run, defaults={
-        "scores": judgement.scores, "total": judgement.total, "rationale": judgement.rationale,
-        "accepted": accepted, "error": judgement.error, "model": judgement.model[:200],
-    })
-    outcome = {"verdict": verdict.pk, "accepted": accepted and created, "examples": 0, "duplicates": 0}
-    if not created or not accepted:
-        return outcome
-    now = timezone.now()
-    rubric = {**judgement.scores, "total": judgement.total}
-    for persona, messages in conversations.items():
-        if persona not in PERSONA_NAMES:
-            continue
-        dataset = dataset_for_persona(persona=persona)
-        try:
-            _, added = example_add(dataset=dataset, messages=messages, run=run, score=judgement.total,
-                                   rubric=rubric, rationale=judgement.rationale)
-        except ValueError as exc:  # e.g. an empty reply: not worth learning from
-            log.info("run %s: %s's chat not stored: %s", run.pk, persona, exc)
-            continue
-        outcome["examples" if added else "duplicates"] += 1
-        GoldenDataset.objects.filter(pk=dataset.pk).update(last_curated=now)
-    event_publish(kind="curator.accepted", source="curator", payload={
-        "run": run.pk, "total": judgement.total,
-        "message": f"Run #{run.pk} scored {judgement.total:.1f}: {outcome['examples']} golden example(s) added"})
-    return outcome
-
-
-def dataset_export_lines(*, dataset: GoldenDataset) -> Iterator[str]:
-    """The included examples as JSONL in chat format, one {"messages": [...]} per line."""
-    for messages in dataset.examples.filter(included=True).order_by("id").values_list("messages", flat=True).iterator():
-        yield json.dumps({"messages": messages}, ensure_ascii=False) + "\n"
-
-
-@dataclass
-class ImportReport:
-    """What an import did: every line is either imported, a duplicate, or an error with its reason."""
-
-    imported: int = 0
-    duplicates: int = 0
-    blank: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
-
-    @property
-    def lines(self) -> int:
-        return self.imported + self.duplicates + self.blank + len(self.errors)
-
-
-def dataset_import_lines(*, dataset: GoldenDataset, lines: Iterable[bytes | str]) -> ImportReport:
-    """Import JSONL lines into a dataset: good lines are stored, each bad one is reported with its
-    line number and reason; duplicates of chats already in the dataset are counted, not stored twice."""
-    report = ImportReport()
-    with transaction.atomic():
-        for number, raw in enumerate(lines, start=1):
-            if isinstance(raw, bytes):
-                try:
-                    raw = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    report.errors.append((number, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
-                    continue
-            if not raw.strip():
-                report.blank += 1
-                continue
-            if len(raw) > MAX_IMPORT_LINE:
-                report.errors.append((number, f"line is {len(raw):,} characters; the limit is {MAX_IMPORT_LINE:,}"))
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                report.errors.append((number, f"not valid JSON: {exc.msg} at column {exc.colno}"))
-                continue
-            if not isinstance(obj, dict) or "messages" not in obj:
-                report.errors.append((number, 'expected an object with a "messages" list'))
-                continue
-            try:
-                messages = validate_messages(obj["messages"])
-            except ValueError as exc:
-                report.errors.append((number, str(exc)))
-                continue
-            score = obj.get("score")
-            score = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
-            _, added = example_add(dataset=dataset, messages=messages, score=score,
-                                   source=GoldenExample.Source.IMPORT,
-                                   rationale=str(obj.get("rationale", ""))[:2000])
-            if added:
-                report.imported += 1
-            else:
-                report.duplicates += 1
-        event_publish(kind="dataset.imported", source="architect", payload={
-            "dataset": dataset.pk, "imported": report.imported, "errors": len(report.errors),
-            "message": (f"Imported {report.imported} example(s) into {dataset.name}; {report.duplicates} "
-                        f"duplicate(s), {len(report.errors)} bad line(s)")})
-    return report
-
-
-# --- fine-tune jobs ----------------------------------------------------------------------------------
 
 def finetune_settings() -> dict[str, Any]:
     raw = app_settings().get("finetune", {})
@@ -234,17 +48,15 @@ def base_model_for(persona: str) -> str:
     per_persona = (embedded.get("persona_models") or {}).get(persona, "")
     if per_persona or embedded.get("gguf_path"):
         return str(Path(per_persona or embedded["gguf_path"]).expanduser())
-    from personas.inference.embedded_backend import PACKAGED_GGUF_NAME
-
     # Assembled lazily by the job (seconds of I/O) rather than in the web request.
     return str(Path(settings.VAR_DIR) / "models" / PACKAGED_GGUF_NAME)
 
 
 def finetune_create(*, dataset: GoldenDataset, hyperparameters: dict[str, Any], user: Any = None) -> FineTuneJob:
-    """Freeze the dataset's included examples into var/finetune/<job>/data.jsonl and queue the job."""
-    from forge.finetune import Hyperparameters
+    """Freeze the dataset's included examples into var/finetune/<job>/data.jsonl and queue the job.
 
-    hyper = Hyperparameters.from_dict({**default_hyperparameters(), **hyperparameters})
+    The job is picked up by the worker that subscribes to "finetune.queued" (MemoryConfig.ready())."""
+    hyper = ft.Hyperparameters.from_dict(hyperparameters)
     if not dataset.examples.filter(included=True).exists():
         raise ValueError(f"{dataset.name} has no included examples to train on.")
     with transaction.atomic():
@@ -266,14 +78,7 @@ def finetune_create(*, dataset: GoldenDataset, hyperparameters: dict[str, Any], 
         event_publish(kind="finetune.queued", source="architect", payload={
             "job": job.pk, "message": f"Fine-tune #{job.pk} of {job.persona} queued ({count} examples)"})
         transaction.on_commit(lambda: finetune_broadcast(job_id=job.pk))
-        transaction.on_commit(lambda: _enqueue_finetune(job.pk))
     return job
-
-
-def _enqueue_finetune(job_id: int) -> None:
-    from memory.tasks import finetune_run
-
-    finetune_run(job_id)
 
 
 def _log_line(text: str) -> str:
@@ -282,12 +87,10 @@ def _log_line(text: str) -> str:
 
 def finetune_render(*, job: FineTuneJob) -> dict[str, str]:
     """The job's status partial (job page) and its row (Fine-tunes page), as out-of-band swaps."""
-    from memory.learning_selectors import loss_chart
-
     context = {"job": job, "chart": loss_chart(job.loss_history), "oob": True}
     return {
-        "status": render_to_string("memory/finetune_status.html", context),
-        "row": render_to_string("memory/finetune_row.html", context),
+        "status": render_to_string("memory/finetunes/_status.html", context),
+        "row": render_to_string("memory/finetunes/_row.html", context),
     }
 
 
@@ -345,37 +148,29 @@ def _claim(job_id: int) -> FineTuneJob | None:
 
 
 def _resolve_base(job: FineTuneJob) -> Path:
-    from personas.inference.embedded_backend import PACKAGED_GGUF_NAME, ensure_packaged_gguf
-
     path = Path(job.base_model)
     if path.name == PACKAGED_GGUF_NAME and path.parent == Path(settings.VAR_DIR) / "models":
         return ensure_packaged_gguf(path.parent)
     return path
 
 
-# Training reports every step; the page needs a few updates a second at most.
-_BROADCAST_EVERY_S = 0.25
 TRAIN_SHARE = 0.9  # of the progress bar; conversion and evaluation take the rest
 
 
 def finetune_execute(*, job_id: int) -> FineTuneJob | None:
     """Run a queued job to its end: train, export the llama.cpp adapter, evaluate on the held-out split.
     Errors and cancellation are recorded on the job; the work folder keeps the snapshot."""
-    from forge import finetune as ft
-
     job = _claim(job_id)
     if job is None:
         return None
     work_dir = finetune_dir(job.pk)
-    last = [0.0]
+    throttle = Throttle()  # training reports every step; the page needs a few updates a second
     history: list[list[float]] = []
 
     def on_step(info: ft.StepInfo) -> None:
         history.append([info.step, round(info.loss, 5)])
-        now = time.monotonic()
-        if now - last[0] < _BROADCAST_EVERY_S and info.step != info.total_steps:
+        if not throttle.ready(force=info.step == info.total_steps):
             return
-        last[0] = now
         line = f"step {info.step}/{info.total_steps}  loss {info.loss:.4f}  {info.tokens_per_s:.0f} tok/s"
         _update(job.pk, step=info.step, total_steps=info.total_steps, loss_history=list(history),
                 progress=TRAIN_SHARE * info.step / info.total_steps, tokens_per_s=round(info.tokens_per_s, 1),
@@ -432,9 +227,6 @@ EVAL_SCHEMA: dict[str, Any] = {
 def evaluation_judge(*, comparisons: list[dict[str, str]], persona: str, model: Any = None) -> dict[str, Any]:
     """ALFRED compares base and adapted answers per held-out prompt (shown as A/B, order alternating so
     position does not decide); returns the rows with verdicts and a tally."""
-    from personas.inference import ModelError
-    from personas.llm import model_manager
-
     tally = {"adapted": 0, "base": 0, "tie": 0, "unjudged": 0}
     rows = []
     for i, row in enumerate(comparisons):
@@ -533,19 +325,3 @@ def persona_model_override(persona: str) -> dict[str, Any] | None:
         return None
     return {"job": job.pk, "base_model": job.base_model, "lora_path": job.gguf_adapter_path, "lora_scale": 1.0,
             "ollama_model": job.ollama_model}
-
-
-_ollama_lock = threading.Lock()
-
-
-def ollama_model_create(*, job: FineTuneJob, client: Any) -> str:
-    """Register base GGUF + adapter with Ollama as one model (the client's create with an adapter blob,
-    the API form of a Modelfile `FROM` + `ADAPTER`); returns and stores its name."""
-    name = f"a4ps-{job.persona.lower()}-ft{job.pk}"
-    with _ollama_lock:
-        base_digest = client.create_blob(job.base_model)
-        adapter_digest = client.create_blob(job.gguf_adapter_path)
-        client.create(model=name, files={Path(job.base_model).name: base_digest},
-                      adapters={Path(job.gguf_adapter_path).name: adapter_digest}, stream=False)
-    FineTuneJob.objects.filter(pk=job.pk).update(ollama_model=name)
-    return name

@@ -53,7 +53,7 @@ class Hyperparameters:
     lora_dropout: float = 0.05
     learning_rate: float = 2e-4
     epochs: int = 1
-    max_steps: int = 200  # a cap (0 = none): epochs decide unless they would take longer
+    max_steps: int = 40  # a cap (0 = none): epochs decide unless they would take longer
     batch_size: int = 1
     max_len: int = 512
     eval_fraction: float = 0.1

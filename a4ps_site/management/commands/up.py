@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from a4ps_site import broker
+from a4ps_site import broker, lifecycle
 from a4ps_site.config import ConfigError
 
 _PR_SET_PDEATHSIG = 1
@@ -75,7 +75,7 @@ class Command(BaseCommand):
                 self.children.append(("broker", proc))
             elif not broker.ping(settings.BROKER_URL, timeout=3):
                 raise CommandError(f"REDIS_URL={settings.REDIS_URL} does not answer a PING.")
-            self.restore_image()
+            self.run_steps("broker_up", fatal=True)
             python = sys.executable
             if not options["no_worker"]:
                 self.say("starting the Huey consumer")
@@ -87,9 +87,7 @@ class Command(BaseCommand):
                 ))
             )
             self.wait_until_serving(host, port)
-            from personas.tasks import publish_event
-
-            publish_event("system.started", "launcher", {"message": f"A4PS is up at http://{host}:{port}"})
+            self.run_steps("serving")
             self.say(f"A4PS is running at http://{host}:{port}/  (Ctrl-C stops it)")
             self.supervise()
         except broker.BrokerError as exc:
@@ -100,27 +98,20 @@ class Command(BaseCommand):
             raise
         self.stop_all()
 
-    stopping_done_image = False
+    stopping_steps_done = False
 
-    def restore_image(self) -> None:
-        """Bring back the personas' live state from the newest good living image (broker up: its events show)."""
-        from memory.image import image_restore_on_start
-
-        restored = image_restore_on_start()
-        for warning in restored["warnings"]:
-            self.say(f"warning: {warning}")
-        if restored["image"]:
-            self.say(f"live state restored from {restored['image']}")
-
-    def save_image(self) -> None:
-        """A clean shutdown leaves a fresh living image behind."""
-        from memory.image import image_save
-
-        try:
-            image = image_save(reason="shutdown")
-            self.say(f"living image saved: {image.name}")
-        except Exception as exc:  # never block a shutdown on the snapshot
-            self.say(f"could not save the living image: {exc}")
+    def run_steps(self, moment: lifecycle.Moment, *, fatal: bool = False) -> None:
+        """Run the apps' steps for this moment (see a4ps_site.lifecycle), printing what they report."""
+        for name, step in lifecycle.steps(moment):
+            try:
+                line = step()
+            except Exception as exc:
+                if fatal:
+                    raise CommandError(f"{name}: {exc}") from exc
+                self.say(f"{name} failed: {exc}")  # never block a shutdown on one step
+                continue
+            for part in (line or "").splitlines():
+                self.say(part)
 
     def say(self, msg: str) -> None:
         self.stdout.write(f"[a4ps] {msg}")
@@ -174,9 +165,9 @@ class Command(BaseCommand):
 
     def stop_all(self) -> None:
         """Stop children newest first (web, worker, then broker) so in-flight work can finish."""
-        if self.children and not self.stopping_done_image:
-            self.stopping_done_image = True
-            self.save_image()
+        if self.children and not self.stopping_steps_done:
+            self.stopping_steps_done = True
+            self.run_steps("stopping")
         self.stopping = True
         for name, proc in reversed(self.children):
             if proc.poll() is None:

@@ -1,12 +1,12 @@
-"""Websocket consumers of the strategic loop: one fine-tune job's live page, and the Fine-tunes list."""
+"""Websocket consumers of fine-tune jobs: one fine-tune job's live page, and the Fine-tunes list."""
 from __future__ import annotations
 
 from channels.db import database_sync_to_async
 
+from a4ps_site.live import LiveConsumer
 from a4ps_site.realtime import group_for
-from memory.datasets import FINETUNES_GROUP, finetune_render
-from memory.models import FineTuneJob
-from personas.consumers import LiveConsumer
+from memory.finetunes.models import FineTuneJob
+from memory.finetunes.services import FINETUNES_GROUP, finetune_render
 
 
 def _job_html(job_id: int) -> list[str]:

@@ -1,0 +1,55 @@
+"""Reads of fine-tune jobs, and the loss chart drawn server-side."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from memory.finetunes.models import FineTuneJob
+
+
+def jobs_page() -> QuerySet[FineTuneJob]:
+    return FineTuneJob.objects.select_related("dataset").order_by("-id")
+
+
+def promoted_jobs() -> dict[str, FineTuneJob]:
+    """Persona → the fine-tune it answers with now."""
+    return {j.persona: j for j in FineTuneJob.objects.filter(promoted=True)}
+
+
+# --- the loss chart -------------------------------------------------------------------------------
+
+CHART_W, CHART_H, PAD = 560, 180, 34
+_MAX_POINTS = 400
+
+
+def loss_chart(history: list[list[float]] | None) -> dict[str, Any] | None:
+    """Coordinates for an inline SVG of loss per step (drawn server-side: no chart library)."""
+    points = [(float(s), float(v)) for s, v in (history or [])]
+    if not points:
+        return None
+    if len(points) > _MAX_POINTS:  # keep the path short; every n-th point plus the last
+        stride = len(points) / _MAX_POINTS
+        points = [points[int(i * stride)] for i in range(_MAX_POINTS)] + [points[-1]]
+    steps = [p[0] for p in points]
+    losses = [p[1] for p in points]
+    s0, s1 = min(steps), max(steps)
+    lo, hi = min(losses), max(losses)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    span_s = (s1 - s0) or 1.0
+
+    def xy(step: float, loss: float) -> tuple[float, float]:
+        x = PAD + (step - s0) / span_s * (CHART_W - 2 * PAD)
+        y = PAD / 2 + (hi - loss) / (hi - lo) * (CHART_H - 1.5 * PAD)
+        return round(x, 1), round(y, 1)
+
+    coords = [xy(s, v) for s, v in points]
+    return {
+        "width": CHART_W, "height": CHART_H, "pad": PAD,
+        "path": "M" + " L".join(f"{x},{y}" for x, y in coords),
+        "last": coords[-1],
+        "x0": PAD, "x1": CHART_W - PAD, "y_top": PAD / 2, "y_bottom": CHART_H - PAD,
+        "first_step": int(s0), "last_step": int(s1), "lo": lo, "hi": hi,
+        "last_loss": losses[-1], "points": len(history or []),
+    }

@@ -1,0 +1,85 @@
+"""Pages of fine-tune jobs: the Fine-tune form, the jobs list, a job's live page, cancel/promote/roll back."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from a4ps_site.http import HtmxHttpRequest, safe_next_url
+from memory.finetunes import selectors, services
+from memory.finetunes.forms import FineTuneForm
+from memory.finetunes.models import FineTuneJob
+from memory.models import GoldenDataset
+
+PAGE_SIZE = 25
+
+
+@login_required
+def finetune_new(request: HtmxHttpRequest, dataset_id: int) -> HttpResponse:
+    """The Fine-tune form (editable hyperparameters); POST queues the job and opens its page."""
+    dataset = get_object_or_404(GoldenDataset, pk=dataset_id)
+    form = FineTuneForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = services.finetune_create(dataset=dataset, hyperparameters=form.hyperparameters, user=request.user)
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("finetune_detail", job_id=job.pk)
+    status = 422 if request.method == "POST" else 200
+    return render(request, "memory/finetunes/form.html", {
+        "dataset": dataset, "form": form, "base_model": services.base_model_for(dataset.persona),
+        "included": dataset.examples.filter(included=True).count(),
+    }, status=status)
+
+
+@login_required
+def finetunes(request: HtmxHttpRequest) -> HttpResponse:
+    """Every fine-tune job: status, progress, loss curve, evaluation, promote and rollback."""
+    page = Paginator(selectors.jobs_page(), PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [{"job": job, "chart": selectors.loss_chart(job.loss_history)} for job in page]
+    return render(request, "memory/finetunes/list.html", {
+        "page": page, "rows": rows, "promoted": selectors.promoted_jobs(),
+    })
+
+
+@login_required
+def finetune_detail(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(FineTuneJob.objects.select_related("dataset", "previous_job"), pk=job_id)
+    return render(request, "memory/finetunes/detail.html", {
+        "job": job, "chart": selectors.loss_chart(job.loss_history),
+    })
+
+
+def _job_action(request: HtmxHttpRequest, job_id: int, action: Callable[..., Any]) -> HttpResponse:
+    job = get_object_or_404(FineTuneJob, pk=job_id)
+    try:
+        action(job=job)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect(safe_next_url(request, reverse("finetune_detail", args=[job.pk])))
+
+
+@login_required
+@require_POST
+def finetune_cancel(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
+    return _job_action(request, job_id, services.finetune_cancel)
+
+
+@login_required
+@require_POST
+def finetune_promote(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
+    return _job_action(request, job_id, services.finetune_promote)
+
+
+@login_required
+@require_POST
+def finetune_rollback(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
+    return _job_action(request, job_id, services.finetune_rollback)
