@@ -5,9 +5,8 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "a4ps_site.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
-
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
 
 # Static files are served by the same process: a local-first app has no separate web server.
 django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())

@@ -32,11 +32,10 @@ from langgraph.checkpoint.sqlite import SqliteSaver  # noqa: E402
 from langgraph.graph import END, START, StateGraph  # noqa: E402
 
 from a4ps_site import broker  # noqa: E402
-from personas import runs  # noqa: E402
-from personas.persona_state import persona_sync_from_codex  # noqa: E402
 from personas.graph.graph import NODES  # noqa: E402
 from personas.llm import set_model_manager  # noqa: E402
 from personas.models import Run, RunStep  # noqa: E402
+from personas.persona_state import persona_sync_from_codex  # noqa: E402
 from tests.personas.scripted import ScriptedModel  # noqa: E402
 
 

@@ -44,7 +44,7 @@ async def client(url: str, cookie: str, origin: str, expected: int, latencies: l
         while got < expected and time.time() < deadline:
             try:
                 msg = await asyncio.wait_for(ws.recv(), timeout=max(0.1, deadline - time.time()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             now = time.time()
             m = TAG.search(msg)

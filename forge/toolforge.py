@@ -5,8 +5,9 @@ import ast
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from forge import sandbox
 from forge.config import ForgeSettings

@@ -8,10 +8,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import dill
 
@@ -42,7 +43,7 @@ def dumps(contents: Any) -> bytes:
 def write_image(directory: Path, payload: bytes | Iterable[bytes], *, now: datetime | None = None) -> ImageFile:
     """Write one image atomically; `payload` may be bytes or an iterable of byte chunks."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     name = f"image-{now.strftime('%Y%m%dT%H%M%S.%fZ')}{SUFFIX}"
     final = directory / name
     tmp = directory / f".{name}.partial-{os.getpid()}"
@@ -96,7 +97,7 @@ def list_images(directory: Path) -> list[ImageFile]:
         for path in directory.iterdir():
             match = _NAME.match(path.name)
             if match:
-                created = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=timezone.utc)
+                created = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
                 found.append(ImageFile(path=path, created=created, size=path.stat().st_size))
     return sorted(found, key=lambda f: f.created, reverse=True)
 

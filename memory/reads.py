@@ -23,9 +23,9 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import lance
-from lance.dataset import serialize_row_addrs
 import numpy as np
 import pyarrow as pa
+from lance.dataset import serialize_row_addrs
 
 __all__ = ["AsyncReads", "DirectReads", "FragmentKey", "Pinned", "Read", "direct_reads_supported"]
 

@@ -16,6 +16,7 @@ from memory.imagefile import CorruptImage
 from memory.store import CHUNK_LEVEL, SUMMARY_LEVEL
 from personas.models import Persona
 from personas.persona_state import persona_state_set
+
 PAGE = 20
 
 

@@ -1,8 +1,6 @@
 """Forms of golden datasets: example filters, new dataset, JSONL import."""
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 
 from a4ps_site.config import PERSONA_NAMES

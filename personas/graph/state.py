@@ -1,8 +1,9 @@
 """State carried between the graph's nodes, and what the nodes need from the outside world."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict
 
 
 class GraphState(TypedDict, total=False):

@@ -14,9 +14,10 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import EmbeddedConfig
 from .errors import EmbeddedModelError, ModelError

@@ -8,20 +8,12 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Protocol
 
 from .errors import ModelLockTimeout
 
 LOCK_NAME = "a4ps:model-lock"
-
-
-class ModelLock(Protocol):
-    """Held for the duration of one model call; blocks other holders in any process."""
-
-    kind: str
-
-    def hold(self, *, wait_s: float | None = None) -> contextlib.AbstractContextManager[None]: ...
 
 
 class FileModelLock:

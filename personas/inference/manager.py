@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class CallRecord:
 class _Choice:
     backend: str
     reason: str
-    chosen_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    chosen_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def _check_schema(value: Any, schema: dict[str, Any]) -> str | None:
@@ -139,12 +140,6 @@ class ModelManager:
             return _Choice("ollama", f"Ollama at {host} answered ({detail}); using it")
         return _Choice("embedded", f"Ollama at {host} did not answer: {detail}; using the embedded model")
 
-    def reselect_backend(self) -> str:
-        """Forget the cached choice (e.g. after the user started Ollama) and probe again."""
-        with self._choice_lock:
-            self._choice = None
-        return self.backend
-
     def _embedded_backend(self) -> EmbeddedBackend:
         if self._embedded is None:
             self._embedded = EmbeddedBackend(
@@ -162,7 +157,7 @@ class ModelManager:
                     "model": model,
                     "backend": backend,
                     "load_ms": load_ms,
-                    "at": datetime.now(timezone.utc).isoformat(),
+                    "at": datetime.now(UTC).isoformat(),
                 }
             )
 
@@ -201,7 +196,7 @@ class ModelManager:
             raise ValueError("chat() takes either tools or a json_schema, not both")
         norm_tools = normalize_tools(tools) if tools else None
         persona = self.config.persona_of(persona_or_model)
-        started_at = datetime.now(timezone.utc)
+        started_at = datetime.now(UTC)
         t0 = time.perf_counter()
         backend = "?"
         model = persona_or_model

@@ -13,7 +13,6 @@ from personas import runs, settings_watch
 from personas.events import event_publish
 from personas.models import CodexAmendment, CodexVersion, Event, Persona, Run
 
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from personas.models import Persona
 from personas.events import event_publish
+from personas.models import Persona
 from personas.persona_state import persona_sync_from_codex
 
 PAGES = ["dashboard", "events", "runs", "models", "forge", "finetunes", "memory", "datasets", "codex", "image"]
