@@ -123,16 +123,6 @@ class OllamaBackend:
             )
         return out
 
-    def has_model(self, model: str) -> bool:
-        with self._errors(model):
-            try:
-                self.client.show(model)
-            except ollama.ResponseError as exc:
-                if exc.status_code == 404:
-                    return False
-                raise
-        return True
-
     def loaded_models(self) -> list[str]:
         """What Ollama holds in memory right now (`ollama ps`)."""
         with self._errors():

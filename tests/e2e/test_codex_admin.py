@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.test_live_log import login
 
@@ -18,20 +19,21 @@ def test_approving_an_amendment_in_the_admin_rewrites_the_codex(browser, scripte
     try:
         login(page, scripted_stack)
         page.goto(f"{scripted_stack.url}/codex/")
-        assert "Check every number twice." in page.inner_text("body")  # listed as pending
+        pending = page.locator("section", has=page.locator("h2", has_text="Amendments awaiting a decision"))
+        expect(pending).to_contain_text("Check every number twice.")  # listed as pending
         page.goto(f"{scripted_stack.url}/admin/personas/codexamendment/{amendment_id}/change/")
-        assert page.locator("table.diff-table").count() == 1
+        expect(page.locator("table.diff-table")).to_have_count(1)
         page.select_option("select[name=decision]", "reject")
         page.click("input[name=_save]")
-        assert "A comment is required" in page.inner_text("body")
+        # The click only starts the form post: wait for the page that comes back, not the one being left.
+        expect(page.locator(".field-comment .errorlist")).to_contain_text("A comment is required")
         page.select_option("select[name=decision]", "approve")
         page.click("input[name=_save]")
-        page.wait_for_selector(".messagelist .success")
-        assert "codex v2" in page.inner_text(".messagelist")
+        expect(page.locator(".messagelist .success")).to_contain_text("codex v2")
         codex_text = (scripted_stack.var_dir / "config" / "codex.toml").read_text()
         assert "Check every number twice." in codex_text
         page.goto(f"{scripted_stack.url}/codex/")
-        assert "v2" in page.inner_text("h1")
-        assert "Check every number twice." in page.inner_text("#codex-BRICK")
+        expect(page.locator("h1")).to_contain_text("v2")
+        expect(page.locator("#codex-BRICK")).to_contain_text("Check every number twice.")
     finally:
         page.close()

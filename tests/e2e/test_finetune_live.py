@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from playwright.sync_api import expect
 
-from tests.e2e.test_live_log import login
+from tests.e2e.test_live_log import expect_live, login
 from tests.memory.tiny_lm import build_tiny_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
@@ -34,15 +36,17 @@ def test_fine_tune_from_a_dataset_with_live_progress(browser, scripted_stack):
     try:
         login(page, scripted_stack)
         page.goto(f"{scripted_stack.url}/memory/datasets/{dataset_id}/")
-        assert page.locator("#example-rows tr").count() == 8
+        expect(page.locator("#example-rows tr")).to_have_count(8)
         page.click("#finetune-button")
+        expect(page.locator("#finetune-form")).to_be_visible()
         page.fill("input[name=epochs]", "8")
         page.fill("input[name=learning_rate]", "0.005")
         page.fill("input[name=eval_fraction]", "0.2")
         page.fill("input[name=eval_max_new_tokens]", "4")
         page.click("#start-finetune")
-        page.wait_for_url("**/memory/finetunes/*/")
-        page.wait_for_selector("#ws-status.live", timeout=15000)
+        expect(page).to_have_url(re.compile(r"/memory/finetunes/\d+/$"))
+        job_id = int(re.search(r"/memory/finetunes/(\d+)/$", page.url).group(1))
+        expect_live(page)
         marker = page.evaluate("() => performance.timeOrigin")
         # Record every progress value the page shows as partials arrive over the socket.
         page.evaluate("""() => {
@@ -52,16 +56,19 @@ def test_fine_tune_from_a_dataset_with_live_progress(browser, scripted_stack):
             note();
             new MutationObserver(note).observe(document.body, {childList: true, subtree: true});
         }""")
-        page.wait_for_selector("#finetune-status[data-status=succeeded]", timeout=180000)
+        expect(page.locator("#job-status")).to_have_text("succeeded", timeout=180000)
+        expect(page.locator("#finetune-status")).to_have_attribute("data-status", "succeeded")
+        expect(page.locator("#job-progress")).to_have_attribute("value", "100")
+        expect(page.locator("#finetune-status .progress-row strong")).to_have_text("100%")
         seen = page.evaluate("() => window.seenProgress")
         assert any(0 < v < 100 for v in seen), seen  # the bar moved through intermediate values
         assert seen == sorted(seen) and seen[-1] == 100
         assert page.evaluate("() => performance.timeOrigin") == marker  # no reload happened
-        assert page.locator(".loss-chart path.loss-line").count() == 1
-        assert "Finished." in page.inner_text("#job-log")
-        assert page.locator("#evaluation .eval-row").count() >= 1
+        expect(page.locator(".loss-chart path.loss-line")).to_have_count(1)
+        expect(page.locator("#job-log")).to_contain_text("Finished.")
+        expect(page.locator("#evaluation .eval-row").first).to_be_visible()  # at least one held-out example
         page.screenshot(path=str(scripted_stack.var_dir / "finetune-page.png"), full_page=True)
         page.goto(f"{scripted_stack.url}/memory/finetunes/")
-        assert page.locator("tr[data-status=succeeded]").count() >= 1
+        expect(page.locator(f"#finetune-row-{job_id}")).to_have_attribute("data-status", "succeeded")
     finally:
         page.close()

@@ -1,7 +1,10 @@
 """In a real browser: log in, then watch an event published by the worker appear without reload."""
 from __future__ import annotations
 
+import re
+
 import pytest
+from playwright.sync_api import expect
 
 from tests.livestack import ADMIN_PASSWORD, ADMIN_USER
 
@@ -10,11 +13,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 
 def login(page, stack) -> None:
     page.goto(stack.url + "/")
-    assert "/accounts/login/" in page.url
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
     page.fill("input[name=username]", ADMIN_USER)
     page.fill("input[name=password]", ADMIN_PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(stack.url + "/")
+    page.wait_for_url(stack.url + "/")  # the dashboard, loaded (its scripts too) before anyone types into it
+
+
+def expect_live(page, timeout: float = 15000) -> None:
+    """The badge a person looks at says the page's live connection is up."""
+    expect(page.locator("#ws-status.live")).to_have_text("live", timeout=timeout)
 
 
 def test_login_and_see_a_worker_event_appear_live(browser, live_stack):
@@ -22,26 +30,29 @@ def test_login_and_see_a_worker_event_appear_live(browser, live_stack):
     try:
         login(page, live_stack)
         for name in ("ALFRED", "BRICK", "ROBIN", "BABS"):
-            assert page.locator(f"#persona-{name}").is_visible()
-        page.wait_for_selector("#ws-status.live", timeout=15000)
+            expect(page.locator(f"#persona-{name}")).to_be_visible()
+        expect_live(page)
         marker = page.evaluate("() => performance.timeOrigin")  # the page must not reload
         live_stack.publish_from_worker("e2e.hello", "seen without a reload")
-        page.wait_for_selector("#event-log li:has-text('seen without a reload')", timeout=20000)
+        expect(page.locator("#event-log li", has_text="seen without a reload")).to_be_visible(timeout=20000)
         assert page.evaluate("() => performance.timeOrigin") == marker
-        assert page.locator("#event-log li[data-kind='e2e.hello']").count() == 1
+        expect(page.locator("#event-log li[data-kind='e2e.hello']")).to_have_count(1)
         # A page without live content has no connection, so no badge claiming one is down.
         page.goto(live_stack.url + "/memory/")
-        page.wait_for_selector("h1")
-        assert page.locator("#ws-status").is_hidden()
+        expect(page.locator("h1")).to_contain_text("Memory")
+        expect(page.locator("#ws-status")).to_be_hidden()
     finally:
         page.close()
 
 
 def test_a_reconnecting_page_catches_up_on_missed_events(browser, live_stack):
     page = browser.new_page()
+    witness = browser.new_page()  # a second person, connected throughout
     try:
         login(page, live_stack)
-        page.wait_for_selector("#ws-status.live", timeout=15000)
+        expect_live(page)
+        login(witness, live_stack)
+        expect_live(witness)
         # Cut the socket and hold the reconnect until an event has been published meanwhile.
         page.evaluate("""() => {
             const el = document.querySelector('[ws-connect]');
@@ -51,11 +62,13 @@ def test_a_reconnecting_page_catches_up_on_missed_events(browser, live_stack):
         }""")
         page.wait_for_function("() => window.heldSocket !== undefined", timeout=10000)
         live_stack.publish_from_worker("e2e.missed", "published while offline")
-        page.wait_for_timeout(1000)
-        assert page.locator("#event-log li[data-kind='e2e.missed']").count() == 0
+        # Once the connected page shows the event it has gone out live: the offline page must not have it.
+        expect(witness.locator("#event-log li", has_text="published while offline")).to_be_visible(timeout=20000)
+        expect(page.locator("#event-log li[data-kind='e2e.missed']")).to_have_count(0)
         page.evaluate("() => window.heldSocket.reconnect()")
-        page.wait_for_selector("#event-log li:has-text('published while offline')", timeout=20000)
-        page.wait_for_selector("#ws-status.live", timeout=15000)
-        assert page.locator("#event-log li[data-kind='e2e.missed']").count() == 1
+        expect(page.locator("#event-log li", has_text="published while offline")).to_be_visible(timeout=20000)
+        expect_live(page)
+        expect(page.locator("#event-log li[data-kind='e2e.missed']")).to_have_count(1)
     finally:
+        witness.close()
         page.close()

@@ -1,9 +1,12 @@
 """In a real browser: submit a task and watch the personas' steps and the answer arrive live."""
 from __future__ import annotations
 
-import pytest
+import re
 
-from tests.e2e.test_live_log import login
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.test_live_log import expect_live, login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 
@@ -14,17 +17,28 @@ def test_submit_a_task_and_watch_the_run_unfold_without_reload(browser, scripted
         login(page, scripted_stack)
         page.fill("#id_task", "What is 2 + 2?")
         page.click("#task-form button[type=submit]")
-        page.wait_for_selector("#task-form .ok a", timeout=10000)
-        page.click("#task-form .ok a")
-        page.wait_for_selector("#ws-status.live", timeout=15000)
+        run_link = page.locator("#task-form .ok a")
+        expect(run_link).to_contain_text(re.compile(r"run #\d+"), timeout=10000)
+        run_link.click()
+        # The dashboard is live too: be on the run's own page before trusting the badge.
+        expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
+        run_id = int(re.search(r"/runs/(\d+)/$", page.url).group(1))
+        expect_live(page)
         marker = page.evaluate("() => performance.timeOrigin")
         for persona in ("BRICK", "ROBIN", "ALFRED"):
-            page.wait_for_selector(f"#steps .persona-{persona.lower()}", timeout=60000)
-        page.wait_for_selector("#run-head[data-status=done] .final-answer", timeout=60000)
-        assert "The answer is 4." in page.inner_text(".final-answer")
+            expect(page.locator(f"#steps .persona-{persona.lower()}").first).to_be_visible(timeout=60000)
+        expect(page.locator("#run-head")).to_have_attribute("data-status", "done", timeout=60000)
+        expect(page.locator("#run-head .final-answer")).to_contain_text("The answer is 4.")
         assert page.evaluate("() => performance.timeOrigin") == marker  # no reload happened
-        seqs = page.eval_on_selector_all("#steps [data-seq]", "els => els.map(e => +e.dataset.seq)")
-        assert seqs == list(range(1, len(seqs) + 1))
+        # The page ends up showing every recorded step, numbered 1..n in order, without a reload.
+        response = page.request.get(f"{scripted_stack.url}/api/runs/{run_id}/")
+        assert response.ok, response.status
+        recorded = [step["seq"] for step in response.json()["steps"]]
+        assert recorded == list(range(1, len(recorded) + 1)), recorded
+        steps = page.locator("#steps [data-seq]")
+        expect(steps).to_have_count(len(recorded))
+        for i, seq in enumerate(recorded):
+            expect(steps.nth(i)).to_have_attribute("data-seq", str(seq))
         page.screenshot(path=str(scripted_stack.var_dir / "run-page.png"), full_page=True)
     finally:
         page.close()
@@ -36,8 +50,7 @@ def test_oversized_task_shows_a_clear_error_and_keeps_the_text(browser, scripted
         login(page, scripted_stack)
         page.fill("#id_task", "x" * 8100)
         page.click("#task-form button[type=submit]")
-        page.wait_for_selector("#task-form .error", timeout=10000)
-        assert "limit is 8,000" in page.inner_text("#task-form .error")
-        assert len(page.input_value("#id_task")) == 8100
+        expect(page.locator("#task-form .error")).to_contain_text("limit is 8,000", timeout=10000)
+        expect(page.locator("#id_task")).to_have_value("x" * 8100)
     finally:
         page.close()

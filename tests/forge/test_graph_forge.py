@@ -5,8 +5,8 @@ import pytest
 
 from forge.models import ForgeAttempt, ForgeRequest, Tool, ToolCall
 from personas import runs
-from personas.ports import ports
 from personas.models import Event, Run, RunStep
+from personas.ports import ports
 from tests.personas.scripted import sequence
 
 pytestmark = pytest.mark.django_db(transaction=True)
