@@ -21,6 +21,7 @@ from typing import Any
 
 from .config import EmbeddedConfig
 from .errors import EmbeddedModelError, ModelError
+from .options import ChatOptions
 from .toolcalls import calls_from_openai, calls_to_openai, parse_tool_calls
 
 PACKAGED_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -335,11 +336,7 @@ class EmbeddedBackend:
         persona: str | None,
         model_name: str | None,
         messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None,
-        json_schema: dict[str, Any] | None,
-        on_token: Callable[[str], None] | None,
-        max_tokens: int | None,
-        temperature: float | None,
+        options: ChatOptions,
         adapter: dict[str, Any] | None = None,
     ) -> BackendReply:
         """`adapter` (a promoted fine-tune) = {"base_model": GGUF path, "lora_path": LoRA GGUF, "lora_scale"}."""
@@ -351,18 +348,19 @@ class EmbeddedBackend:
             load_ms = self.ensure_loaded(path)
         request: dict[str, Any] = {
             "messages": messages_for_openai(messages),
-            "max_tokens": max_tokens or self.config.max_tokens,
+            "max_tokens": options.max_tokens or self.config.max_tokens,
             "cache_prompt": True,
         }
-        if temperature is not None:
-            request["temperature"] = temperature
-        if tools:
+        if options.temperature is not None:
+            request["temperature"] = options.temperature
+        if options.tools:
             # The GGUF's own chat template renders the tool specs (Qwen: a <tools> block and
             # <tool_call> replies); we still parse the text ourselves because small models often
             # answer with a bare JSON call that llama.cpp's parser does not pick up.
-            request["tools"] = tools
-        if json_schema is not None:
-            request["json_schema"] = json_schema
+            request["tools"] = options.tools
+        if options.json_schema is not None:
+            request["json_schema"] = options.json_schema
+        on_token, tools = options.on_token, options.tools
 
         server = self._server
         self._served = True

@@ -19,6 +19,7 @@ from .embeddings import MINILM_DIM, MiniLMEmbedder
 from .errors import ModelError, ModelOutputInvalid, OllamaUnavailable
 from .lock import make_lock
 from .ollama_backend import OllamaBackend, same_model
+from .options import ChatOptions
 from .toolcalls import normalize_tools
 
 
@@ -205,8 +206,10 @@ class ModelManager:
             backend = self.backend
             _, model = self.resolve(persona_or_model)
             with self.lock.hold(wait_s=self.config.request_timeout_s * 2):
+                options = ChatOptions(tools=norm_tools, json_schema=json_schema, on_token=on_token,
+                                      max_tokens=max_tokens, temperature=temperature)
                 reply = self._chat_on(backend, persona, model if backend == "ollama" else persona_or_model,
-                                      messages, norm_tools, json_schema, on_token, max_tokens, temperature)
+                                      messages, options)
             result = self._finish(reply, backend, persona, json_schema, t0)
         except Exception as exc:
             self._record(
@@ -224,17 +227,12 @@ class ModelManager:
         persona: str | None,
         model: str,
         messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None,
-        json_schema: dict[str, Any] | None,
-        on_token: Callable[[str], None] | None,
-        max_tokens: int | None,
-        temperature: float | None,
+        options: ChatOptions,
     ) -> BackendReply:
         override = self._override_for(persona) if persona else None
         if backend == "embedded":
             return self._embedded_backend().chat(
-                persona=persona, model_name=None if persona else model, messages=messages, tools=tools,
-                json_schema=json_schema, on_token=on_token, max_tokens=max_tokens, temperature=temperature,
+                persona=persona, model_name=None if persona else model, messages=messages, options=options,
                 adapter=override if override and override.get("lora_path") else None,
             )
         if override and override.get("ollama_model"):
@@ -245,8 +243,7 @@ class ModelManager:
             self._emit_status("loading", model, "ollama")
         try:
             reply = self._ollama.chat(
-                model=model, messages=messages, tools=tools, json_schema=json_schema, on_token=on_token,
-                max_tokens=max_tokens, temperature=temperature, keep_alive=keep_alive,
+                model=model, messages=messages, options=options, keep_alive=keep_alive,
             )
         except ModelError:
             if announced or self._ollama_loaded is not None:

@@ -13,6 +13,7 @@ import ollama
 from .embedded_backend import BackendReply
 from .embeddings import l2_normalize
 from .errors import ModelError, ModelMissing, OllamaUnavailable
+from .options import ChatOptions
 from .toolcalls import calls_from_openai, parse_tool_calls
 
 PROBE_TIMEOUT_S = 1.5
@@ -160,18 +161,15 @@ class OllamaBackend:
         *,
         model: str,
         messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None,
-        json_schema: dict[str, Any] | None,
-        on_token: Callable[[str], None] | None,
-        max_tokens: int | None,
-        temperature: float | None,
+        options: ChatOptions,
         keep_alive: int,
     ) -> BackendReply:
-        options: dict[str, Any] = {}
-        if max_tokens is not None:
-            options["num_predict"] = max_tokens
-        if temperature is not None:
-            options["temperature"] = temperature
+        tools, json_schema, on_token = options.tools, options.json_schema, options.on_token
+        model_options: dict[str, Any] = {}
+        if options.max_tokens is not None:
+            model_options["num_predict"] = options.max_tokens
+        if options.temperature is not None:
+            model_options["temperature"] = options.temperature
         kwargs: dict[str, Any] = {
             "model": model,
             "messages": messages_for_ollama(messages),
@@ -181,8 +179,8 @@ class OllamaBackend:
             kwargs["tools"] = tools
         if json_schema is not None:
             kwargs["format"] = json_schema
-        if options:
-            kwargs["options"] = options
+        if model_options:
+            kwargs["options"] = model_options
 
         pieces: list[str] = []
         calls: list[dict[str, Any]] = []
@@ -198,7 +196,7 @@ class OllamaBackend:
                     if piece:
                         pieces.append(piece)
                         on_token(piece)
-                    calls.extend(calls_from_openai(chunk.message.tool_calls))
+                    calls.extend(calls_from_openai(chunk.message.tool_calls))  # type: ignore[arg-type]  # ollama's ToolCall reads by key
                     if chunk.done:
                         final = chunk
         content = "".join(pieces)
