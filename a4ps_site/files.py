@@ -12,7 +12,8 @@ def write_atomically(path: Path, data: str | bytes, *, durable: bool = True) -> 
     without it (state that is rewritten every few seconds) only the rename's atomicity is kept."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     mode = "wb" if isinstance(data, bytes) else "w"
-    with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
+    encoding = None if isinstance(data, bytes) else "utf-8"
+    with open(tmp, mode, encoding=encoding) as fh:
         fh.write(data)
         if durable:
             fh.flush()

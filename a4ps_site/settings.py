@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -25,7 +27,8 @@ def _secret_key() -> str:
         if not explicit or len(explicit) < 32 or explicit.startswith("django-insecure"):
             raise ImproperlyConfigured(
                 "A4PS_PRODUCTION is on but A4PS_SECRET_KEY is missing, too short (<32 chars) or a "
-                "default: set a long random value, e.g. `python3 -c \"import secrets; print(secrets.token_urlsafe(50))\"`."
+                "default: set a long random value, e.g. "
+                "`python3 -c \"import secrets; print(secrets.token_urlsafe(50))\"`."
             )
         return explicit
     if explicit:
@@ -95,6 +98,7 @@ TEMPLATES = [
 ]
 
 _DATABASE_URL = envstr("DATABASE_URL").strip()
+DATABASES: dict[str, Mapping[str, Any]]
 if _DATABASE_URL:
     import dj_database_url
 
@@ -130,6 +134,7 @@ if not BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
 
 BROKER_MAX_CONNECTIONS = envint("A4PS_BROKER_MAX_CONNECTIONS", 2000, min_value=10, max_value=100_000)
 CHANNEL_LAYER_BACKEND = envchoice("A4PS_CHANNEL_LAYER", "redis", {"redis", "memory"})
+CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if CHANNEL_LAYER_BACKEND == "memory":
     # Single-process only (unit tests): it cannot carry messages between processes.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

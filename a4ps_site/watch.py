@@ -8,6 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 WATCHED = {"codex.toml", "settings.toml"}
 DEBOUNCE_S = 0.3  # editors write a file in several steps; act once it settles
@@ -37,7 +38,7 @@ class _Handler(FileSystemEventHandler):
             timer.start()
 
 
-def start_config_watcher(callback: Callable[[str], None]) -> Observer:
+def start_config_watcher(callback: Callable[[str], None]) -> BaseObserver:
     """Call `callback("codex.toml" | "settings.toml")` after each settled change in the config dir."""
     observer = Observer()
     observer.schedule(_Handler(callback), str(settings.CONFIG_DIR), recursive=False)

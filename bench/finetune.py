@@ -1,4 +1,5 @@
-"""Fine-tune throughput: training tokens/s through the job's loop (memory/finetunes/engine.py) next to a plain PEFT loop.
+"""Fine-tune throughput: training tokens/s through the job's loop (memory/finetunes/engine.py)
+next to a plain PEFT loop.
 
     python bench/finetune.py [--steps 30 --hidden 256 --layers 4 --max-len 256]   # a model built from a config
     python bench/finetune.py --base var/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --steps 5

@@ -23,7 +23,9 @@ from personas.inference.embedded_backend import (  # noqa: E402
 PROMPT = [{"role": "user", "content": "Explain in a few sentences why unit tests are useful."}]
 SENTENCES = [
     f"Sentence number {i} talks about {topic} in a plain, ordinary way."
-    for i, topic in enumerate(["memory", "tools", "codex rules", "fine-tuning", "dissonance", "goals", "images", "graphs"] * 32)
+    for i, topic in enumerate(
+        ["memory", "tools", "codex rules", "fine-tuning", "dissonance", "goals", "images", "graphs"] * 32
+    )
 ]
 
 
@@ -141,12 +143,14 @@ def main() -> None:
         ("ModelManager.chat streaming (wall)",
          f"{figures['manager_stream_tok_s']} tok/s  (x{figures['manager_stream_vs_raw_wall']} of raw)"),
         ("engine share of wall time: raw", f"{figures['raw_engine_share']}"),
-        ("engine share: ModelManager.chat", f"{figures['manager_engine_share']}  (x{figures['manager_vs_raw']} of raw)"),
+        ("engine share: ModelManager.chat",
+         f"{figures['manager_engine_share']}  (x{figures['manager_vs_raw']} of raw)"),
         ("engine share: ModelManager streaming",
          f"{figures['manager_stream_engine_share']}  (x{figures['manager_stream_vs_raw']} of raw)"),
         ("embedding model load", f"{figures['embed_load_ms']} ms"),
         (f"raw sentence-transformers, {len(SENTENCES)} texts", f"{figures['raw_embed_texts_s']} texts/s"),
-        ("ModelManager.embed", f"{figures['manager_embed_texts_s']} texts/s  (x{figures['embed_manager_vs_raw']} of raw)"),
+        ("ModelManager.embed",
+         f"{figures['manager_embed_texts_s']} texts/s  (x{figures['embed_manager_vs_raw']} of raw)"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure'.ljust(width)}  value")

@@ -10,7 +10,9 @@ from forge.config import forge_settings
 
 class ForgeForm(forms.Form):
     spec = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "What should the tool do? e.g. add two integers and return the sum"}),
+        widget=forms.Textarea(attrs={
+            "rows": 3, "placeholder": "What should the tool do? e.g. add two integers and return the sum",
+        }),
         strip=True,
     )
 

@@ -22,6 +22,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
 
 __all__ = [
     "BackendStatus",
@@ -312,12 +316,14 @@ def _supervise(
 
     tick() runs about every 100 ms and returns True when the job must die for disk use.
     """
+    if proc.stdin is None or proc.stdout is None or proc.stderr is None:
+        raise ValueError("_supervise needs a process started with stdin, stdout and stderr pipes")
     out = _Outcome()
     started = time.monotonic()
     deadline = started + hard_deadline_s
     cap = max(MIN_OUTPUT_BYTES, limits.output_bytes)
-    bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
-    over = {proc.stdout: False, proc.stderr: False}
+    bufs: dict[FileDescriptorLike, bytearray] = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    over: dict[FileDescriptorLike, bool] = {proc.stdout: False, proc.stderr: False}
     sel = selectors.DefaultSelector()
     for stream in (proc.stdout, proc.stderr):
         os.set_blocking(stream.fileno(), False)
@@ -375,7 +381,7 @@ def _supervise(
                     drain_until = time.monotonic() + 1.0
                 else:
                     try:
-                        chunk = os.read(obj.fileno(), 65536)
+                        chunk = os.read(key.fd, 65536)
                     except BlockingIOError:
                         continue
                     if not chunk:
@@ -621,7 +627,8 @@ class _LocalBase(SandboxBackend):
                 proc = subprocess.Popen(
                     cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     env=_clean_env(inside), cwd="/", close_fds=True, start_new_session=True,
-                    **({"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}),
+                    # None for all three is Popen's default: run as ourselves.
+                    user=uid, group=uid, extra_groups=[] if uid is not None else None,
                 )
             except OSError as exc:
                 raise SandboxError(f"{self.name}: could not start {cmd[0]}: {exc}") from exc
@@ -751,9 +758,9 @@ class DockerBackend(SandboxBackend):
         self.name = "docker-runsc" if runtime == "runsc" else "docker-runc"
         self.description = ("Docker with gVisor (user-space kernel)" if runtime == "runsc"
                             else "Docker with runc")
-        self._client = None
+        self._client: Any = None  # a docker.DockerClient once connected; the SDK is untyped
 
-    def _docker_client(self):
+    def _docker_client(self) -> Any:
         if self._client is None:
             try:
                 import docker  # the SDK is optional: without it the Docker backends are unavailable

@@ -170,7 +170,8 @@ def tool_set_enabled(*, tool: Tool, enabled: bool) -> Tool:
         tool.enabled = enabled
         tool.save()
         event_publish(kind="tool_enabled" if enabled else "tool_disabled", source="architect",
-                      payload={"tool": tool.name, "message": f"Tool {tool.name} {'enabled' if enabled else 'disabled'}"})
+                      payload={"tool": tool.name,
+                               "message": f"Tool {tool.name} {'enabled' if enabled else 'disabled'}"})
     return tool
 
 

@@ -353,7 +353,7 @@ class _PerVersion(Generic[S]):
             if held is None or held[0] != version:
                 layout = pinned.fragments(self._read.table)
                 added = None if held is None else _appended(held[1], layout)
-                if added is None:
+                if held is None or added is None:  # (held is None implies added is None)
                     value = self._extend(self._empty, pinned.read(self._read))
                 elif added:
                     value = self._extend(held[2], pinned.read(replace(self._read, fragment_ids=added)))
@@ -1272,7 +1272,7 @@ class MemoryStore:
             await tbl.drop_index(ix.name)
             return report("dropped", f"{rows} rows fell below threshold {threshold}", None, None, None)
 
-        if ix is not None and trained is not None and not force:
+        if ix is not None and m is not None and trained is not None and not force:
             growth = (rows - trained) / trained if trained else math.inf
             if abs(growth) <= _REBUILD_GROWTH:
                 return report(

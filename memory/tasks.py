@@ -40,7 +40,7 @@ def save_living_image_when_due() -> str | None:
     return image.name if image else None
 
 
-# --- the strategic loop: the curator (fine-tune jobs: memory.finetunes.tasks) ---------------------------------------------------------
+# --- the strategic loop: the curator (fine-tune jobs: memory.finetunes.tasks) -------------------
 
 @db_task()
 def curate_now() -> dict[str, int]:

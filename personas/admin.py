@@ -124,7 +124,8 @@ class CodexAmendmentAdmin(admin.ModelAdmin):
             if decision == "approve":
                 version = codex_services.amendment_approve(amendment=obj, by=request.user,
                                                            comment=form.cleaned_data.get("comment", ""))
-                messages.success(request, f"Applied: codex v{version.number}. The personas use it from their next step.")
+                messages.success(request,
+                                 f"Applied: codex v{version.number}. The personas use it from their next step.")
             elif decision == "reject":
                 codex_services.amendment_reject(amendment=obj, by=request.user, comment=form.cleaned_data["comment"])
                 messages.success(request, "Rejected. ALFRED will not propose it again.")

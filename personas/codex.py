@@ -189,7 +189,8 @@ def amendment_reject(*, amendment: CodexAmendment, by: Any, comment: str) -> Cod
     amendment.comment = comment.strip()
     amendment.save()
     event_publish(kind="codex.amendment_rejected", source="architect", payload={
-        "amendment": amendment.pk, "message": f"Amendment #{amendment.pk} to {amendment.persona} rejected: {comment[:120]}"})
+        "amendment": amendment.pk,
+        "message": f"Amendment #{amendment.pk} to {amendment.persona} rejected: {comment[:120]}"})
     return amendment
 
 

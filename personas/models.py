@@ -170,6 +170,9 @@ class ModelCall(models.Model):
     class Meta:
         ordering = ["-id"]
 
+    def __str__(self) -> str:
+        return f"{self.persona or '-'} {self.model} via {self.backend}{'' if self.ok else ' (failed)'}"
+
 
 class ApiToken(models.Model):
     """A bearer token for the JSON API (scripts); only its hash is stored."""

@@ -45,7 +45,8 @@ def run_submit(*, task: str, source: str = Run.Source.ARCHITECT, user: Any = Non
         raise ValueError(f"Unknown run source {source!r}.")
     with transaction.atomic():
         run = Run.objects.create(task=task, source=source, created_by=user if getattr(user, "pk", None) else None)
-        event_publish(kind="run.queued", source=source, payload={"run": run.pk, "message": f"Run #{run.pk} queued: {task[:120]}"})
+        event_publish(kind="run.queued", source=source,
+                      payload={"run": run.pk, "message": f"Run #{run.pk} queued: {task[:120]}"})
         transaction.on_commit(lambda: run_broadcast(run=run, created=True))
     return run
 
@@ -104,7 +105,8 @@ def run_claim_next(*, worker: str, lease_s: int) -> Run | None:
         run.attempts += 1
         run.save(update_fields=["status", "worker", "lease_until", "started", "attempts"])
         event_publish(kind="run.resumed" if resumed else "run.started", source="worker",
-                      payload={"run": run.pk, "message": f"Run #{run.pk} {'resumed' if resumed else 'started'} on {worker}"})
+                      payload={"run": run.pk,
+                               "message": f"Run #{run.pk} {'resumed' if resumed else 'started'} on {worker}"})
         transaction.on_commit(lambda: run_broadcast(run=run))
     return run
 
@@ -112,7 +114,8 @@ def run_claim_next(*, worker: str, lease_s: int) -> Run | None:
 def run_release_dead_workers(*, host: str, alive: Callable[[int], bool]) -> int:
     """At consumer start: expire the leases of runs held by processes on this host that are gone."""
     expired = 0
-    for run in Run.objects.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING], worker__startswith=f"{host}:"):
+    for run in Run.objects.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING],
+                                  worker__startswith=f"{host}:"):
         pid = int(run.worker.rsplit(":", 1)[1] or 0)
         if not alive(pid):
             expired += Run.objects.filter(pk=run.pk, worker=run.worker).update(lease_until=timezone.now())

@@ -171,7 +171,8 @@ def build_filter(arch: str) -> list[tuple[int, int, int, int]]:
         emit(JGE_K, 0x40000000, "eperm", 0)             # x32 syscalls
     for nr in sorted(DENY[arch].values()):
         emit(JEQ_K, nr, "eperm", 0)
-    emit(JEQ_K, CLONE3_NR, "enosys", 0)                 # clone3 flags sit behind a pointer: make libc fall back to clone
+    emit(JEQ_K, CLONE3_NR, "enosys", 0)                 # clone3 flags sit behind a pointer:
+                                                        # make libc fall back to clone
     emit(JEQ_K, CLONE_NR[arch], "clone", 0)
     emit(RET_K, RET_ALLOW)
     labels["clone"] = len(prog)

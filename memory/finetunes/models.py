@@ -26,7 +26,8 @@ class FineTuneJob(models.Model):
 
     persona = models.CharField(max_length=16, db_index=True)
     base_model = models.CharField(max_length=500, help_text="The weights trained on: a GGUF file or a model directory.")
-    dataset = models.ForeignKey("memory.GoldenDataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    dataset = models.ForeignKey("memory.GoldenDataset", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="jobs")
     snapshot_path = models.CharField(max_length=500, blank=True)
     examples = models.PositiveIntegerField(default=0)
     hyperparameters = models.JSONField(default=default_hyperparameters)

@@ -212,7 +212,8 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
         job.log += _log_line({"succeeded": "Finished.", "cancelled": "Stopped.", "failed": f"Failed: {error}"}[status])
         job.save()
         event_publish(kind=f"finetune.{status}", source="worker", payload={
-            "job": job.pk, "message": f"Fine-tune #{job.pk} of {job.persona} {status}" + (f": {error}" if error else "")})
+            "job": job.pk,
+            "message": f"Fine-tune #{job.pk} of {job.persona} {status}" + (f": {error}" if error else "")})
         transaction.on_commit(lambda: finetune_broadcast(job_id=job.pk))
     return job
 

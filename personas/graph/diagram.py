@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from html import escape
+from typing import Any
+
+from langchain_core.runnables.graph import Graph
 
 from personas.graph import GraphDeps, build_graph
 
@@ -10,8 +13,18 @@ BOX_W, BOX_H, GAP_Y, LEFT = 190, 34, 22, 40
 PERSONA_COLOURS = {"alfred": "#845ef7", "brick": "#e8590c", "robin": "#2b8a3e", "babs": "#1c7ed6"}
 
 
-def _compiled():
-    return build_graph(GraphDeps(model=None, record_step=lambda **_: None)).get_graph()  # shape only; never run
+class _NoModel:
+    """Stands in for the models: the diagram's graph is built for its shape only and never run."""
+
+    def chat(self, persona_or_model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        raise RuntimeError("the diagram's graph is never run")
+
+    def embed(self, texts: list[str]) -> Any:
+        raise RuntimeError("the diagram's graph is never run")
+
+
+def _compiled() -> Graph:
+    return build_graph(GraphDeps(model=_NoModel(), record_step=lambda **_: None)).get_graph()  # shape only
 
 
 @lru_cache(maxsize=1)

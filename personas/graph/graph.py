@@ -5,6 +5,7 @@ from functools import partial
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 
 from personas.graph import nodes
 from personas.graph.state import GraphDeps, GraphState
@@ -15,7 +16,9 @@ NODES = (
 )
 
 
-def build_graph(deps: GraphDeps, *, checkpointer: Any = None):
+def build_graph(
+    deps: GraphDeps, *, checkpointer: Any = None
+) -> CompiledStateGraph[GraphState, None, GraphState, GraphState]:
     """ALFRED routes → (BABS researches) → BRICK's candidates → ROBIN evaluates → BRICK's thesis
     ⇄ (forge) → ROBIN answers → ALFRED measures dissonance (→ on persistent dissonance ALFRED drafts a
     codex amendment and the run waits for a person's decision) → repeat or ALFRED synthesises → memory."""

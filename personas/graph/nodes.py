@@ -106,7 +106,8 @@ def alfred_route(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     research = bool(verdict.get("research", True))
     reason = str(verdict.get("reason", "")).strip() or "No reason given."
     step.record(persona="ALFRED", kind="route", content=("BABS researches first. " if research else
-                "Straight to analysis. ") + reason, data={"research": research, **_fallback_note(result)}, result=result)
+                "Straight to analysis. ") + reason, data={"research": research, **_fallback_note(result)},
+                result=result)
     return {"step": step.number, "research": research, "route_reason": reason}
 
 

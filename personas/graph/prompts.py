@@ -1,6 +1,7 @@
 """Prompt builders and JSON schemas for each persona's contribution."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 TOOL_LINE = "TOOL_REQUIRED:"
@@ -55,7 +56,7 @@ def system(persona: dict[str, Any] | None, fallback: str) -> dict[str, str]:
     return {"role": "system", "content": text}
 
 
-def _context(state: dict[str, Any]) -> str:
+def _context(state: Mapping[str, Any]) -> str:
     parts = [f"Task: {state['task']}"]
     if state.get("babs_report"):
         parts.append(f"BABS's research report:\n{state['babs_report']}")
@@ -64,7 +65,7 @@ def _context(state: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def route(persona: dict[str, Any] | None, state: dict[str, Any]) -> list[dict[str, str]]:
+def route(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
     return [
         system(persona, "You are ALFRED, the supervisor."),
         {"role": "user", "content": (
@@ -88,7 +89,7 @@ def research(persona: dict[str, Any] | None, task: str, memories: list[dict[str,
     ]
 
 
-def candidates(persona: dict[str, Any] | None, state: dict[str, Any], k: int) -> list[dict[str, str]]:
+def candidates(persona: dict[str, Any] | None, state: Mapping[str, Any], k: int) -> list[dict[str, str]]:
     return [
         system(persona, "You are BRICK, the analyst."),
         {"role": "user", "content": (
@@ -98,7 +99,7 @@ def candidates(persona: dict[str, Any] | None, state: dict[str, Any], k: int) ->
     ]
 
 
-def evaluate(persona: dict[str, Any] | None, state: dict[str, Any], thoughts: list[str]) -> list[dict[str, str]]:
+def evaluate(persona: dict[str, Any] | None, state: Mapping[str, Any], thoughts: list[str]) -> list[dict[str, str]]:
     listing = "\n".join(f"{i}. {t}" for i, t in enumerate(thoughts))
     return [
         system(persona, "You are ROBIN, the synthesiser."),
@@ -110,7 +111,7 @@ def evaluate(persona: dict[str, Any] | None, state: dict[str, Any], thoughts: li
     ]
 
 
-def thesis(persona: dict[str, Any] | None, state: dict[str, Any]) -> list[dict[str, str]]:
+def thesis(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
     msgs = [system(persona, "You are BRICK, the analyst.")]
     chosen = ""
     cands = state.get("candidates") or []
@@ -131,7 +132,7 @@ def thesis(persona: dict[str, Any] | None, state: dict[str, Any]) -> list[dict[s
     return msgs
 
 
-def respond(persona: dict[str, Any] | None, state: dict[str, Any]) -> list[dict[str, str]]:
+def respond(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
     return [
         system(persona, "You are ROBIN, the synthesiser."),
         {"role": "user", "content": (
@@ -142,7 +143,7 @@ def respond(persona: dict[str, Any] | None, state: dict[str, Any]) -> list[dict[
     ]
 
 
-def critic(persona: dict[str, Any] | None, state: dict[str, Any]) -> list[dict[str, str]]:
+def critic(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
     return [
         system(persona, "You are ALFRED, the critic."),
         {"role": "user", "content": (
@@ -153,7 +154,7 @@ def critic(persona: dict[str, Any] | None, state: dict[str, Any]) -> list[dict[s
     ]
 
 
-def synthesis(persona: dict[str, Any] | None, state: dict[str, Any]) -> list[dict[str, str]]:
+def synthesis(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
     turns = "\n\n".join(f"{t['persona']}: {t['content']}" for t in state.get("dialogue", []))
     return [
         system(persona, "You are ALFRED, the supervisor."),
@@ -176,7 +177,7 @@ AMENDMENT_SCHEMA = {
 }
 
 
-def amendment(persona: dict[str, Any] | None, state: dict[str, Any], personas: dict[str, Any],
+def amendment(persona: dict[str, Any] | None, state: Mapping[str, Any], personas: dict[str, Any],
               rejected: list[dict[str, str]]) -> list[dict[str, str]]:
     codex = "\n".join(f"{name}: " + "; ".join(p.get("principles", [])) for name, p in personas.items())
     refused = "\n".join(f"- {r['persona']}: {r['principle']} (rejected: {r['comment']})" for r in rejected)

@@ -56,8 +56,10 @@ def test_a_reconnecting_page_catches_up_on_missed_events(browser, live_stack):
         # Cut the socket and hold the reconnect until an event has been published meanwhile.
         page.evaluate("""() => {
             const el = document.querySelector('[ws-connect]');
-            el.addEventListener('htmx:wsClose', (e) => { e.stopPropagation(); window.heldSocket = e.detail.socketWrapper; },
-                                {once: true});
+            el.addEventListener('htmx:wsClose', (e) => {
+                e.stopPropagation();
+                window.heldSocket = e.detail.socketWrapper;
+            }, {once: true});
             el['htmx-internal-data'].webSocket.close();
         }""")
         page.wait_for_function("() => window.heldSocket !== undefined", timeout=10000)

@@ -48,14 +48,15 @@ def test_forging_from_the_page_runs_the_loop_and_shows_every_attempt(auth_client
     request.refresh_from_db()
     assert request.status == "succeeded" and request.source == "user"
     html = auth_client.get(response["Location"]).content.decode()
-    assert 'id="attempt-%d-1"' % request.pk in html and 'id="attempt-%d-2"' % request.pk in html
+    assert f'id="attempt-{request.pk}-1"' in html and f'id="attempt-{request.pk}-2"' in html
     assert "AssertionError" in html  # the first attempt's real test output
-    assert 'ws-connect="/ws/forge/%d/"' % request.pk in html
+    assert f'ws-connect="/ws/forge/{request.pk}/"' in html
     assert "add_two_integers" in auth_client.get(reverse("forge")).content.decode()
 
 
 def test_tool_page_buttons_disable_enable_rollback_and_call(auth_client):
-    tool_version_create(name="combine", code=ADD, tests="def test_combine():\n    assert combine(1, 2) == 3\n", spec="add")
+    tool_version_create(name="combine", code=ADD, tests="def test_combine():\n    assert combine(1, 2) == 3\n",
+                        spec="add")
     tool_version_create(name="combine", code=ADD.replace("a + b", "a * b"), tests="", spec="multiply")
     url = reverse("forge_tool", args=["combine"])
     html = auth_client.get(url).content.decode()

@@ -116,7 +116,8 @@ def test_the_loop_honours_max_attempts_from_settings():
     ('def a(x: int) -> int:\n    """A."""\n    return x\n\n\ndef b(x: int) -> int:\n    """B."""\n    return x\n',
      "exactly one public function is required, found 2"),
     ('import os\n\n\ndef a(x: int) -> int:\n    """A."""\n    return x\n', "`import os` is not allowed"),
-    ('def a(x: int) -> int:\n    """A."""\n    import subprocess\n    return x\n', "`import subprocess` is not allowed"),
+    ('def a(x: int) -> int:\n    """A."""\n    import subprocess\n    return x\n',
+     "`import subprocess` is not allowed"),
     ('import math\nTABLE = open("/etc/passwd").read()\n\n\ndef a(x: int) -> int:\n    """A."""\n    return x\n',
      "top-level statement `TABLE = open"),
     ('def a(x: int) -> int:\n    """A."""\n    return x\n\n\na(1)\n', "top-level statement `a(1)`"),
@@ -132,13 +133,15 @@ def test_static_checks_reject_bad_code(code, problem):
 
 
 def test_static_checks_accept_a_function_with_private_helpers():
-    code = 'import math\n\n\ndef _sq(x):\n    return x * x\n\n\ndef hyp(a: float, b: float) -> float:\n    """Hypotenuse."""\n    return math.sqrt(_sq(a) + _sq(b))\n'
+    code = ('import math\n\n\ndef _sq(x):\n    return x * x\n\n\n'
+            'def hyp(a: float, b: float) -> float:\n    """Hypotenuse."""\n    return math.sqrt(_sq(a) + _sq(b))\n')
     check = static_check(code, "def test_hyp():\n    assert hyp(3, 4) == 5\n", ALLOWED)
     assert check.ok and check.name == "hyp"
 
 
 def test_static_check_failures_never_reach_the_sandbox_and_are_fed_back():
-    bad = '```python\nimport os\n\n\ndef where() -> str:\n    """Cwd."""\n    return os.getcwd()\n\n\ndef test_where():\n    assert where()\n```'
+    bad = ('```python\nimport os\n\n\ndef where() -> str:\n    """Cwd."""\n    return os.getcwd()\n\n\n'
+           'def test_where():\n    assert where()\n```')
     reports = []
     model = forge_model(bad)
     forge_loop("cwd", model=model, config=ForgeSettings(max_attempts=2), on_attempt=reports.append)

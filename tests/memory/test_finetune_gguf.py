@@ -103,7 +103,9 @@ def test_a_promoted_adapter_is_used_by_the_model_manager_and_rollback_drops_it(b
     adapter = adapter_to_gguf(_adapter(tmp_path / "adapter", base_gguf), base_gguf, tmp_path / "adapter.gguf")
     del adapter
     promoted: dict = {}
-    config = ModelsConfig.from_dict({"backend": "embedded", "embedded": {"gguf_path": str(base_gguf), "n_ctx": 1024, "max_tokens": 64}})
+    config = ModelsConfig.from_dict(
+        {"backend": "embedded", "embedded": {"gguf_path": str(base_gguf), "n_ctx": 1024, "max_tokens": 64}}
+    )
     manager = ModelManager(config, var_dir=tmp_path / "var", override_for=lambda persona: promoted.get(persona))
     try:
         plain = manager.chat("ROBIN", PROMPT, max_tokens=24, temperature=0).content

@@ -100,7 +100,8 @@ class FakeOllama:
                     if not fake.has(body.get("model", "")):
                         return self._missing(body.get("model", ""))
                     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-                    self._json(200, {"model": body["model"], "embeddings": [_vector(t, fake.embedding_dim) for t in inputs]})
+                    self._json(200, {"model": body["model"],
+                                     "embeddings": [_vector(t, fake.embedding_dim) for t in inputs]})
                 elif self.path == "/api/pull":
                     self._pull(body)
                 else:
@@ -140,7 +141,8 @@ class FakeOllama:
             def _pull(self, body: dict[str, Any]) -> None:
                 model = body.get("model", "")
                 if model.startswith("nonexistent"):
-                    return self._ndjson([{"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}])
+                    return self._ndjson([{"status": "pulling manifest"},
+                                         {"error": "pull model manifest: file does not exist"}])
                 total = 4_000
                 lines: list[dict[str, Any]] = [{"status": "pulling manifest"}]
                 lines += [

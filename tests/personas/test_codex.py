@@ -33,7 +33,8 @@ def high_dissonance_runs(n: int, task: str = "Should the city build the new brid
 def test_a_valid_hand_edit_is_applied_live_and_an_invalid_one_rejected(config_dir, personas_seeded):
     path = config_dir / "codex.toml"
     original = path.read_text()
-    touch_later(path, original.replace("Prefer a sound argument to a quick one.", "Prefer the simplest sound argument."))
+    touch_later(path, original.replace("Prefer a sound argument to a quick one.",
+                                       "Prefer the simplest sound argument."))
     assert "Prefer the simplest sound argument." in codex()["BRICK"].principles  # picked up at the next read
     settings_watch.config_file_changed(name="codex.toml")
     latest = CodexVersion.objects.order_by("-number").first()

@@ -66,7 +66,8 @@ def valkey_url(tmp_path_factory):
     sock_dir = tmp_path_factory.mktemp("vk")
     sock = sock_dir / "v.sock"
     proc = subprocess.Popen(
-        [str(base), "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no", "--dir", str(sock_dir)],
+        [str(base), "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no",
+         "--dir", str(sock_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -98,7 +98,9 @@ def test_tools_serialised_and_tool_calls_parsed(fake, tmp_path):
 
 def test_tool_call_written_as_text_is_recovered(fake, tmp_path):
     mm, _, _ = _manager(fake.url, tmp_path)
-    fake.replies.append({"content": 'Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'})
+    fake.replies.append(
+        {"content": 'Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'}
+    )
     result = mm.chat("BRICK", [{"role": "user", "content": "Weather in Oslo?"}], tools=[WEATHER_TOOL])
     assert result.tool_calls == [{"name": "get_weather", "arguments": {"city": "Oslo"}}]
     assert result.content == "Sure."

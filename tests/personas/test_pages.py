@@ -39,7 +39,8 @@ def test_login_page_logs_in(client, user):
 def test_dashboard_shows_the_four_personas_with_their_configured_models(auth_client):
     persona_sync_from_codex()
     html = auth_client.get(reverse("dashboard")).content.decode()
-    for name, model in [("ALFRED", "gemma2:9b"), ("BRICK", "phi3:mini"), ("ROBIN", "llama3.1:8b"), ("BABS", "mistral:7b")]:
+    for name, model in [("ALFRED", "gemma2:9b"), ("BRICK", "phi3:mini"), ("ROBIN", "llama3.1:8b"),
+                        ("BABS", "mistral:7b")]:
         assert f'id="persona-{name}"' in html
         assert model in html
     assert 'ws-connect="/ws/events/"' in html

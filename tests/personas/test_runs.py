@@ -74,7 +74,8 @@ def test_queued_runs_are_processed_in_order_and_can_be_cancelled(user, scripted_
     from personas.tasks import dispatch_runs
 
     assert dispatch_runs.call_local() == 2
-    first.refresh_from_db(); third.refresh_from_db()
+    first.refresh_from_db()
+    third.refresh_from_db()
     assert first.status == third.status == Run.Status.DONE
     assert first.started < third.started
     with pytest.raises(ValueError, match="only queued, waiting or running"):

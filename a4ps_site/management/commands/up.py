@@ -13,11 +13,13 @@ import socket
 import subprocess
 import sys
 import time
+from types import FrameType
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from a4ps_site import broker, lifecycle
 from a4ps_site.config import ConfigError
@@ -46,10 +48,10 @@ def _port_free(host: str, port: int) -> bool:
 class Command(BaseCommand):
     help = "Set up and run A4PS (broker, Huey consumer, daphne) until Ctrl-C."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--no-worker", action="store_true", help="do not start a Huey consumer")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.stopping = False
         host, port = settings.BIND_HOST, settings.BIND_PORT
@@ -67,7 +69,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, self.on_signal)
         signal.signal(signal.SIGTERM, self.on_signal)
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="a4ps_site.settings", PYTHONUNBUFFERED="1")
-        popen = {"env": env, "start_new_session": True, "preexec_fn": _die_with_parent, "cwd": settings.BASE_DIR}
+        popen: dict[str, Any] = {
+            "env": env, "start_new_session": True, "preexec_fn": _die_with_parent, "cwd": settings.BASE_DIR,
+        }
         try:
             if settings.EMBEDDED_BROKER:
                 self.say(f"starting the embedded broker on {settings.BROKER_SOCKET}")
@@ -158,7 +162,7 @@ class Command(BaseCommand):
             self.check_children()
             time.sleep(0.5)
 
-    def on_signal(self, signum, frame) -> None:
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping:
             self.say(f"{signal.Signals(signum).name} received: stopping")
         self.stopping = True
