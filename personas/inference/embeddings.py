@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,11 @@ class MiniLMEmbedder:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                import time
-
                 # Weights are on disk; these make any accidental hub lookup fail fast instead of hanging.
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 started = time.perf_counter()
+                # Imported on first use: sentence-transformers pulls in torch (seconds of start-up).
                 from sentence_transformers import SentenceTransformer
 
                 model_dir = self._model_dir or minilm_model_dir()
