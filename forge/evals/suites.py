@@ -108,6 +108,10 @@ def _kind(value: Any) -> str:
     return "object"
 
 
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
@@ -142,7 +146,7 @@ class _Line:
 
     def typed(self, key: str, value: Any, kind: str) -> Any:
         if _kind(value) != kind:
-            self.fail(f"{key} must be a {kind}, not a {_kind(value)}")
+            self.fail(f"{key} must be {_a(kind)}, not {_a(_kind(value))}")
         return value
 
     def text(self, key: str) -> str:
@@ -208,7 +212,7 @@ def _lines(path: Path) -> Iterator[_Line]:
         except ValueError as exc:
             raise SuiteError(f"{path.name}:{lineno}: invalid JSON: {exc}") from None
         if not isinstance(obj, dict):
-            raise SuiteError(f"{path.name}:{lineno}: each line must be a JSON object, not a {_kind(obj)}")
+            raise SuiteError(f"{path.name}:{lineno}: each line must be a JSON object, not {_a(_kind(obj))}")
         yield _Line(path.name, lineno, obj)
 
 
@@ -328,7 +332,7 @@ def _task_item(line: _Line) -> TaskItem:
             line.fail("choices are only allowed with compare 'set'")
         choices = line.strings("choices", line.obj["choices"], allow_empty=False)
         folded = {choice.casefold() for choice in choices}
-        for element in answer:
+        for element in answer if isinstance(answer, tuple) else ():
             if element.casefold() not in folded:
                 line.fail(f"answer {element!r} is not among the choices")
     memory = _setup_memory(line)
@@ -414,38 +418,45 @@ def find_dates(text: str) -> list[date]:
     return dates
 
 
-def check_answer(item: TaskItem, text: str) -> tuple[bool, str]:
-    """Judge a model's free-text final answer by the item's compare rule: (passed, a short reason)."""
-    if item.compare == "number":
-        numbers = find_numbers(text)
-        if not numbers:
-            return False, "no number found in the answer"
-        if not isinstance(item.answer, (int, float)):
-            raise TypeError(f"{item.id}: compare 'number' needs a numeric answer")
-        found, expected = numbers[-1], float(item.answer)
-        within = abs(found - expected) <= item.tolerance + 1e-9 * max(1.0, abs(expected))
-        wanted = _show(expected) + (f" ± {_show(item.tolerance)}" if item.tolerance else "")
-        return within, f"found {_show(found)}" if within else f"expected {wanted}, found {_show(found)}"
-    if item.compare == "date":
-        dates = find_dates(text)
-        if not dates:
-            return False, "no date found in the answer"
-        found_day = dates[-1].isoformat()
-        if found_day == item.answer:
-            return True, f"found {found_day}"
-        return False, f"expected {item.answer}, found {found_day}"
-    normalised = _normalise(text)
-    if item.compare == "exact":
-        if _mentions(normalised, str(item.answer)):
-            return True, f"found {item.answer!r}"
-        return False, f"expected {item.answer!r}, not found in the answer"
+def _check_number(item: TaskItem, text: str) -> tuple[bool, str]:
+    if not isinstance(item.answer, (int, float)):
+        raise TypeError(f"{item.id}: compare 'number' needs a numeric answer")
+    numbers = find_numbers(text)
+    if not numbers:
+        return False, "no number found in the answer"
+    found, expected = numbers[-1], float(item.answer)
+    if abs(found - expected) <= item.tolerance + 1e-9 * max(1.0, abs(expected)):
+        return True, f"found {_show(found)}"
+    wanted = _show(expected) + (f" ± {_show(item.tolerance)}" if item.tolerance else "")
+    return False, f"expected {wanted}, found {_show(found)}"
+
+
+def _check_date(item: TaskItem, text: str) -> tuple[bool, str]:
+    dates = find_dates(text)
+    if not dates:
+        return False, "no date found in the answer"
+    found = dates[-1].isoformat()
+    if found == item.answer:
+        return True, f"found {found}"
+    return False, f"expected {item.answer}, found {found}"
+
+
+def _check_exact(item: TaskItem, text: str) -> tuple[bool, str]:
+    if not isinstance(item.answer, str):
+        raise TypeError(f"{item.id}: compare 'exact' needs a string answer")
+    if _mentions(_normalise(text), item.answer):
+        return True, f"found {item.answer!r}"
+    return False, f"expected {item.answer!r}, not found in the answer"
+
+
+def _check_set(item: TaskItem, text: str) -> tuple[bool, str]:
     if not isinstance(item.answer, tuple):
         raise TypeError(f"{item.id}: compare 'set' needs a list answer")
-    expected_set = item.answer
-    missing = [element for element in expected_set if not _mentions(normalised, element)]
-    wanted = {element.casefold() for element in expected_set}
-    extra = [choice for choice in item.choices or () if choice.casefold() not in wanted
-             and _mentions(normalised, choice)]
+    normalised = _normalise(text)
+    missing = [element for element in item.answer if not _mentions(normalised, element)]
+    expected = {element.casefold() for element in item.answer}
+    extra = [choice for choice in item.choices or ()
+             if choice.casefold() not in expected and _mentions(normalised, choice)]
     problems = []
     if missing:
         problems.append("missing: " + ", ".join(missing))
@@ -453,7 +464,18 @@ def check_answer(item: TaskItem, text: str) -> tuple[bool, str]:
         problems.append("also names: " + ", ".join(extra))
     if problems:
         return False, "; ".join(problems)
-    return True, f"found all {len(expected_set)}: {', '.join(expected_set)}"
+    return True, f"found all {len(item.answer)}: {', '.join(item.answer)}"
+
+
+_CHECKS = {"number": _check_number, "date": _check_date, "exact": _check_exact, "set": _check_set}
+
+
+def check_answer(item: TaskItem, text: str) -> tuple[bool, str]:
+    """Judge a model's free-text final answer by the item's compare rule: (passed, a short reason).
+
+    number: the last number in the text, within tolerance; date: the last date (ISO or written out);
+    exact: the answer as a whole word or phrase; set: every expected element, and no other choice."""
+    return _CHECKS[item.compare](item, text)
 
 
 # ----------------------------------------------------------------------------------- hidden tests
