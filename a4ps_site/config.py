@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,42 @@ def parse_codex(data: dict[str, Any], *, source: str = "codex.toml") -> dict[str
     return specs
 
 
-def parse_settings(data: dict[str, Any], *, source: str = "settings.toml") -> dict[str, Any]:
-    """Validate the parts of settings.toml the site itself relies on; sections own their details."""
+# Section checks the apps register in their AppConfig.ready(): name -> check(table or None), which raises
+# ValueError naming the bad key. Infrastructure cannot import the apps' settings classes, so they come here.
+_section_checks: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_settings_section(name: str, check: Callable[[Any], Any]) -> None:
+    """Validate [name] of settings.toml with `check` whenever the file is read (a bad edit is rejected)."""
+    _section_checks[name] = check
+
+
+def parse_settings(data: dict[str, Any], *, source: str = "settings.toml", lenient: bool = False) -> dict[str, Any]:
+    """Validate settings.toml: the [models] basics here, every other registered section by its own check.
+
+    Strict (the default) raises ConfigError naming every bad section. `lenient` (a first read with no
+    earlier good version to fall back on) drops the bad sections, so their defaults apply, and keeps
+    the error in `data["__errors__"]`."""
+    problems: dict[str, str] = {}
+    try:
+        _check_models(data, source)
+    except ConfigError as exc:
+        problems["models"] = str(exc)
+    for name, check in _section_checks.items():
+        try:
+            check(data.get(name))
+        except (ValueError, TypeError) as exc:
+            problems[name] = f"{source}: [{name}] {exc}"
+    if not problems:
+        return data
+    if not lenient:
+        raise ConfigError("; ".join(problems.values()))
+    kept = {k: v for k, v in data.items() if k not in problems}
+    kept["__errors__"] = "; ".join(problems.values()) + " — the defaults of those sections apply"
+    return kept
+
+
+def _check_models(data: dict[str, Any], source: str) -> None:
     models = data.get("models", {})
     if not isinstance(models, dict):
         raise ConfigError(f"{source}: [models] must be a table.")
@@ -84,15 +119,15 @@ def parse_settings(data: dict[str, Any], *, source: str = "settings.toml") -> di
     unknown = set(mapping) - set(PERSONA_NAMES)
     if unknown:
         raise ConfigError(f"{source}: [models.personas] names unknown persona(s): {', '.join(sorted(unknown))}.")
-    return data
 
 
 class _Cached:
     """A parsed file kept until its mtime changes; a bad edit keeps the last good value and its error."""
 
-    def __init__(self, filename: str, parser: Any) -> None:
+    def __init__(self, filename: str, parser: Any, *, lenient: bool = False) -> None:
         self.filename = filename
         self.parser = parser
+        self.lenient = lenient  # a first read that fails falls back to the parser's lenient mode
         self._lock = threading.Lock()
         self._stamp: tuple[str, float, int] | None = None
         self._value: Any = None
@@ -117,14 +152,21 @@ class _Cached:
                     self._value = self.parser(_read_toml(path), source=str(path))
                     self.error = None
                 except ConfigError as exc:
-                    if self._value is None:
+                    if self._value is None and not self.lenient:
                         raise
                     self.error = str(exc)
+                    if self._value is None:  # nothing good to keep yet: the sections that are fine apply
+                        try:
+                            raw = _read_toml(path)
+                        except ConfigError:
+                            raw = {}  # not even TOML: every default applies until it is fixed
+                        self._value = self.parser(raw, source=str(path), lenient=True)
+                        self._value.pop("__errors__", None)
                 self._stamp = stamp
             return self._value
 
 
-_settings_file = _Cached("settings.toml", parse_settings)
+_settings_file = _Cached("settings.toml", parse_settings, lenient=True)
 _codex_file = _Cached("codex.toml", parse_codex)
 
 

@@ -39,6 +39,8 @@ def run_submit(*, task: str, source: str = Run.Source.ARCHITECT, user: Any = Non
     task = (task or "").strip()
     if not task:
         raise ValueError("The task is empty: say what the personas should work on.")
+    if "\x00" in task:
+        raise ValueError("The task contains a NUL character; remove it and send the text again.")
     if len(task) > settings.TASK_MAX_CHARS:
         raise ValueError(f"The task is {len(task):,} characters long; the limit is {settings.TASK_MAX_CHARS:,}.")
     if source not in Run.Source.values:

@@ -103,7 +103,7 @@ def run_cancel(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
         run_services.run_cancel(run=run)
     except ValueError as exc:
         messages.error(request, str(exc))
-    if request.htmx:
+    if request.htmx and not request.htmx.boosted:  # the runs list swaps its row in place
         run.refresh_from_db()
         return render(request, "personas/_run_row.html", {"run": run})
     return redirect(safe_next_url(request, reverse("run_detail", args=[run.pk])))
