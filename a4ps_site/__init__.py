@@ -1,1 +1,2 @@
-"""A4PS Django project package: settings, ASGI entry, URLs, realtime helper and broker wiring."""
+"""A4PS infrastructure, the lowest layer (it imports no app): settings, config files, live updates,
+atomic files, the broker and the process supervisor."""

@@ -14,9 +14,14 @@ class ForgeConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here, not at the top: models cannot be imported before the app registry is ready.
+        from a4ps_site.config import register_settings_section
         from forge import registry, services, tasks
+        from forge.config import ForgeSettings
+        from forge.evals.tasks import eval_run
         from personas import events, ports
 
+        # A bad [forge] edit is rejected with a banner and the last good value stays (never a 500).
+        register_settings_section("forge", ForgeSettings.from_dict)
         ports.provide(
             forge=services.forge_for_graph,
             tool_schemas=lambda: registry.registry().schemas(),
@@ -28,3 +33,9 @@ class ForgeConfig(AppConfig):
                 tasks.forge_request_run(int(event.payload["forge_request"]))
 
         events.subscribe(["forge.queued"], "forge worker", take_queued_request)
+
+        def take_queued_eval(event: events.Event) -> None:
+            if not event.payload.get("inline"):  # `manage.py evals run` executes its own run
+                eval_run(int(event.payload["eval_run"]))
+
+        events.subscribe(["evals.queued"], "eval worker", take_queued_eval)

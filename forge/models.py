@@ -143,3 +143,7 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool_version} call #{self.pk}"
+
+
+# Eval runs live with their runner in forge/evals/; Django finds the models through this import.
+from forge.evals.models import EvalResult, EvalRun  # noqa: E402,F401

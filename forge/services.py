@@ -39,6 +39,8 @@ def forge_request_create(*, spec: str, source: str = ForgeRequest.Source.USER, r
     limit = forge_settings().max_spec_chars
     if not spec:
         raise ValueError("The spec is empty: describe the function the tool should be.")
+    if "\x00" in spec:
+        raise ValueError("The spec contains a NUL character; remove it and send the text again.")
     if len(spec) > limit:
         raise ValueError(f"The spec is {len(spec):,} characters long; the limit is {limit:,}.")
     if source not in ForgeRequest.Source.values:
@@ -84,9 +86,11 @@ def _code_stream(request_id: int, number: int) -> TextStream:
     return TextStream(send)
 
 
-def forge_request_execute(*, request: ForgeRequest, model: Any = None) -> ForgeRequest:
-    """Run the forge loop for a request: attempts are recorded and shown live; on success the tool
-    (without its tests) is saved as a new version and loaded into the live registry."""
+def forge_request_execute(*, request: ForgeRequest, model: Any = None,
+                          on_attempt: Callable[[AttemptReport], None] | None = None) -> ForgeRequest:
+    """Run the forge loop for a request: attempts are recorded and shown live (and handed to
+    `on_attempt`); on success the tool (without its tests) is saved as a new version and loaded into
+    the live registry."""
     config = forge_settings()
     model = model or model_manager()
     _set(request, status=ForgeRequest.Status.RUNNING, started=timezone.now(), phase="starting", error="")
@@ -103,13 +107,15 @@ def forge_request_execute(*, request: ForgeRequest, model: Any = None) -> ForgeR
         streamers[number] = _code_stream(request.pk, number)
         return streamers[number]
 
-    def on_attempt(report: AttemptReport) -> None:
+    def attempt_done(report: AttemptReport) -> None:
         if report.number in streamers:
             streamers[report.number].flush()
         forge_attempt_record(request=request, report=report)
+        if on_attempt:
+            on_attempt(report)
 
     try:
-        outcome = forge_loop(request.spec, model=model, config=config, on_attempt=on_attempt, on_phase=on_phase,
+        outcome = forge_loop(request.spec, model=model, config=config, on_attempt=attempt_done, on_phase=on_phase,
                              on_token=on_token)
     except Exception as exc:  # kept on the request and shown on its page; the worker carries on
         log.exception("forge request %s failed", request.pk)

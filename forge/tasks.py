@@ -4,6 +4,7 @@ from __future__ import annotations
 from huey.contrib.djhuey import db_task
 
 from forge import services
+from forge.evals.tasks import eval_run  # noqa: F401  (registered with Huey by being imported here)
 from forge.models import ForgeRequest
 
 

@@ -1,4 +1,5 @@
-"""The Tool Forge loop: BRICK writes a function and its tests, static checks, sandboxed tests, retries."""
+"""The Tool Forge loop: BRICK writes a function; the request's own examples (authoritative) and BRICK's
+separate test cases (advice) judge it in the sandbox; candidates are cross-checked; the best is kept."""
 from __future__ import annotations
 
 import ast
@@ -15,7 +16,9 @@ from forge.config import ForgeSettings
 # The forge's system prompt starts with this line; scripted test models recognise a forge request by it.
 FORGE_SYSTEM_MARK = "You write Python tools for the A4PS tool registry."
 FORGE_SYSTEM = f"""{FORGE_SYSTEM_MARK}
-You are BRICK: precise, careful, and you test what you write."""
+You are BRICK: precise and careful."""
+# The test-case request starts with this line (scripted test models tell the two requests apart by it).
+FORGE_TESTS_MARK = "You write test cases for a Python tool of the A4PS tool registry."
 
 TOOL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESULT_MARK = "A4PS-RESULT "
@@ -26,62 +29,13 @@ FORBIDDEN_NAMES = frozenset({
     "setattr", "delattr", "memoryview", "exit", "quit", "help",
 })
 TEST_ONLY_IMPORTS = frozenset({"unittest"})
-FEEDBACK_CHARS = 1800  # the tail of the sandbox output BRICK sees: small models have small contexts
+# BRICK's test cases are asked for in a second, short call: three one-line asserts fit in this budget,
+# and a fourth line cut off mid-way is simply dropped.
+TESTS_MAX_TOKENS = 120
+TEST_CASES = 3
+FRESH_TEMPERATURE = 0.8  # a fresh sample, when a repair only repeated an earlier candidate
 
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-
-# Exact expected values: with float-tolerance asserts (abs(x - y) < eps) the small models get signs wrong.
-EXAMPLE = '''```python
-def count_vowels(text: str) -> int:
-    """Return how many vowels (a, e, i, o, u) the text contains."""
-    return sum(1 for ch in text.lower() if ch in "aeiou")
-
-
-def test_count_vowels():
-    assert count_vowels("banana") == 3
-    assert count_vowels("Sky") == 0
-```'''
-
-
-# ----------------------------------------------------------------------------------- prompts
-EXAMPLE_SPEC = "count the vowels in a text"
-EXAMPLE_NAME = "count_vowels"
-
-
-def first_prompt(spec: str, allowed_imports: tuple[str, ...]) -> list[dict[str, str]]:
-    """The request to BRICK: one function with a docstring, then its tests, in one code block.
-
-    The format is shown as an earlier exchange about another tool (few-shot): small models copy an
-    example that sits inside the request itself instead of writing the requested function."""
-    rules = (
-        f"{FORGE_SYSTEM}\n\nRules for every tool:\n"
-        "- Exactly ONE public function (snake_case name, type hints, a one-line docstring). "
-        "Helper functions, if any, start with an underscore.\n"
-        f"- Import only from: {', '.join(allowed_imports)}.\n"
-        "- No print, no input, no files, no code outside functions.\n"
-        "- After the function, one or two test functions named test_... that use assert.\n"
-        "- Reply with a single ```python code block."
-    )
-    return [
-        {"role": "system", "content": rules},
-        {"role": "user", "content": f"Write a Python tool for this request: {EXAMPLE_SPEC}"},
-        {"role": "assistant", "content": EXAMPLE},
-        {"role": "user", "content": f"Write a Python tool for this request: {spec}"},
-    ]
-
-
-def retry_prompt(spec: str, allowed_imports: tuple[str, ...], previous: str, problem: str) -> list[dict[str, str]]:
-    """The request again with the last code and what went wrong (only the last attempt: short context)."""
-    return [
-        *first_prompt(spec, allowed_imports),
-        {"role": "assistant", "content": f"```python\n{previous.strip()}\n```"},
-        {"role": "user", "content": (
-            f"{problem}\n\nFix the code. If the function does what the request asks, the test's expected "
-            "value is wrong: fix the test. Reply with the complete corrected ```python code block: the "
-            "function first, then one short test function with two or three asserts."
-        )},
-    ]
-
 
 # ----------------------------------------------------------------------- code extraction/split
 def extract_code(text: str) -> str:
@@ -143,7 +97,8 @@ def split_tests(code: str) -> tuple[str, str]:
     runs the tests itself. Raises SyntaxError when the code does not parse."""
     tree = ast.parse(code)
     lines = code.splitlines()
-    test_names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name.startswith(("test", "Test"))}
+    test_names = {n.name for n in tree.body
+                  if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name.startswith(("test", "Test"))}
     tool_parts: list[str] = []
     test_parts: list[str] = []
     in_tests = False
@@ -181,7 +136,7 @@ class StaticCheck:
 
 
 def _imports_in(tree: ast.AST) -> list[tuple[int, str]]:
-    found = []
+    found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.extend((node.lineno, a.name) for a in node.names)
@@ -210,9 +165,27 @@ def _check_names(tree: ast.AST, where: str) -> list[str]:
     return errors
 
 
+def _is_constant(node: ast.stmt) -> bool:
+    """`NAME = <literal>` (or annotated): data, not code, at module level."""
+    value: ast.expr | None
+    if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+        value = node.value
+    elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        value = node.value
+    else:
+        return False
+    if value is None:
+        return False
+    try:
+        ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
 def static_check(code: str, tests: str, allowed_imports: tuple[str, ...] | set[str]) -> StaticCheck:
     """Exactly one public snake_case function with a docstring, allowed imports only, no top-level
-    statements besides imports, function definitions and a docstring; tests present and importable."""
+    statements besides imports, function definitions and a docstring; tests, when given, importable."""
     errors: list[str] = []
     allowed = set(allowed_imports)
     try:
@@ -220,7 +193,7 @@ def static_check(code: str, tests: str, allowed_imports: tuple[str, ...] | set[s
     except SyntaxError as exc:
         return StaticCheck(False, [f"SyntaxError in the function, line {exc.lineno}: {exc.msg}"])
     public: list[ast.FunctionDef] = []
-    for i, node in enumerate(tree.body):
+    for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             continue
         if isinstance(node, ast.FunctionDef):
@@ -229,6 +202,8 @@ def static_check(code: str, tests: str, allowed_imports: tuple[str, ...] | set[s
             continue
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             continue  # a module docstring
+        if _is_constant(node):
+            continue  # a table or constant the function reads, e.g. VOWELS = "aeiou"
         if isinstance(node, ast.AsyncFunctionDef):
             errors.append(f"line {node.lineno}: `async def {node.name}` is not allowed; write a plain function.")
             continue
@@ -247,9 +222,7 @@ def static_check(code: str, tests: str, allowed_imports: tuple[str, ...] | set[s
             errors.append(f"the function `{name}` needs a docstring saying what it does.")
     errors += _check_imports(tree, allowed, "function")
     errors += _check_names(tree, "function")
-    if not tests.strip():
-        errors.append("no tests: after the function, write test functions named test_... that use assert.")
-    else:
+    if tests.strip():
         try:
             test_tree = ast.parse(tests)
         except SyntaxError as exc:
@@ -258,78 +231,6 @@ def static_check(code: str, tests: str, allowed_imports: tuple[str, ...] | set[s
             errors += _check_imports(test_tree, allowed | TEST_ONLY_IMPORTS, "tests")
     return StaticCheck(not errors, errors, name)
 
-
-# ------------------------------------------------------------------------------ sandbox harnesses
-# Runs inside the sandbox: imports the tests (which see the tool's names), runs test functions and
-# unittest cases, prints each outcome with its traceback, and a last machine-readable line.
-TEST_HARNESS = r'''
-import ast, json, linecache, sys, traceback, unittest
-
-passed, failed = [], []
-
-
-def explain(tb):
-    """Under a failed assert: what each call in it returned, so a wrong expectation is visible."""
-    frame = None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename.endswith("tool_tests.py"):
-            frame, line = tb.tb_frame, tb.tb_lineno
-        tb = tb.tb_next
-    if frame is None:
-        return
-    source = linecache.getline(frame.f_code.co_filename, line).strip()
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in ("abs", "len", "round"):
-            try:
-                value = eval(compile(ast.Expression(node), "<assert>", "eval"), frame.f_globals, frame.f_locals)
-            except BaseException as exc:
-                value = f"raised {type(exc).__name__}: {exc}"
-            print(f"  note: {ast.unparse(node)} returned {value!r}")
-try:
-    import tool_tests as module
-except BaseException:
-    traceback.print_exc()
-    print("A4PS-RESULT " + json.dumps({"passed": [], "failed": ["(import)"]}))
-    sys.exit(1)
-for name, obj in list(vars(module).items()):
-    if name.startswith("test") and callable(obj) and not isinstance(obj, type) \
-            and getattr(obj, "__module__", "") == "tool_tests":
-        try:
-            obj()
-        except BaseException:
-            failed.append(name)
-            print("FAIL " + name)
-            traceback.print_exc(file=sys.stdout)
-            explain(sys.exc_info()[2])
-        else:
-            passed.append(name)
-            print("PASS " + name)
-def _cases(suite):
-    for item in suite:
-        if isinstance(item, unittest.TestSuite):
-            yield from _cases(item)
-        else:
-            yield str(item)
-
-suite = unittest.defaultTestLoader.loadTestsFromModule(module)
-cases = list(_cases(suite))  # before running: a run empties the suite
-if cases:
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
-    bad = {str(t) for t, _ in result.failures + result.errors}
-    for case in cases:
-        (failed if case in bad else passed).append(case)
-print("A4PS-RESULT " + json.dumps({"passed": passed, "failed": failed}))
-sys.exit(0 if passed and not failed else 1)
-'''
-
-TESTS_PRELUDE = (
-    "import tool as _tool\n"
-    "globals().update({k: v for k, v in vars(_tool).items() if not k.startswith('__')})\n"
-)
 
 # Runs inside the sandbox for a tool call: arguments in on stdin, the result out as JSON. The
 # tool's own prints go to stderr so they cannot forge the result line.
@@ -356,12 +257,6 @@ print("A4PS-RESULT " + line)
 '''
 
 
-def run_tests(code: str, tests: str, *, backend: str, limits: sandbox.Limits) -> sandbox.SandboxResult:
-    """Run the tests against the tool in the sandbox (never in this process)."""
-    return sandbox.run(TEST_HARNESS, files={"tool.py": code, "tool_tests.py": TESTS_PRELUDE + tests},
-                       backend=backend, limits=limits)
-
-
 def parse_result_line(stdout: str) -> dict[str, Any] | None:
     """The harness's last `A4PS-RESULT {json}` line, or None when it never got that far."""
     for line in reversed(stdout.splitlines()):
@@ -373,11 +268,364 @@ def parse_result_line(stdout: str) -> dict[str, Any] | None:
             return value if isinstance(value, dict) else None
     return None
 
+# ------------------------------------------------------------------------------------------ checks
+@dataclass(frozen=True)
+class Check:
+    """One expectation about the tool: `call` (Python source, e.g. "add(1, 2)") equals `expected`
+    (a literal's source). `origin` is "spec" (the person's own example: authoritative) or "model"
+    (BRICK's test case: advice, outvoted when candidates agree against it)."""
+
+    call: str
+    expected: str
+    origin: str
+
+    def source(self) -> str:
+        return f"assert {self.call} == {self.expected}"
+
+
+def _literal(source: str) -> str | None:
+    """`source` normalised if it is a Python literal (number, string, list, dict, None, True...), else None."""
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+        ast.literal_eval(tree)
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        return None
+    return ast.unparse(tree)
+
+
+def _call_of(source: str, name: str | None) -> str | None:
+    """`source` normalised if it is a call of `name` (any name when None) with literal arguments only."""
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError:
+        return None
+    call = tree.body
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+        return None
+    if name is not None and call.func.id != name:
+        return None
+    for arg in [*call.args, *(k.value for k in call.keywords)]:
+        try:
+            ast.literal_eval(arg)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+    return ast.unparse(call)
+
+
+def _balanced_call(text: str, start: int) -> int | None:
+    """Index just past the parenthesis that closes the one at text[start] (strings respected)."""
+    depth, quote, i = 0, "", start
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
+
+
+_PROSE_LINK = re.compile(r"\s*(?:==|->|→|=>|returns|should return|gives|is|evaluates to|yields)\s*", re.IGNORECASE)
+
+
+def _longest_literal(text: str) -> str | None:
+    """The longest prefix of `text` (cut at a delimiter) that is a Python literal."""
+    cuts = sorted({m.start() for m in re.finditer(r"[.;,]\s|[.;]$|\s(?:and|or|but|while)\s|\n|$", text)}, reverse=True)
+    for cut in cuts:
+        value = _literal(text[:cut])
+        if value is not None:
+            return value
+    return None
+
+
+def requested_name(spec: str) -> str | None:
+    """The function name a spec asks for: `def name(`, else the first `snake_name(` in the text."""
+    found = re.search(r"\bdef\s+([A-Za-z_]\w*)\s*\(", spec)
+    if found:
+        return found.group(1)
+    for match in re.finditer(r"\b([a-z_][a-z0-9_]*)\s*\(", spec):
+        name = match.group(1)
+        if name not in _NOT_TOOL_NAMES and TOOL_NAME_RE.match(name):
+            return name
+    return None
+
+
+_NOT_TOOL_NAMES = frozenset({"e", "g", "i", "ie", "eg", "len", "print", "sum", "max", "min", "sorted", "int", "str",
+                             "float", "list", "dict", "set", "tuple", "range", "abs", "round", "and", "or", "not",
+                             "in", "is", "if", "for"})
+
+
+def spec_checks(spec: str, name: str | None) -> list[Check]:
+    """The examples a spec states, as authoritative checks: doctest lines (`>>> f(x)` then the result)
+    and prose (`f(x) returns y`, `f(x) == y`, `f(x) -> y`). Anything that does not parse is ignored."""
+    if not name:
+        return []
+    checks: list[Check] = []
+    lines = spec.splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped.startswith(">>>"):
+            continue
+        call = _call_of(stripped[3:], name)
+        following = next((x.strip() for x in lines[i + 1:] if x.strip()), "")
+        expected = _literal(following) if following and not following.startswith((">>>", '"""', "'''")) else None
+        if call and expected is not None:
+            checks.append(Check(call, expected, "spec"))
+    for match in re.finditer(rf"\b{re.escape(name)}\s*\(", spec):
+        if spec[:match.start()].rstrip().endswith((">>>", "def")):
+            continue
+        end = _balanced_call(spec, match.end() - 1)
+        if end is None:
+            continue
+        call = _call_of(spec[match.start():end], name)
+        link = _PROSE_LINK.match(spec, end)
+        if not call or not link:
+            continue
+        expected = _longest_literal(spec[link.end():])
+        if expected is not None:
+            checks.append(Check(call, expected, "spec"))
+    return _unique(checks)
+
+
+def _unique(checks: list[Check]) -> list[Check]:
+    """First check per call wins (the person's examples come first, so BRICK cannot overrule them)."""
+    seen: dict[str, Check] = {}
+    for check in checks:
+        seen.setdefault(check.call, check)
+    return list(seen.values())
+
+
+def assert_checks(tests: str, name: str) -> list[Check]:
+    """BRICK's test cases as checks: every `assert name(literals) == literal` (either side), read line by
+    line so a reply cut short keeps every complete line."""
+    checks: list[Check] = []
+    for raw in tests.splitlines():
+        line = raw.strip()
+        if not line.startswith("assert "):
+            continue
+        try:
+            node = ast.parse(line).body[0]
+        except SyntaxError:
+            continue  # an unfinished last line
+        if not isinstance(node, ast.Assert) or not isinstance(node.test, ast.Compare):
+            continue
+        compare = node.test
+        if len(compare.ops) != 1 or not isinstance(compare.ops[0], ast.Eq):
+            continue
+        left, right = ast.unparse(compare.left), ast.unparse(compare.comparators[0])
+        for call_src, value_src in ((left, right), (right, left)):
+            call, value = _call_of(call_src, name), _literal(value_src)
+            if call and value is not None:
+                checks.append(Check(call, value, "model"))
+                break
+    return _unique(checks)
+
+
+# ------------------------------------------------------------------------- candidate preparation
+class _Rename(ast.NodeTransformer):
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        node.name = self.names.get(node.name, node.name)
+        self.generic_visit(node)
+        return node
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        node.id = self.names.get(node.id, node.id)
+        return node
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+
+
+def normalise_functions(code: str, name: str | None, *, describe: str = "") -> tuple[str, str, list[str]]:
+    """(code, entry name, notes): what a small model gets wrong in form, not substance, is mended
+    rather than rejected. Several public functions become one public entry point and private helpers;
+    the entry takes the requested name; a missing docstring is taken from `describe` (the request);
+    calls left at module level (a demo `print(f(...))`, a main guard) are dropped."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code, "", []
+    notes: list[str] = []
+    body = []
+    for index, node in enumerate(tree.body):
+        docstring = index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if (isinstance(node, ast.Expr) and not docstring) or _is_main_guard(node):
+            notes.append(f"dropped the module-level `{ast.unparse(node).splitlines()[0][:60]}`")
+            continue
+        body.append(node)
+    changed = len(body) != len(tree.body)
+    tree.body = body
+    public = [n for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
+    if not public:
+        return (ast.unparse(tree) + "\n" if changed else code), "", notes
+    names = {n.name for n in public}
+    called = {c.func.id for f in public for c in ast.walk(f) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+              and c.func.id in names and c.func.id != f.name}
+    if name in names:
+        entry = name
+    else:
+        roots = [f.name for f in public if f.name not in called]
+        entry = (roots or [public[-1].name])[-1]
+    defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    renames: dict[str, str] = {}
+    for other in sorted(names - {entry}):
+        private = f"_{other}"
+        while private in defined or private in renames.values():
+            private = f"_{private}"
+        renames[other] = private
+        notes.append(f"`{other}` made private as `{private}` (a helper of `{entry}`)")
+    if name and entry != name and name not in defined:
+        renames[entry] = name
+        notes.append(f"`{entry}` renamed to `{name}`, the name the request asked for")
+        entry = name
+    if renames:
+        tree = _Rename(renames).visit(tree)
+        changed = True
+    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == entry)
+    if not ast.get_docstring(function) and describe.strip():
+        function.body.insert(0, ast.Expr(ast.Constant(" ".join(describe.split())[:160])))
+        notes.append("added a docstring from the request")
+        changed = True
+    return (ast.unparse(tree) + "\n" if changed else code), entry, notes
+
+
+# ---------------------------------------------------------------------------------- the judge
+# Runs inside the sandbox: imports the tool with its stdout sent to stderr, evaluates each check's call
+# on its own, compares with the expected literal, and prints one machine-readable line last.
+CHECK_HARNESS = r'''
+import ast, contextlib, json, math, sys, traceback
+
+def same(a, b):
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b and type(a) is type(b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and type(a) is type(b):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+checks = json.loads(open("checks.json").read())
+report = {"import_error": None, "results": []}
+with contextlib.redirect_stdout(sys.stderr):
+    try:
+        import tool
+        namespace = dict(vars(tool))
+    except BaseException as exc:
+        report["import_error"] = f"{type(exc).__name__}: {exc}"
+        namespace = None
+    for check in checks if namespace is not None else []:
+        try:
+            value = eval(compile(ast.parse(check["call"], mode="eval"), "<check>", "eval"), dict(namespace))
+        except BaseException as exc:
+            tb = traceback.extract_tb(sys.exc_info()[2])
+            where = next((f" (tool.py line {f.lineno})" for f in reversed(tb) if f.filename.endswith("tool.py")), "")
+            report["results"].append({"ok": False, "value": None, "error": f"{type(exc).__name__}: {exc}{where}"})
+            continue
+        expected = ast.literal_eval(check["expected"])
+        report["results"].append({"ok": same(value, expected), "value": repr(value)[:300], "error": ""})
+print("A4PS-RESULT " + json.dumps(report))
+'''
+
+
+@dataclass
+class Verdict:
+    """What the judge found for one candidate: per check, whether it held and what the call gave."""
+
+    import_error: str | None
+    results: list[dict[str, Any]]
+    ran: sandbox.SandboxResult | None = None
+
+    def passed(self, checks: list[Check], origin: str) -> int:
+        return sum(1 for c, r in zip(checks, self.results) if c.origin == origin and r.get("ok"))
+
+    def failed(self, checks: list[Check], origin: str) -> list[tuple[Check, dict[str, Any]]]:
+        return [(c, r) for c, r in zip(checks, self.results) if c.origin == origin and not r.get("ok")]
+
+
+def judge(code: str, checks: list[Check], *, backend: str, limits: sandbox.Limits) -> Verdict:
+    """Run every check against the code in the sandbox (never in this process)."""
+    payload = json.dumps([{"call": c.call, "expected": c.expected} for c in checks])
+    ran = sandbox.run(CHECK_HARNESS, files={"tool.py": code, "checks.json": payload}, backend=backend, limits=limits)
+    report = parse_result_line(ran.stdout)
+    if report is None:
+        reason = f"killed: {ran.killed_reason} {ran.detail}".strip() if ran.killed_reason else \
+            f"the judge gave no verdict (exit code {ran.exit_code})"
+        return Verdict(import_error=reason, results=[{"ok": False, "value": None, "error": reason} for _ in checks],
+                       ran=ran)
+    results = list(report.get("results") or [])
+    results += [{"ok": False, "value": None, "error": "not run"}] * (len(checks) - len(results))
+    return Verdict(import_error=report.get("import_error"), results=results, ran=ran)
+
+# ------------------------------------------------------------------------------------- prompts
+# Stop at the closing fence: what a small model writes after its code block is never used.
+CODE_STOP = ["\n```\n"]
+
+
+def _rules(allowed_imports: tuple[str, ...]) -> str:
+    return (
+        f"{FORGE_SYSTEM}\n\nRules:\n"
+        "- Write exactly ONE public function with type hints and a one-line docstring. Helper functions, "
+        "if you need any, start with an underscore.\n"
+        f"- Import only from: {', '.join(allowed_imports)}.\n"
+        "- No print, no input, no files, no code outside functions, no tests.\n"
+        "- Reply with a single ```python code block and nothing else."
+    )
+
+
+def _request(spec: str, name: str | None) -> str:
+    if spec.lstrip().startswith("def "):
+        return f"Complete this function. Keep its name and parameters.\n```python\n{spec.strip()}\n```"
+    named = f"\nName the function `{name}`." if name else ""
+    return f"Write a Python function for this request: {spec.strip()}{named}"
+
+
+def function_prompt(spec: str, allowed_imports: tuple[str, ...], name: str | None = None) -> list[dict[str, str]]:
+    """The request to BRICK: only the function (its tests are asked for, and judged, separately)."""
+    return [{"role": "system", "content": _rules(allowed_imports)}, {"role": "user", "content": _request(spec, name)}]
+
+
+def repair_prompt(spec: str, allowed_imports: tuple[str, ...], name: str | None, previous: str,
+                  problem: str) -> list[dict[str, str]]:
+    """The request again with the last function and what the judge found wrong with it."""
+    return [
+        *function_prompt(spec, allowed_imports, name),
+        {"role": "assistant", "content": f"```python\n{previous.strip()}\n```"},
+        {"role": "user", "content": f"{problem}\n\nFix the code. Reply with the complete corrected function in "
+                                    "one ```python code block."},
+    ]
+
+
+def tests_prompt(spec: str, name: str, count: int) -> list[dict[str, str]]:
+    """BRICK's test cases for the function, as single-line asserts with literal values."""
+    return [
+        {"role": "system", "content": (
+            f"{FORGE_TESTS_MARK}\nReply with {count} lines in one ```python code block, each exactly of the form "
+            f"`assert {name}(<literal arguments>) == <literal expected value>`. Use small inputs whose result you "
+            "can work out by hand, including an edge case. No comments, no other code.")},
+        {"role": "user", "content": f"The function: {spec.strip()}"},
+    ]
+
 
 # ------------------------------------------------------------------------------------- the loop
 @dataclass
 class AttemptReport:
-    """One try: what BRICK wrote, what the checks and the sandbox said."""
+    """One candidate: what BRICK wrote, the checks it was judged on and what the sandbox said."""
 
     number: int
     reply: str = ""
@@ -395,6 +643,10 @@ class AttemptReport:
     passed: bool = False
     error: str = ""
     model_ms: float = 0.0
+    tokens: int = 0  # completion tokens of every model call this attempt made
+    truncated_retries: int = 0  # replies cut at max_tokens and asked again with a larger budget
+    spec_passed: int = 0
+    model_passed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -402,7 +654,7 @@ class AttemptReport:
 
 @dataclass
 class ForgeOutcome:
-    """The loop's end: the passing attempt's code and tests, or why it gave up."""
+    """The loop's end: the chosen candidate's code and the checks it passes, or why it gave up."""
 
     ok: bool
     attempts: list[AttemptReport]
@@ -410,25 +662,77 @@ class ForgeOutcome:
     code: str = ""
     tests: str = ""
     error: str = ""
+    tokens: int = 0
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def _tail(text: str, limit: int) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else "…" + text[-limit:]
+@dataclass
+class _Candidate:
+    report: AttemptReport
+    verdict: Verdict | None
 
 
-def _problem(report: AttemptReport) -> str:
-    """What BRICK is told about a failed attempt: the checks' errors or the sandbox's real output."""
-    if not report.static_ok:
-        listing = "\n".join(f"- {e}" for e in report.static_errors)
-        return f"Your code was rejected before it ran:\n{listing}"
-    if report.killed_reason:
-        head = f"The tests were stopped by the sandbox ({report.error or report.killed_reason})."
-    else:
-        head = f"The tests failed in the sandbox (exit code {report.exit_code})."
-    output = _tail("\n".join(p for p in (report.stdout.replace(RESULT_MARK, "result: "), report.stderr) if p.strip()),
-                   FEEDBACK_CHARS)
-    return f"{head}\nOutput:\n```\n{output}\n```"
+def _tests_source(name: str, checks: list[Check]) -> str:
+    if not checks:
+        return ""
+    body = "\n".join(f"    {c.source()}" for c in checks)
+    return f"def test_{name}():\n{body}\n"
+
+
+def _judge_text(checks: list[Check], verdict: Verdict) -> str:
+    """The judge's findings in words, for the attempt record and for BRICK."""
+    if verdict.import_error:
+        return f"The function could not be imported: {verdict.import_error}"
+    lines = []
+    for check, result in zip(checks, verdict.results):
+        mark = "PASS" if result.get("ok") else "FAIL"
+        got = result.get("error") or f"returned {result.get('value')}"
+        lines.append(f"{mark} [{check.origin}] {check.call} == {check.expected}: {got}")
+    return "\n".join(lines)
+
+
+def _problem(checks: list[Check], verdict: Verdict, *, with_test_cases: bool) -> str:
+    """What BRICK is told: the request's examples the function fails and the calls that raised; with
+    `with_test_cases`, its own failing test cases too (they may be the wrong side)."""
+    if verdict.import_error:
+        return f"Importing your function failed: {verdict.import_error}"
+    failing = []
+    for check, result in zip(checks, verdict.results):
+        if result.get("ok") or (check.origin == "model" and not with_test_cases and not result.get("error")):
+            continue
+        whose = "an example of the request" if check.origin == "spec" else "your own test case"
+        got = result.get("error") or f"it returned {result.get('value')}"
+        failing.append(f"- {check.call} should be {check.expected} ({whose}), but {got}")
+    if not failing:
+        return ""
+    hint = ("" if all(c.origin == "spec" for c, r in zip(checks, verdict.results) if not r.get("ok"))
+            else "\nIf a test case of yours is wrong and the function is right, return the function unchanged.")
+    return "The function is wrong on these calls:\n" + "\n".join(failing[:6]) + hint
+
+
+class _Writer:
+    """One model call for code, asked again with twice the budget when the reply was cut off."""
+
+    def __init__(self, model: Any, config: ForgeSettings, on_token: Callable[[str], None] | None) -> None:
+        self.model, self.config, self.on_token = model, config, on_token
+
+    def ask(self, messages: list[dict[str, str]], *, temperature: float, report: AttemptReport,
+            max_tokens: int | None = None) -> str:
+        budget = max_tokens or self.config.max_tokens
+        for _ in range(2):
+            started = time.perf_counter()
+            result = self.model.chat("BRICK", messages, max_tokens=budget, temperature=temperature,
+                                     on_token=self.on_token, stop=CODE_STOP)
+            report.model_ms += (time.perf_counter() - started) * 1000
+            tokens = int(getattr(result, "completion_tokens", 0) or 0)
+            report.tokens += tokens
+            reply = result.content or ""
+            if tokens < budget or _top_level_names(extract_code(reply)) is not None:
+                return reply
+            report.truncated_retries += 1  # cut off mid-code: the same budget would cut it again
+            budget *= 2
+        return reply
 
 
 def forge_loop(
@@ -440,72 +744,204 @@ def forge_loop(
     on_phase: Callable[[int, str], None] | None = None,
     on_token: Callable[[int], Callable[[str], None] | None] | None = None,
 ) -> ForgeOutcome:
-    """Ask BRICK for a function + tests, check it, test it in the sandbox; on failure feed the real
-    error back, up to config.max_attempts. Calls on_attempt after each attempt and on_phase(n,
-    "writing"|"testing") as it goes. Never executes generated code in this process."""
-    attempts: list[AttemptReport] = []
-    previous = ""
+    """Forge a tool for `spec`: BRICK writes a function (greedy first); the spec's own examples are
+    authoritative checks, BRICK's separately written test cases are advice; every candidate is judged
+    in the sandbox. The first candidate that passes every example (or, without examples, every test
+    case) is taken at once; otherwise more candidates are written (a repair when an example fails, a
+    fresh sample otherwise), up to config.max_attempts, and the best is taken, a disputed test case
+    losing to candidates that agree against it. Never executes generated code in this process."""
+    name = requested_name(spec)
+    spec_side = spec_checks(spec, name)
+    model_side: list[Check] = []
+    candidates: list[_Candidate] = []
+    tokens = 0
     problem = ""
     for number in range(1, config.max_attempts + 1):
         report = AttemptReport(number=number)
         if on_phase:
             on_phase(number, "writing")
-        messages = (first_prompt(spec, config.allowed_imports) if not previous
-                    else retry_prompt(spec, config.allowed_imports, previous, problem))
-        started = time.perf_counter()
+        writer = _Writer(model, config, on_token(number) if on_token else None)
+        previous = candidates[-1].report if candidates else None
+        # Greedy first; later candidates warmer, so that they differ from each other.
+        temperature = 0.0 if number == 1 else min(1.0, config.temperature + 0.3 * (number - 1))
+        if previous is not None and problem:
+            messages = repair_prompt(spec, config.allowed_imports, name, previous.code, problem)
+        else:
+            messages = function_prompt(spec, config.allowed_imports, name)
         try:
-            result = model.chat("BRICK", messages, max_tokens=config.max_tokens,
-                                temperature=config.temperature + 0.1 * (number - 1),
-                                on_token=on_token(number) if on_token else None)
+            report.reply = writer.ask(messages, temperature=temperature, report=report)
+            if candidates and _same_code(extract_code(report.reply), [c.report.code for c in candidates]):
+                # Judging the same code twice teaches nothing: ask afresh instead.
+                report.reply = writer.ask(function_prompt(spec, config.allowed_imports, name),
+                                          temperature=FRESH_TEMPERATURE, report=report)
         except Exception as exc:  # a model that fails is one failed attempt, shown with its reason
-            report.model_ms = (time.perf_counter() - started) * 1000
             report.error = f"the model call failed: {type(exc).__name__}: {exc}"
-            attempts.append(report)
+            tokens += report.tokens
+            candidates.append(_Candidate(report, None))
             if on_attempt:
                 on_attempt(report)
             continue
-        report.model_ms = (time.perf_counter() - started) * 1000
-        report.reply = result.content or ""
         source = extract_code(report.reply)
         try:
-            report.code, report.tests = split_tests(source)
+            code, own_tests = split_tests(source)
         except SyntaxError as exc:
-            report.code, report.tests = source, ""
+            code, own_tests = source, ""
             report.static_errors = [f"SyntaxError, line {exc.lineno}: {exc.msg}" if "```" in report.reply else
-                                    "the reply holds no ```python code block with the function and its tests."]
-        else:
-            check = static_check(report.code, report.tests, config.allowed_imports)
-            if check.name == EXAMPLE_NAME and "vowel" not in spec.lower():
-                check.errors.append(f"`{EXAMPLE_NAME}` is the example, not this request: write the function for: {spec}")
-                check.ok = False
-            report.static_ok, report.static_errors, report.name = check.ok, check.errors, check.name
+                                    "the reply holds no ```python code block with the function."]
+        notes: list[str] = []
+        if not report.static_errors:
+            code, report.name, notes = normalise_functions(code, name, describe=_describe(spec))
+            check = static_check(code, "", config.allowed_imports)
+            report.static_ok, report.static_errors = check.ok, check.errors
+            report.name = report.name or check.name
+        report.code = code
+        if notes:
+            report.stderr = "Renamed: " + "; ".join(notes)
         if not report.static_ok:
-            report.error = "static checks failed"
-        else:
-            if on_phase:
-                on_phase(number, "testing")
-            try:
-                ran = run_tests(report.code, report.tests, backend=config.backend, limits=config.limits)
-            except sandbox.SandboxError as exc:
-                report.error = f"the sandbox could not run the tests: {exc}"
-                attempts.append(report)
-                if on_attempt:
-                    on_attempt(report)
-                return ForgeOutcome(False, attempts, error=report.error)
-            report.exit_code, report.stdout, report.stderr = ran.exit_code, ran.stdout, ran.stderr
-            report.duration_s, report.killed_reason, report.backend = ran.duration_s, ran.killed_reason, ran.backend
-            summary = parse_result_line(ran.stdout) or {}
-            report.passed = ran.ok and bool(summary.get("passed")) and not summary.get("failed")
-            if not report.passed:
-                failed = summary.get("failed") or []
-                report.error = (f"killed: {ran.killed_reason} {ran.detail}".strip() if ran.killed_reason else
-                                f"failed: {', '.join(failed)}" if failed else f"exit code {ran.exit_code}")
-        attempts.append(report)
+            report.error = "static checks failed: " + "; ".join(report.static_errors)
+            problem = "Your code was rejected before it ran:\n" + "\n".join(f"- {e}" for e in report.static_errors)
+            tokens += report.tokens
+            candidates.append(_Candidate(report, None))
+            if on_attempt:
+                on_attempt(report)
+            continue
+        if not model_side:
+            model_side = assert_checks(own_tests, report.name)
+            if not model_side and not spec_side:
+                model_side = _ask_tests(model, spec, report, config)
+        checks = _unique([*spec_side, *model_side])
+        if on_phase:
+            on_phase(number, "testing")
+        try:
+            verdict = judge(code, checks, backend=config.backend, limits=config.limits)
+        except sandbox.SandboxError as exc:
+            report.error = f"the sandbox could not run the checks: {exc}"
+            candidates.append(_Candidate(report, None))
+            if on_attempt:
+                on_attempt(report)
+            return ForgeOutcome(False, [c.report for c in candidates], error=report.error,
+                                tokens=tokens + report.tokens)
+        _record_run(report, verdict, checks)
+        tokens += report.tokens
+        candidates.append(_Candidate(report, verdict))
         if on_attempt:
             on_attempt(report)
         if report.passed:
-            return ForgeOutcome(True, attempts, name=report.name, code=report.code, tests=report.tests)
-        previous = source or report.reply
-        problem = _problem(report)
-    last = attempts[-1].error if attempts else "no attempt was made"
-    return ForgeOutcome(False, attempts, error=f"gave up after {len(attempts)} attempt(s); last: {last}")
+            break
+        # After the greedy candidate a repair sees every failure; later candidates repair only real
+        # errors and missed examples, else they are fresh samples that the agreement vote compares.
+        problem = _problem(checks, verdict, with_test_cases=number == 1)
+    return _choose(candidates, _unique([*spec_side, *model_side]), tokens)
+
+
+def _describe(spec: str) -> str:
+    """A one-line description of the request: a stub's own docstring line, else its first sentence."""
+    found = re.search(r'"""\s*(.+?)(?:\n|""")', spec)
+    if spec.lstrip().startswith("def ") and found:
+        return found.group(1).strip()
+    return re.split(r"(?<=[.;])\s", spec.strip(), maxsplit=1)[0]
+
+
+def _same_code(source: str, earlier: list[str]) -> bool:
+    """Whether `source` is, as a syntax tree, one of the earlier candidates' code."""
+    def shape(code: str) -> str | None:
+        try:
+            return ast.dump(ast.parse(code))
+        except SyntaxError:
+            return None
+
+    mine = shape(source)
+    if mine is None:
+        return False
+    try:
+        mine = shape(split_tests(source)[0]) or mine
+    except SyntaxError:
+        pass
+    return any(mine == shape(code) for code in earlier if code)
+
+
+def _ask_tests(model: Any, spec: str, report: AttemptReport, config: ForgeSettings) -> list[Check]:
+    """BRICK's test cases, asked for once when neither the spec nor the reply has any."""
+    started = time.perf_counter()
+    try:
+        result = model.chat("BRICK", tests_prompt(spec, report.name, TEST_CASES), max_tokens=TESTS_MAX_TOKENS,
+                            temperature=0.0, stop=CODE_STOP)
+    except Exception:  # without test cases the candidates are still judged on running at all
+        return []
+    finally:
+        report.model_ms += (time.perf_counter() - started) * 1000
+    report.tokens += int(getattr(result, "completion_tokens", 0) or 0)
+    return assert_checks(extract_code(result.content or ""), report.name)[:TEST_CASES + 1]
+
+
+def _record_run(report: AttemptReport, verdict: Verdict, checks: list[Check]) -> None:
+    ran = verdict.ran
+    if ran is not None:
+        report.exit_code, report.stderr = ran.exit_code, ran.stderr
+        report.duration_s, report.killed_reason, report.backend = ran.duration_s, ran.killed_reason, ran.backend
+    report.tests = _tests_source(report.name, checks)
+    report.stdout = _judge_text(checks, verdict)
+    report.spec_passed = verdict.passed(checks, "spec")
+    report.model_passed = verdict.passed(checks, "model")
+    spec_total = sum(1 for c in checks if c.origin == "spec")
+    model_total = len(checks) - spec_total
+    if verdict.import_error:
+        report.error = verdict.import_error
+    elif spec_total:
+        report.passed = report.spec_passed == spec_total
+        report.error = "" if report.passed else f"fails {spec_total - report.spec_passed} of the request's examples"
+    else:
+        report.passed = report.model_passed == model_total and not any(r.get("error") for r in verdict.results)
+        report.error = "" if report.passed else f"fails {model_total - report.model_passed} of its test cases"
+
+
+def _agreement(candidates: list[_Candidate], checks: list[Check]) -> dict[int, int]:
+    """Per candidate: on how many (check, other candidate) pairs both calls returned the same value."""
+    judged = [c for c in candidates if c.verdict is not None and not c.verdict.import_error]
+    scores: dict[int, int] = {}
+    for cand in judged:
+        assert cand.verdict is not None
+        score = 0
+        for other in judged:
+            if other is cand or other.verdict is None:
+                continue
+            for mine, theirs in zip(cand.verdict.results, other.verdict.results):
+                if not mine.get("error") and mine.get("value") is not None and mine.get("value") == theirs.get("value"):
+                    score += 1
+        scores[cand.report.number] = score
+    return scores
+
+
+def _choose(candidates: list[_Candidate], checks: list[Check], tokens: int) -> ForgeOutcome:
+    """The best judged candidate: every example passed first, then agreement with the other candidates,
+    then test cases passed, then the earliest. Without examples a candidate that never ran cleanly is
+    not registered; with examples only one that passes them all is."""
+    attempts = [c.report for c in candidates]
+    judged = [c for c in candidates if c.verdict is not None and not c.verdict.import_error]
+    if not judged:
+        last = attempts[-1].error if attempts else "no attempt was made"
+        return ForgeOutcome(False, attempts, error=f"gave up after {len(attempts)} attempt(s); last: {last}",
+                            tokens=tokens, checks=checks)
+    agreement = _agreement(candidates, checks)
+    spec_total = sum(1 for c in checks if c.origin == "spec")
+
+    def rank(c: _Candidate) -> tuple[int, int, int, int, int]:
+        clean = sum(1 for r in c.verdict.results if not r.get("error")) if c.verdict else 0
+        return (c.report.spec_passed, agreement.get(c.report.number, 0), c.report.model_passed, clean,
+                -c.report.number)
+
+    best = max(judged, key=rank)
+    report = best.report
+    assert best.verdict is not None
+    if spec_total and report.spec_passed < spec_total:
+        return ForgeOutcome(False, attempts, tokens=tokens, checks=checks, error=(
+            f"gave up after {len(attempts)} attempt(s): no function passes all {spec_total} example(s) of the "
+            f"request (the best passes {report.spec_passed}); last: {attempts[-1].error}"))
+    if not spec_total and checks and not any(not r.get("error") for r in best.verdict.results):
+        return ForgeOutcome(False, attempts, tokens=tokens, checks=checks,
+                            error=f"gave up after {len(attempts)} attempt(s): every call of the function failed")
+    held = [c for c, r in zip(checks, best.verdict.results) if r.get("ok")]
+    disputed = [c for c, r in zip(checks, best.verdict.results) if not r.get("ok") and c.origin == "model"]
+    notes = [f"test case dropped as disputed: {c.source()}" for c in disputed]
+    return ForgeOutcome(True, attempts, name=report.name, code=report.code, tests=_tests_source(report.name, held),
+                        tokens=tokens, checks=held, notes=notes)

@@ -2,6 +2,7 @@
 from django.urls import path
 
 from forge import views
+from forge.evals import views as eval_views
 
 urlpatterns = [
     path("", views.forge_home, name="forge"),
@@ -11,4 +12,9 @@ urlpatterns = [
     path("tools/<slug:name>/toggle/", views.tool_toggle, name="forge_tool_toggle"),
     path("tools/<slug:name>/rollback/", views.tool_rollback, name="forge_tool_rollback"),
     path("tools/<slug:name>/try/", views.tool_try, name="forge_tool_try"),
+    path("evals/", eval_views.evals, name="evals"),
+    path("evals/compare/", eval_views.eval_compare, name="eval_compare"),
+    path("evals/<int:run_id>/", eval_views.eval_run, name="eval_run"),
+    path("evals/<int:run_id>/cancel/", eval_views.eval_run_cancel, name="eval_run_cancel"),
+    path("evals/<int:run_id>/items/<str:item_id>/", eval_views.eval_item, name="eval_item"),
 ]

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
@@ -25,7 +27,8 @@ def hash_token(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _error(status: int, message: str, **extra: Any) -> JsonResponse:
+def api_error(status: int, message: str, **extra: Any) -> JsonResponse:
+    """A JSON error body {"error": message} with the status; every API of the project answers errors so."""
     return JsonResponse({"error": message, **extra}, status=status)
 
 
@@ -39,18 +42,22 @@ def api_auth(view: Callable) -> Callable:
         if header.startswith("Bearer "):
             token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(header[7:].strip())).first()
             if token is None or not token.user.is_active:
-                return _error(401, "Invalid API token.")
+                return api_error(401, "Invalid API token.")
             ApiToken.objects.filter(pk=token.pk).update(last_used=timezone.now())
             request.user = token.user
         elif request.user.is_authenticated:
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 reason = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
                 if reason is not None:
-                    return _error(403, "CSRF check failed: send the X-CSRFToken header, or use a bearer token.")
+                    return api_error(403, "CSRF check failed: send the X-CSRFToken header, or use a bearer token.")
         else:
             request.user = AnonymousUser()
-            return _error(401, "Authentication required: log in or send 'Authorization: Bearer <token>'.")
-        return view(request, *args, **kwargs)
+            return api_error(401, "Authentication required: log in or send 'Authorization: Bearer <token>'.")
+        try:
+            return view(request, *args, **kwargs)
+        except RequestDataTooBig:
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            return api_error(413, f"The body is larger than the {limit:,} bytes a request may carry.")
 
     return wrapper
 
@@ -78,25 +85,25 @@ def runs_collection(request: HttpRequest) -> JsonResponse:
         recent = selectors.runs_page()[:50]
         return JsonResponse({"runs": [run_json(r) for r in recent]})
     if request.method != "POST":
-        return _error(405, "Use GET to list runs or POST to submit a task.")
+        return api_error(405, "Use GET to list runs or POST to submit a task.")
     try:
         body = json.loads(request.body or b"{}")
     except (ValueError, UnicodeDecodeError):
-        return _error(400, "The body is not valid JSON.")
+        return api_error(400, "The body is not valid JSON.")
     if not isinstance(body, dict) or not isinstance(body.get("task"), str):
-        return _error(400, 'Send a JSON object like {"task": "..."}.')
+        return api_error(400, 'Send a JSON object like {"task": "..."}.')
     try:
         run = runs.run_submit(task=body["task"], user=request.user)
     except ValueError as exc:
-        return _error(400, str(exc))
+        return api_error(400, str(exc))
     return JsonResponse(run_json(run), status=201)
 
 
 @api_auth
 def run_item(request: HttpRequest, run_id: int) -> JsonResponse:
     if request.method != "GET":
-        return _error(405, "Runs are read-only here; cancel one from its page.")
+        return api_error(405, "Runs are read-only here; cancel one from its page.")
     run = Run.objects.filter(pk=run_id).first()
     if run is None:
-        return _error(404, f"No run #{run_id}.")
+        return api_error(404, f"No run #{run_id}.")
     return JsonResponse(run_json(run, steps=True))

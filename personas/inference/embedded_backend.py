@@ -256,7 +256,7 @@ class EmbeddedBackend:
             self._on_status("loading", path.name, None)
             started = time.perf_counter()
             try:
-                import xllamacpp
+                import xllamacpp  # on first load only: the binding and its shared library are large
             except ImportError as exc:
                 raise EmbeddedModelError("xllamacpp is not installed: pip install xllamacpp") from exc
             params = xllamacpp.CommonParams()
@@ -360,6 +360,8 @@ class EmbeddedBackend:
             request["tools"] = options.tools
         if options.json_schema is not None:
             request["json_schema"] = options.json_schema
+        if options.stop:
+            request["stop"] = list(options.stop)
         on_token, tools = options.on_token, options.tools
 
         server = self._server

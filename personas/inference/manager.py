@@ -183,6 +183,7 @@ class ModelManager:
         on_token: Callable[[str], None] | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        stop: list[str] | tuple[str, ...] | None = None,
     ) -> ChatResult:
         """Ask a persona (ALFRED/BRICK/ROBIN/BABS, any case) or a named model.
 
@@ -207,7 +208,7 @@ class ModelManager:
             _, model = self.resolve(persona_or_model)
             with self.lock.hold(wait_s=self.config.request_timeout_s * 2):
                 options = ChatOptions(tools=norm_tools, json_schema=json_schema, on_token=on_token,
-                                      max_tokens=max_tokens, temperature=temperature)
+                                      max_tokens=max_tokens, temperature=temperature, stop=tuple(stop or ()))
                 reply = self._chat_on(backend, persona, model if backend == "ollama" else persona_or_model,
                                       messages, options)
             result = self._finish(reply, backend, persona, json_schema, t0)

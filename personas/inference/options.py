@@ -19,3 +19,4 @@ class ChatOptions:
     on_token: Callable[[str], None] | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    stop: tuple[str, ...] = ()

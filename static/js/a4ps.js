@@ -2,7 +2,7 @@
 // reconnect (the server replays what is newer than the newest item on the page), de-duplication,
 // and retries after clean closes (a server restart), which the extension itself does not retry.
 (function () {
-  var LISTS = ["event-log", "steps", "attempts"];
+  var LISTS = ["event-log", "steps", "attempts", "eval-results"];
 
   function liveList() {
     for (var i = 0; i < LISTS.length; i++) {

@@ -46,10 +46,12 @@ forge_reply.wants_messages = True  # type: ignore[attr-defined]
 
 
 def request_kind(persona: str, json_schema: dict | None, messages: list[dict] | None = None) -> str:
-    from forge.toolforge import FORGE_SYSTEM_MARK
+    from forge.toolforge import FORGE_SYSTEM_MARK, FORGE_TESTS_MARK
 
     if messages and messages[0].get("content", "").startswith(FORGE_SYSTEM_MARK):
         return "forge"
+    if messages and messages[0].get("content", "").startswith(FORGE_TESTS_MARK):
+        return "forge_tests"
     props = (json_schema or {}).get("properties", {})
     if "research" in props:
         return "route"
@@ -66,8 +68,10 @@ def request_kind(persona: str, json_schema: dict | None, messages: list[dict] | 
 
 class ScriptedModel:
     """`rules` maps a request kind (route, thoughts, evaluation, thesis, antithesis, critic, answer,
-    research, forge) to a value or a callable(call_number) -> value; dict values are JSON replies.
-    A callable with `wants_messages = True` is called as (call_number, messages)."""
+    research, forge, forge_tests) to a value or a callable(call_number) -> value; dict values are JSON
+    replies, a `Reply` is returned as it is (e.g. to set completion_tokens). A callable with
+    `wants_messages = True` is called as (call_number, messages); a callable may raise, as a failing
+    model would. Each call is recorded with its messages and options in `calls`."""
 
     def __init__(self, rules: dict[str, Any] | None = None, *, delay_s: float = 0.0) -> None:
         self.rules = {
@@ -80,6 +84,7 @@ class ScriptedModel:
             "answer": "The answer is 4.",
             "research": "Nothing relevant.",
             "forge": forge_reply,
+            "forge_tests": "```python\nassert add_two_integers(2, 3) == 5\nassert add_two_integers(0, 0) == 0\n```",
             "amendment": {"persona": "ROBIN", "principle": "Listen before answering.", "rationale": "r"},
             **(rules or {}),
         }
@@ -87,16 +92,19 @@ class ScriptedModel:
         self.calls: list[dict[str, Any]] = []
 
     def chat(self, persona_or_model: str, messages: list[dict], *, tools=None, json_schema=None, on_token=None,
-             max_tokens=None, temperature=None) -> Reply:
+             max_tokens=None, temperature=None, stop=None) -> Reply:
         persona = persona_or_model.upper()
         kind = request_kind(persona, json_schema, messages)
         count = sum(1 for c in self.calls if c["kind"] == kind)
-        self.calls.append({"persona": persona, "kind": kind, "messages": messages, "tools": tools})
+        self.calls.append({"persona": persona, "kind": kind, "messages": messages, "tools": tools,
+                           "max_tokens": max_tokens, "temperature": temperature, "stop": stop})
         value = self.rules[kind]
         if callable(value):
             value = value(count, messages) if getattr(value, "wants_messages", False) else value(count)
         if self.delay_s:
             time.sleep(self.delay_s)
+        if isinstance(value, Reply):
+            return value
         if isinstance(value, dict) and "tool_calls" in value:
             return Reply(content="", tool_calls=value["tool_calls"], persona=persona)
         if isinstance(value, (dict, list)):

@@ -1,0 +1,148 @@
+"""The eval suites on the real embedded model, mode beside mode: pass rates per category, tokens, seconds.
+
+    python bench/evals.py --suite tools [--modes forge,single,resample] [--limit N] [--threads 1] [--out F]
+    python bench/evals.py --report F [F ...]     # the same table from saved --out files (e.g. modes run apart)
+
+Runs the same engine as `manage.py evals run` (forge/evals/engine.py) without a database: the embedded
+llama.cpp model through ModelManager, the forge settings of config/settings.toml, the product's
+sandbox. The forge runs first so that `resample` gets the forge's own token budget per item. Prints a
+table, then one line `RESULT {json}`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from forge.config import ForgeSettings  # noqa: E402
+from forge.evals.engine import TOOL_MODES, ItemResult, run_tool_items, summarise  # noqa: E402
+from forge.evals.suites import load_tools  # noqa: E402
+from personas.inference import ModelManager, ModelsConfig  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=["tools"], default="tools")
+    parser.add_argument("--modes", default="forge,single,resample", help="comma-separated, of " + ", ".join(TOOL_MODES))
+    parser.add_argument("--limit", type=int, default=0, help="the first N items only (0 = all)")
+    parser.add_argument("--ids", default="", help="comma-separated item ids instead of --limit")
+    parser.add_argument("--var-dir", default=str(REPO / "var"), help="where the assembled GGUF lives")
+    parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads (0 = all cores)")
+    parser.add_argument("--backend", default="", help="sandbox backend (default: [forge] backend of settings.toml)")
+    parser.add_argument("--out", default="", help="write every item's result as JSON lines to this file")
+    parser.add_argument("--report", nargs="+", default=[], help="print the table from saved --out files instead")
+    parser.add_argument("--budgets-from", nargs="+", default=[],
+                        help="resample: per-item token budgets from the forge rows of saved --out files")
+    args = parser.parse_args()
+    if args.report:
+        saved: dict[str, list[ItemResult]] = {}
+        for name in args.report:
+            for line in Path(name).read_text().splitlines():
+                row = json.loads(line)
+                if args.ids and row["item_id"] not in set(args.ids.split(",")):
+                    continue  # --ids restricts the report to items every mode ran
+                saved.setdefault(row.pop("mode"), []).append(ItemResult(**row))
+        report(saved, {"items": len({r.item_id for rows in saved.values() for r in rows}), "from": args.report})
+        return
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in TOOL_MODES]
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}: choose from {', '.join(TOOL_MODES)}")
+    items = load_tools()
+    if args.ids:
+        order = [i.strip() for i in args.ids.split(",")]
+        by_id = {i.id: i for i in items}
+        items = [by_id[i] for i in order if i in by_id]
+    elif args.limit:
+        items = items[: args.limit]
+    settings_toml = tomllib.loads((REPO / "config" / "settings.toml").read_text())
+    forge_conf = dict(settings_toml.get("forge", {}))
+    if args.backend:
+        forge_conf["backend"] = args.backend
+    config = ForgeSettings.from_dict(forge_conf)
+    models = ModelsConfig.from_dict({"backend": "embedded", "embedded": {"threads": args.threads, "n_ctx": 4096}})
+    model = ModelManager(models, var_dir=Path(args.var_dir))
+    print(f"{len(items)} items, modes {', '.join(modes)}, model {model.resolve('BRICK')[1]}, "
+          f"{args.threads} thread(s), sandbox {config.backend}", flush=True)
+
+    out = open(args.out, "w", encoding="utf-8") if args.out else None
+    results: dict[str, list[ItemResult]] = {}
+    budgets: dict[str, int] = {}
+    for name in args.budgets_from:
+        for line in Path(name).read_text().splitlines():
+            row = json.loads(line)
+            if row["mode"] == "forge":
+                budgets[row["item_id"]] = row["tokens"]
+    for mode in sorted(modes, key=lambda m: TOOL_MODES.index(m) if m != "forge" else -1):
+        started = time.perf_counter()
+
+        def progress(result: ItemResult, mode: str = mode) -> None:
+            mark = "pass" if result.passed else "FAIL"
+            print(f"  {mode:8} {result.item_id:9} {mark}  {result.tokens:5} tok  {result.seconds:6.1f} s  "
+                  f"{result.why[:90]}", flush=True)
+            if out:
+                out.write(json.dumps({"mode": mode, **result.as_dict()}) + "\n")
+                out.flush()
+
+        results[mode] = run_tool_items(items, mode, model, config, budgets=budgets, on_result=progress)
+        if mode == "forge":
+            budgets = {r.item_id: r.tokens for r in results[mode]}
+        print(f"{mode}: {time.perf_counter() - started:.0f} s", flush=True)
+    if out:
+        out.close()
+    report(results, {"items": len(items), "threads": args.threads, "sandbox": config.backend})
+
+
+def report(results: dict[str, list[ItemResult]], figures: dict[str, object]) -> None:
+    """The table per category and mode, the costs and the ratios, then the RESULT line."""
+    results = {m: results[m] for m in sorted(results, key=lambda m: TOOL_MODES.index(m) if m in TOOL_MODES else 9)}
+    summaries = {mode: summarise(rows) for mode, rows in results.items()}
+    categories = sorted({r.category for rows in results.values() for r in rows})
+    header = f"{'category':14}" + "".join(f"{m:>12}" for m in results)
+    print("\npass rate on the hidden tests\n" + header)
+    for category in [*categories, "overall"]:
+        row = f"{category:14}"
+        for mode in results:
+            block = summaries[mode]["overall" if category == "overall" else "categories"]
+            block = block if category == "overall" else block.get(category, {})
+            row += f"{block.get('pass_rate', 0) * 100:11.0f}%"
+        print(row)
+    print("\nper item" + "".join(f"{m:>12}" for m in results))
+    for mode, rows in results.items():
+        tokens = [r.tokens for r in rows]
+        seconds = [r.seconds for r in rows]
+        figures[f"{mode}_pass_rate"] = summaries[mode]["overall"]["pass_rate"]
+        figures[f"{mode}_tokens_mean"] = round(statistics.mean(tokens), 1) if tokens else 0
+        figures[f"{mode}_seconds_median"] = round(statistics.median(seconds), 1) if seconds else 0
+        figures[f"{mode}_categories"] = {c: b["pass_rate"] for c, b in summaries[mode]["categories"].items()}
+        figures[f"{mode}_styles"] = {s: b["pass_rate"] for s, b in summaries[mode]["styles"].items()}
+    for label, key in (("mean tokens", "tokens_mean"), ("median seconds", "seconds_median")):
+        print(f"{label:14}" + "".join(f"{figures[f'{m}_{key}']:>12}" for m in results))
+    if "single" in results and "forge" in results:
+        solved = {r.item_id for r in results["single"] if r.passed}
+        forge_s = [r.seconds for r in results["forge"] if r.item_id in solved]
+        single_s = [r.seconds for r in results["single"] if r.item_id in solved]
+        if solved:
+            ratio = statistics.median(forge_s) / max(statistics.median(single_s), 1e-9)
+            figures["forge_vs_single_time_on_single_solved"] = round(ratio, 2)
+            print(f"forge / single median time on the items single solves: {ratio:.2f}x")
+        figures["forge_minus_single_points"] = round(
+            100 * (figures["forge_pass_rate"] - figures["single_pass_rate"]), 1)  # type: ignore[operator]
+        figures["forge_only"] = sorted({r.item_id for r in results["forge"] if r.passed} - solved)
+        figures["single_only"] = sorted(solved - {r.item_id for r in results["forge"] if r.passed})
+    if "forge" in results:
+        attempts = [a for r in results["forge"] for a in r.detail.get("attempts", [])]
+        figures["forge_truncated_retries"] = sum(a.get("truncated_retries", 0) for a in attempts)
+    print("RESULT " + json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""The eval modes for the `tools` suite and the hidden-test judge; no Django, so the runner service and
+bench/evals.py run the very same code.
+
+Modes, each given one item, the model and the forge settings:
+- `single`: the model asked once (greedy) to write the function; its code is judged as it is.
+- `forge`: the product's Tool Forge loop; the tool it would register is judged.
+- `resample`: independent samples at the forge's token budget for the item, the first that passes the
+  spec's own examples chosen (the first that passes the static checks when the spec has none).
+Every judged piece of code runs in the product's sandbox, never in this process.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from forge import sandbox
+from forge.config import ForgeSettings
+from forge.evals.suites import TaskItem, ToolItem, check_answer
+from forge.toolforge import (
+    CODE_STOP,
+    extract_code,
+    forge_loop,
+    function_prompt,
+    judge,
+    parse_result_line,
+    requested_name,
+    spec_checks,
+    split_tests,
+    static_check,
+)
+
+TOOL_MODES = ("single", "forge", "resample")
+TASK_MODES = ("single",)  # the full graph is a mode of the runner service (it needs the database)
+TASK_MAX_TOKENS = 256
+RESAMPLE_TEMPERATURE = 0.8
+OUTPUT_CHARS = 4000
+
+# Runs inside the sandbox: the candidate's module, then the hidden tests (plain asserts) in its namespace.
+HIDDEN_HARNESS = r'''
+import contextlib, json, sys, traceback
+outcome = {"passed": False, "error": ""}
+with contextlib.redirect_stdout(sys.stderr):
+    try:
+        import tool
+        namespace = dict(vars(tool))
+        exec(compile(open("hidden_tests.py").read(), "hidden_tests.py", "exec"), namespace)
+        outcome["passed"] = True
+    except BaseException as exc:
+        frames = [f for f in traceback.extract_tb(sys.exc_info()[2]) if f.filename in ("hidden_tests.py", "tool.py")]
+        where = f" at {frames[-1].filename} line {frames[-1].lineno}: {frames[-1].line}" if frames else ""
+        outcome["error"] = f"{type(exc).__name__}: {exc}{where}"[:1000]
+print("A4PS-RESULT " + json.dumps(outcome))
+'''
+
+
+@dataclass
+class ItemResult:
+    """One item under one mode: pass/fail on the hidden tests and what it cost."""
+
+    item_id: str
+    category: str
+    style: str
+    passed: bool
+    attempts: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    output: str = ""  # the final code (tools) or answer (tasks)
+    why: str = ""  # why it failed, in words
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Produced:
+    """What a mode produced for an item before judging."""
+
+    code: str
+    attempts: int
+    tokens: int
+    error: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def run_hidden(code: str, item: ToolItem, config: ForgeSettings) -> tuple[bool, str]:
+    """The item's hidden tests against `code`, in the sandbox with the forge's limits."""
+    limits = config.limits
+    if item.timeout_s > limits.wall_s:
+        limits = sandbox.Limits(**{**asdict(limits), "wall_s": item.timeout_s})
+    ran = sandbox.run(HIDDEN_HARNESS, files={"tool.py": code, "hidden_tests.py": item.hidden_tests},
+                      backend=config.backend, limits=limits)
+    report = parse_result_line(ran.stdout)
+    if report is None:
+        reason = f"killed: {ran.killed_reason} {ran.detail}".strip() if ran.killed_reason else \
+            f"no verdict (exit code {ran.exit_code}): {ran.stderr[-500:]}"
+        return False, reason
+    return bool(report.get("passed")), str(report.get("error") or "")
+
+
+def _chat(model: Any, messages: list[dict[str, str]], *, config: ForgeSettings, temperature: float) -> tuple[str, int]:
+    result = model.chat("BRICK", messages, max_tokens=config.max_tokens, temperature=temperature, stop=CODE_STOP)
+    return result.content or "", int(getattr(result, "completion_tokens", 0) or 0)
+
+
+def _code_of(reply: str) -> str:
+    source = extract_code(reply)
+    try:
+        return split_tests(source)[0]
+    except SyntaxError:
+        return source
+
+
+def produce_single(item: ToolItem, model: Any, config: ForgeSettings) -> Produced:
+    name = requested_name(item.spec)
+    reply, tokens = _chat(model, function_prompt(item.spec, config.allowed_imports, name), config=config,
+                          temperature=0.0)
+    return Produced(code=_code_of(reply), attempts=1, tokens=tokens)
+
+
+def produce_forge(item: ToolItem, model: Any, config: ForgeSettings) -> Produced:
+    outcome = forge_loop(item.spec, model=model, config=config)
+    attempts = [a.as_dict() for a in outcome.attempts]
+    detail = {"attempts": [{k: a[k] for k in ("number", "passed", "error", "tokens", "truncated_retries",
+                                              "spec_passed", "model_passed", "stdout")} for a in attempts],
+              "notes": outcome.notes, "tests": outcome.tests}
+    if not outcome.ok:
+        return Produced(code="", attempts=len(attempts), tokens=outcome.tokens, error=outcome.error, detail=detail)
+    return Produced(code=outcome.code, attempts=len(attempts), tokens=outcome.tokens, detail=detail)
+
+
+def produce_resample(item: ToolItem, model: Any, config: ForgeSettings, *, budget: int) -> Produced:
+    """Independent samples until the token budget is spent; the first that passes the spec's examples."""
+    name = requested_name(item.spec)
+    checks = spec_checks(item.spec, name)
+    tokens, samples, fallback = 0, 0, ""
+    while tokens < budget or samples == 0:
+        temperature = 0.0 if samples == 0 else RESAMPLE_TEMPERATURE
+        reply, used = _chat(model, function_prompt(item.spec, config.allowed_imports, name), config=config,
+                            temperature=temperature)
+        tokens += used
+        samples += 1
+        code = _code_of(reply)
+        if not static_check(code, "", config.allowed_imports).ok:
+            continue
+        if not checks:
+            return Produced(code=code, attempts=samples, tokens=tokens, detail={"chosen_by": "static checks"})
+        fallback = fallback or code
+        verdict = judge(code, checks, backend=config.backend, limits=config.limits)
+        if not verdict.import_error and all(r.get("ok") for r in verdict.results):
+            return Produced(code=code, attempts=samples, tokens=tokens, detail={"chosen_by": "spec examples"})
+    return Produced(code=fallback, attempts=samples, tokens=tokens,
+                    detail={"chosen_by": "first sample (none passed the examples)" if fallback else "none"})
+
+
+def run_tool_item(item: ToolItem, mode: str, model: Any, config: ForgeSettings, *,
+                  budget: int | None = None) -> ItemResult:
+    """One item under one mode, judged by its hidden tests; a crash of the mode is a failed item."""
+    started = time.perf_counter()
+    try:
+        if mode == "single":
+            produced = produce_single(item, model, config)
+        elif mode == "forge":
+            produced = produce_forge(item, model, config)
+        elif mode == "resample":
+            produced = produce_resample(item, model, config, budget=budget or config.max_tokens * config.max_attempts)
+        else:
+            raise ValueError(f"unknown mode {mode!r} for the tools suite: choose {', '.join(TOOL_MODES)}")
+    except ValueError:
+        raise
+    except Exception as exc:  # recorded on the item; the run goes on with the next one
+        return ItemResult(item.id, item.category, item.style, False, seconds=time.perf_counter() - started,
+                          why=f"the {mode} mode crashed: {type(exc).__name__}: {exc}")
+    result = ItemResult(item.id, item.category, item.style, False, attempts=produced.attempts,
+                        tokens=produced.tokens, output=produced.code, detail=produced.detail)
+    if not produced.code.strip():
+        result.why = produced.error or "no code was produced"
+    else:
+        try:
+            result.passed, error = run_hidden(produced.code, item, config)
+        except sandbox.SandboxError as exc:
+            result.passed, error = False, f"the sandbox could not run the hidden tests: {exc}"
+        result.why = "" if result.passed else (error or "the hidden tests failed")
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def run_tool_items(items: list[ToolItem], mode: str, model: Any, config: ForgeSettings, *,
+                   budgets: dict[str, int] | None = None,
+                   on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
+    """Every item in order; `on_result` after each (progress, persistence)."""
+    results = []
+    for item in items:
+        result = run_tool_item(item, mode, model, config, budget=(budgets or {}).get(item.id))
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def run_task_single(item: TaskItem, model: Any) -> ItemResult:
+    """A task asked once of ALFRED's model, with no memory and no tools; the answer checked by its rule."""
+    started = time.perf_counter()
+    result = ItemResult(item.id, item.category, "", False, attempts=1)
+    try:
+        reply = model.chat("ALFRED", [{"role": "user", "content": item.task}], max_tokens=TASK_MAX_TOKENS,
+                           temperature=0.0)
+    except Exception as exc:  # recorded on the item; the run goes on with the next one
+        result.why = f"the model call failed: {type(exc).__name__}: {exc}"
+    else:
+        result.output = reply.content or ""
+        result.tokens = int(getattr(reply, "completion_tokens", 0) or 0)
+        result.passed, reason = check_answer(item, result.output)
+        result.why = "" if result.passed else reason
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def summarise(results: list[ItemResult]) -> dict[str, Any]:
+    """Pass rate overall and per category and style, with tokens and seconds."""
+    def block(rows: list[ItemResult]) -> dict[str, Any]:
+        n = len(rows)
+        return {"items": n, "passed": sum(r.passed for r in rows),
+                "pass_rate": round(sum(r.passed for r in rows) / n, 4) if n else 0.0,
+                "tokens": sum(r.tokens for r in rows), "seconds": round(sum(r.seconds for r in rows), 1)}
+
+    out = {"overall": block(results), "categories": {}, "styles": {}}
+    for key, attr in (("categories", "category"), ("styles", "style")):
+        for value in sorted({getattr(r, attr) for r in results}):
+            out[key][value] = block([r for r in results if getattr(r, attr) == value])
+    return out

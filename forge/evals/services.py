@@ -1,0 +1,204 @@
+"""Writes of eval runs: create (validated, queued for the worker), execute item by item (resumable,
+cancellable, live), cancel. The engine (forge/evals/engine.py) does the judging."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from a4ps_site.realtime import broadcast, group_for
+from forge.config import ForgeSettings, forge_settings
+from forge.evals import engine
+from forge.evals.models import EvalResult, EvalRun
+from forge.evals.suites import TaskItem, ToolItem, load_tasks, load_tools
+from personas.events import event_publish
+from personas.llm import model_manager, models_config
+
+log = logging.getLogger(__name__)
+
+EVALS_GROUP = "evals"  # the Evals page: rows and the scoreboard
+SUITES = {"tools": engine.TOOL_MODES, "tasks": engine.TASK_MODES}
+SUITE_MODES = SUITES
+
+
+def suite_items(suite: str) -> list[ToolItem] | list[TaskItem]:
+    if suite == "tools":
+        return load_tools()
+    if suite == "tasks":
+        return load_tasks()
+    raise ValueError(f"Unknown suite {suite!r}: choose {' or '.join(SUITES)}.")
+
+
+def _check(suite: str, mode: str, limit: int) -> None:
+    if suite not in SUITES:
+        raise ValueError(f"Unknown suite {suite!r}: choose {' or '.join(SUITES)}.")
+    if mode not in SUITES[suite]:
+        raise ValueError(f"The {suite} suite has no mode {mode!r}: choose {', '.join(SUITES[suite])}.")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError("The limit must be a whole number of items, 0 for all of them.")
+
+
+def git_commit() -> str:
+    """The checkout's commit (with "+changes" when the work tree differs), or "unknown"."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=settings.BASE_DIR, capture_output=True,
+                              text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=settings.BASE_DIR,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
+def settings_snapshot(config: ForgeSettings) -> dict[str, Any]:
+    """The settings an eval's figures depend on: the forge's and the models'."""
+    forge = asdict(config)
+    forge["limits"] = asdict(config.limits)
+    models = models_config()
+    return {"forge": forge, "models": {"backend": models.backend, "personas": dict(models.personas),
+                                       "embedded": asdict(models.embedded)}}
+
+
+def digest(snapshot: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(snapshot, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def eval_run_create(*, suite: str, mode: str, limit: int = 0, user: Any = None, enqueue: bool = True) -> EvalRun:
+    """Record an eval run of the first `limit` items (0 = all); the worker that subscribes to
+    "evals.queued" (ForgeConfig.ready()) executes it after commit, unless `enqueue` is off."""
+    _check(suite, mode, limit)
+    items = suite_items(suite)
+    chosen = [i.id for i in (items[:limit] if limit else items)]
+    with transaction.atomic():
+        run = EvalRun.objects.create(suite=suite, mode=mode, limit=limit, item_ids=chosen, total=len(chosen),
+                                     created_by=user if getattr(user, "pk", None) else None)
+        event_publish(kind="evals.queued", source="architect" if user else "system", payload={
+            "eval_run": run.pk, "inline": not enqueue,
+            "message": f"Eval #{run.pk} queued: {suite} suite, {mode} mode, {len(chosen)} item(s)"})
+        transaction.on_commit(lambda: eval_run_broadcast(run_id=run.pk))
+    return run
+
+
+def eval_run_cancel(*, run: EvalRun) -> EvalRun:
+    """Cancel a queued run at once, or ask a running one to stop after the current item."""
+    with transaction.atomic():
+        run = EvalRun.objects.select_for_update().get(pk=run.pk)
+        if run.status == EvalRun.Status.QUEUED:
+            run.status, run.finished = EvalRun.Status.CANCELLED, timezone.now()
+        elif run.status == EvalRun.Status.RUNNING:
+            run.status = EvalRun.Status.CANCELLING
+        else:
+            raise ValueError(f"Eval #{run.pk} is {run.status}; only queued or running evals can be cancelled.")
+        run.save(update_fields=["status", "finished"])
+        transaction.on_commit(lambda: eval_run_broadcast(run_id=run.pk))
+    return run
+
+
+def _claim(run_id: int, model: Any) -> EvalRun | None:
+    """QUEUED → RUNNING for exactly one worker, recording what the run runs on."""
+    with transaction.atomic():
+        run = EvalRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != EvalRun.Status.QUEUED:
+            return None
+        config = forge_settings()
+        snapshot = settings_snapshot(config)
+        persona = "BRICK" if run.suite == "tools" else "ALFRED"
+        try:
+            model_name = model.resolve(persona)[1] if hasattr(model, "resolve") else str(getattr(model, "name", ""))
+            backend = str(getattr(model, "backend", ""))
+        except Exception as exc:  # the model is unreachable: recorded, and the items then fail with the reason
+            model_name, backend = f"(unresolved: {exc})", ""
+        run.status, run.started = EvalRun.Status.RUNNING, timezone.now()
+        run.model, run.backend, run.sandbox = f"{persona}: {model_name}"[:300], backend, config.backend
+        run.settings, run.settings_digest, run.commit = snapshot, digest(snapshot), git_commit()
+        run.save()
+        event_publish(kind="evals.started", source="worker", payload={
+            "eval_run": run.pk, "message": f"Eval #{run.pk} started: {run.suite}/{run.mode} on {run.model}"})
+    return run
+
+
+def _forge_budgets(run: EvalRun) -> dict[str, int]:
+    """Per item, the tokens the newest finished forge eval of the same items spent (resample's budget)."""
+    rows = EvalResult.objects.filter(run__suite=run.suite, run__mode="forge", run__status=EvalRun.Status.DONE,
+                                     item_id__in=run.item_ids).order_by("run_id")
+    return {r.item_id: r.tokens for r in rows}
+
+
+def _store(run: EvalRun, result: engine.ItemResult) -> None:
+    with transaction.atomic():
+        _, created = EvalResult.objects.update_or_create(run=run, item_id=result.item_id, defaults={
+            "category": result.category, "style": result.style, "passed": result.passed, "attempts": result.attempts,
+            "tokens": result.tokens, "seconds": result.seconds, "output": result.output, "why": result.why[:4000],
+            "detail": result.detail})
+        if created:
+            EvalRun.objects.filter(pk=run.pk).update(done=F("done") + 1, passed=F("passed") + int(result.passed),
+                                                     tokens=F("tokens") + result.tokens,
+                                                     seconds=F("seconds") + result.seconds)
+        transaction.on_commit(lambda: eval_run_broadcast(run_id=run.pk, item_id=result.item_id))
+
+
+def eval_run_execute(*, run_id: int, model: Any = None,
+                     on_result: Callable[[engine.ItemResult], None] | None = None) -> EvalRun | None:
+    """Run a queued eval to its end: each item judged and stored as it finishes (a restarted run skips
+    the items it has), a cancel honoured between items, failures recorded on the run."""
+    model = model or model_manager()
+    run = _claim(run_id, model)
+    if run is None:
+        return None
+    config = forge_settings()
+    items = {i.id: i for i in suite_items(run.suite)}
+    have = set(run.results.values_list("item_id", flat=True))
+    budgets = _forge_budgets(run) if run.mode == "resample" else {}
+    status, error = EvalRun.Status.DONE, ""
+    try:
+        for item_id in run.item_ids:
+            if item_id in have:
+                continue
+            if EvalRun.objects.filter(pk=run.pk, status=EvalRun.Status.CANCELLING).exists():
+                status = EvalRun.Status.CANCELLED
+                break
+            item = items.get(item_id)
+            if item is None:  # the suite changed since the run was queued
+                continue
+            if isinstance(item, ToolItem):
+                result = engine.run_tool_item(item, run.mode, model, config, budget=budgets.get(item_id))
+            else:
+                result = engine.run_task_single(item, model)
+            _store(run, result)
+            if on_result:
+                on_result(result)
+    except Exception as exc:  # kept on the run and shown on the Evals page
+        log.exception("eval run %s failed", run.pk)
+        status, error = EvalRun.Status.FAILED, f"{type(exc).__name__}: {exc}"
+    with transaction.atomic():
+        EvalRun.objects.filter(pk=run.pk).update(status=status, error=error, finished=timezone.now())
+        run.refresh_from_db()
+        message = (f"Eval #{run.pk} {run.status}: {run.suite}/{run.mode} passed {run.passed} of {run.done} "
+                   f"({run.pass_pct}%)") + (f": {error}" if error else "")
+        event_publish(kind=f"evals.{run.status}", source="worker", payload={"eval_run": run.pk, "message": message})
+        transaction.on_commit(lambda: eval_run_broadcast(run_id=run.pk))
+    return run
+
+
+def eval_run_broadcast(*, run_id: int, item_id: str | None = None) -> None:
+    """Push the run's progress (its page and the Evals list) and, when given, one new result row."""
+    run = EvalRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return
+    broadcast(EVALS_GROUP, "ui.html", html=render_to_string("forge/evals/_run_oob.html", {"run": run}))
+    page = render_to_string("forge/evals/_head_oob.html", {"run": run})
+    if item_id is not None:
+        result = run.results.filter(item_id=item_id).first()
+        if result is not None:
+            page += render_to_string("forge/evals/_result_oob.html", {"result": result, "run": run})
+    broadcast(group_for("eval", run.pk), "ui.html", html=page)

@@ -1,0 +1,352 @@
+"""The failure classes the redesigned forge fixes, each with a scripted BRICK: correct code without tests,
+a reply cut off mid-code, an example tool to copy, a public helper, a demo print, a wrong self-written
+test case, and the person's own examples overruled by BRICK's tests; and the parsers behind them."""
+from __future__ import annotations
+
+import pytest
+
+from forge.config import ForgeSettings
+from forge.models import ForgeAttempt, ForgeRequest, Tool
+from forge.services import forge_request_create, forge_request_execute, tool_call
+from forge.toolforge import (
+    Check,
+    assert_checks,
+    forge_loop,
+    judge,
+    normalise_functions,
+    requested_name,
+    spec_checks,
+)
+from tests.personas.scripted import Reply, ScriptedModel, sequence
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MEDIAN_SPEC = '''def median_of(values: list[float]) -> float:
+    """Return the median of a non-empty list of numbers.
+
+    >>> median_of([4, 1, 3, 2])
+    2.5
+    """'''
+ADD_ONLY = '''```python
+def add_two_integers(a: int, b: int) -> int:
+    """Return the sum of two integers."""
+    return a + b
+```'''
+# Passes every test case BRICK wrote for it, but not the example in the request.
+MIDDLE_ELEMENT = '''```python
+def median_of(values: list[float]) -> float:
+    """Return the median of a non-empty list of numbers."""
+    return sorted(values)[len(values) // 2]
+
+
+def test_median_of():
+    assert median_of([3, 1, 2]) == 2
+    assert median_of([5]) == 5
+```'''
+STATISTICS_MEDIAN = '''```python
+import statistics
+
+
+def median_of(values: list[float]) -> float:
+    """Return the median of a non-empty list of numbers."""
+    return statistics.median(values)
+```'''
+# Right, with one test case of its own that is wrong: the median of [1, 2, 3, 4] is 2.5.
+STATISTICS_MEDIAN_WRONG_TEST = '''```python
+import statistics
+
+
+def median_of(values: list[float]) -> float:
+    """Return the median of a non-empty list of numbers."""
+    return statistics.median(values)
+
+
+def test_median_of():
+    assert median_of([3, 1, 2]) == 2
+    assert median_of([1, 2, 3, 4]) == 2
+```'''
+# The same function written another way: a second, independent opinion on every call.
+SORTED_MEDIAN = '''```python
+def median_of(values: list[float]) -> float:
+    """Return the median of a non-empty list of numbers."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+```'''
+
+SORTED_MEDIAN_WITH_TESTS = SORTED_MEDIAN.removesuffix("```") + '''
+
+def test_median_of():
+    assert median_of([3, 1, 2]) == 2
+```'''
+
+
+def forge(spec: str, model: ScriptedModel) -> ForgeRequest:
+    request = forge_request_create(spec=spec, enqueue=False)
+    return forge_request_execute(request=request, model=model)
+
+
+def attempts_of(request: ForgeRequest) -> list[ForgeAttempt]:
+    return list(ForgeAttempt.objects.filter(request=request).order_by("number"))
+
+
+def forge_calls(model: ScriptedModel) -> list[dict]:
+    return [c for c in model.calls if c["kind"] == "forge"]
+
+
+# ------------------------------------------------------------------------ correct code without tests
+def test_correct_code_without_tests_is_registered_on_test_cases_asked_for_apart(personas_seeded):
+    model = ScriptedModel({"forge": ADD_ONLY})
+    request = forge("add two integers and return the sum", model)
+
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    [attempt] = attempts_of(request)
+    assert attempt.passed and attempt.static_errors == []
+    # The test cases came from a second, separate request, and the function was judged on them.
+    assert model.kinds() == ["forge", "forge_tests"]
+    assert "PASS [model] add_two_integers(2, 3) == 5: returned 5" in attempt.stdout
+    version = Tool.objects.get(name="add_two_integers").current_version
+    assert "assert add_two_integers(2, 3) == 5" in version.tests
+    assert tool_call(name="add_two_integers", arguments={"a": 1234, "b": 4321}).result == 5555
+
+
+def test_correct_code_is_kept_when_no_test_case_can_be_had(personas_seeded):
+    model = ScriptedModel({"forge": ADD_ONLY, "forge_tests": "I would rather not write tests."})
+    request = forge("add two integers and return the sum", model)
+
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    assert [a.passed for a in attempts_of(request)] == [True]
+    version = Tool.objects.get(name="add_two_integers").current_version
+    assert version.tests == ""
+    assert tool_call(name="add_two_integers", arguments={"a": 2, "b": 40}).result == 42
+
+
+# ---------------------------------------------------------------------------- a reply cut off mid-code
+def test_a_reply_cut_off_mid_code_is_asked_again_with_twice_the_budget():
+    cut = SORTED_MEDIAN[:SORTED_MEDIAN.index("sorted(values)") + len("sorted(val")]  # cut mid-call
+    model = ScriptedModel({"forge": sequence(Reply(content=cut, completion_tokens=64),
+                                             Reply(content=SORTED_MEDIAN_WITH_TESTS, completion_tokens=90))})
+    outcome = forge_loop(MEDIAN_SPEC, model=model, config=ForgeSettings(max_tokens=64))
+
+    assert outcome.ok, outcome.error
+    [attempt] = outcome.attempts  # the cut-off reply did not cost an attempt
+    assert attempt.passed and attempt.truncated_retries == 1 and attempt.tokens == 64 + 90
+    assert [c["max_tokens"] for c in forge_calls(model)] == [64, 128]
+    assert forge_calls(model)[0]["messages"] == forge_calls(model)[1]["messages"]  # the same request, asked again
+    assert "(ordered[middle - 1] + ordered[middle]) / 2" in outcome.code
+
+
+def test_a_reply_that_fills_the_budget_but_parses_is_not_asked_again():
+    model = ScriptedModel({"forge": Reply(content=SORTED_MEDIAN, completion_tokens=64)})
+    outcome = forge_loop(MEDIAN_SPEC, model=model, config=ForgeSettings(max_tokens=64))
+
+    assert outcome.ok, outcome.error
+    assert outcome.attempts[0].truncated_retries == 0
+    assert [c["max_tokens"] for c in forge_calls(model)] == [64]
+
+
+# ------------------------------------------------------------------------------ no example to copy
+def test_no_prompt_holds_an_example_tool_to_copy(personas_seeded):
+    # The function, its test cases (asked for apart) and a repair: every kind of request the forge sends.
+    model = ScriptedModel({"forge": sequence(ADD_ONLY.replace("a + b", "a - b"), ADD_ONLY)})
+    request = forge("add two integers and return the sum", model)
+
+    prompts = [m for c in model.calls for m in c["messages"]]
+    for message in prompts:
+        assert "count_vowels" not in message["content"] and "vowel" not in message["content"].lower()
+        if message["role"] != "assistant":  # the only code BRICK is shown is what it wrote itself
+            assert "def " not in message["content"], message
+    assert model.kinds() == ["forge", "forge_tests", "forge"]
+    assert "Fix the code" in prompts[-1]["content"]
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+
+
+def test_a_stub_request_shows_only_the_stub_itself():
+    model = ScriptedModel({"forge": STATISTICS_MEDIAN})
+    assert forge_loop(MEDIAN_SPEC, model=model, config=ForgeSettings()).ok
+    [call] = model.calls
+    shown = "\n".join(m["content"] for m in call["messages"])
+    assert shown.count("def ") == 1 and "def median_of(values: list[float]) -> float:" in shown
+    assert "count_vowels" not in shown
+
+
+# --------------------------------------------------------------------------------- mended form
+def test_a_natural_helper_written_as_a_public_function_becomes_private_and_the_tool_registers(personas_seeded):
+    spec = ('def digit_sum(n: int) -> int:\n    """Sum of the decimal digits of n.\n\n'
+            '    >>> digit_sum(123)\n    6\n    """')
+    reply = ('```python\ndef digits_of(n: int) -> list[int]:\n    """The digits of n."""\n'
+             '    return [int(c) for c in str(n)]\n\n\ndef digit_sum(n: int) -> int:\n'
+             '    """Sum of the decimal digits of n."""\n    return sum(digits_of(n))\n\n\n'
+             'def test_digit_sum():\n    assert digit_sum(405) == 9\n```')
+    request = forge(spec, ScriptedModel({"forge": reply}))
+
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    assert [a.passed for a in attempts_of(request)] == [True]
+    assert list(Tool.objects.values_list("name", flat=True)) == ["digit_sum"]
+    version = Tool.objects.get(name="digit_sum").current_version
+    assert "def _digits_of(" in version.code and "def digits_of(" not in version.code
+    assert "sum(_digits_of(n))" in version.code
+    assert version.schema["function"]["name"] == "digit_sum"
+    assert tool_call(name="digit_sum", arguments={"n": 4096}).result == 19
+
+
+def test_the_function_takes_the_requested_name_and_a_docstring_from_the_request(personas_seeded):
+    spec = "Return the median of a list of numbers. For example median_of([4, 1, 3, 2]) returns 2.5"
+    reply = ('```python\ndef median(values):\n    ordered = sorted(values)\n    middle = len(ordered) // 2\n'
+             '    if len(ordered) % 2 == 0:\n        return (ordered[middle - 1] + ordered[middle]) / 2\n'
+             '    return ordered[middle]\n```')
+    request = forge(spec, ScriptedModel({"forge": reply}))
+
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    version = Tool.objects.get(name="median_of").current_version
+    assert "def median_of(values)" in version.code and "def median(" not in version.code
+    assert version.schema["function"]["description"].startswith("Return the median of a list of numbers.")
+    assert tool_call(name="median_of", arguments={"values": [5, 1, 3]}).result == 3
+
+
+def test_a_demo_print_and_a_main_guard_at_module_level_are_dropped(personas_seeded):
+    reply = ADD_ONLY.removesuffix("```") + ('\n\nprint(add_two_integers(2, 3))\n\n\n'
+                                            'def test_add_two_integers():\n    assert add_two_integers(2, 2) == 4\n\n\n'
+                                            'if __name__ == "__main__":\n    print(add_two_integers(1, 1))\n```')
+    request = forge("add two integers and return the sum; add_two_integers(2, 3) returns 5",
+                    ScriptedModel({"forge": reply}))
+
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    assert [a.passed for a in attempts_of(request)] == [True]
+    version = Tool.objects.get(name="add_two_integers").current_version
+    assert "print(" not in version.code and "__main__" not in version.code
+    call = tool_call(name="add_two_integers", arguments={"a": 20, "b": 22})
+    assert call.ok and call.result == 42
+
+
+# -------------------------------------------------------------------------------- who has the say
+def test_a_wrong_test_case_of_brick_is_outvoted_by_candidates_that_agree(personas_seeded):
+    spec = "the median of a list of numbers"
+    # BRICK keeps its function when told its test case fails (as the repair prompt allows), then a fresh
+    # sample writes the function another way: both agree that median_of([1, 2, 3, 4]) is 2.5.
+    replies = (STATISTICS_MEDIAN_WRONG_TEST, STATISTICS_MEDIAN_WRONG_TEST, SORTED_MEDIAN)
+    model = ScriptedModel({"forge": sequence(*replies)})
+    outcome = forge_loop(spec, model=model, config=ForgeSettings())
+
+    assert outcome.ok, outcome.error
+    assert outcome.notes == ["test case dropped as disputed: assert median_of([1, 2, 3, 4]) == 2"]
+    assert "assert median_of([3, 1, 2]) == 2" in outcome.tests
+    assert "median_of([1, 2, 3, 4])" not in outcome.tests
+    repair = forge_calls(model)[1]["messages"][-1]["content"]
+    assert "median_of([1, 2, 3, 4]) should be 2 (your own test case), but it returned 2.5" in repair
+    assert "If a test case of yours is wrong and the function is right" in repair
+
+    request = forge(spec, ScriptedModel({"forge": sequence(*replies)}))
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    version = Tool.objects.get(name="median_of").current_version
+    assert "median_of([1, 2, 3, 4])" not in version.tests
+    assert tool_call(name="median_of", arguments={"values": [1, 2, 3, 4]}).result == 2.5
+
+
+def test_the_requests_examples_overrule_brick_s_own_tests(personas_seeded):
+    model = ScriptedModel({"forge": sequence(MIDDLE_ELEMENT, SORTED_MEDIAN)})
+    request = forge(MEDIAN_SPEC, model)
+
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    first, second = attempts_of(request)
+    # The first function passes every test case BRICK wrote, yet fails the person's example.
+    assert "PASS [model] median_of([3, 1, 2]) == 2" in first.stdout
+    assert "PASS [model] median_of([5]) == 5" in first.stdout
+    assert "FAIL [spec] median_of([4, 1, 3, 2]) == 2.5: returned 3" in first.stdout
+    assert not first.passed and second.passed
+    repair = forge_calls(model)[1]["messages"][-1]["content"]
+    assert "median_of([4, 1, 3, 2]) should be 2.5 (an example of the request), but it returned 3" in repair
+    version = Tool.objects.get(name="median_of").current_version
+    assert "ordered[middle - 1]" in version.code
+    assert tool_call(name="median_of", arguments={"values": [4, 1, 3, 2]}).result == 2.5
+
+
+def test_a_function_failing_the_requests_example_is_never_registered(personas_seeded):
+    request = forge(MEDIAN_SPEC, ScriptedModel({"forge": MIDDLE_ELEMENT}))
+
+    assert request.status == ForgeRequest.Status.FAILED
+    assert "no function passes all 1 example(s) of the request" in request.error
+    attempts = attempts_of(request)
+    assert len(attempts) == 3
+    assert all("FAIL [spec]" in a.stdout and "FAIL [model]" not in a.stdout for a in attempts)
+    assert not Tool.objects.exists()
+
+
+def test_the_judge_tells_a_bool_from_a_number_and_forgives_float_rounding():
+    code = 'def f(x: int) -> object:\n    """F."""\n    return True if x == 0 else 0.1 + 0.2\n'
+    verdict = judge(code, [Check("f(0)", "1", "spec"), Check("f(1)", "0.3", "spec")],
+                    backend=ForgeSettings().backend, limits=ForgeSettings().limits)
+    assert verdict.import_error is None
+    assert [r["ok"] for r in verdict.results] == [False, True]
+    assert verdict.results[0]["value"] == "True"
+
+
+# ----------------------------------------------------------------------------------------- parsers
+def test_spec_checks_reads_doctest_examples():
+    spec = '''def compress_runs(text: str) -> str:
+    """Run-length encode text.
+
+    >>> compress_runs('aaabccdddd')
+    'a3bc2d4'
+    >>> compress_runs('')
+
+    >>> compress_runs(other)
+    'x'
+    >>> len(compress_runs('ab'))
+    2
+    >>> compress_runs('aAA')
+    'aA2'
+    """'''
+    checks = spec_checks(spec, "compress_runs")
+    assert checks == [Check("compress_runs('aaabccdddd')", "'a3bc2d4'", "spec"),
+                      Check("compress_runs('aAA')", "'aA2'", "spec")]
+    assert all(c.origin == "spec" for c in checks)
+
+
+def test_spec_checks_reads_prose_examples():
+    spec = ("Write rotate(items, k) that rotates a list right by k. rotate([1, 2, 3], 1) returns [3, 1, 2], "
+            "rotate([], 5) == [] and rotate(['a', 'b'], 2) -> ['a', 'b']. Also rotate([1, 2], 1) should return "
+            "[2, 1].")
+    assert spec_checks(spec, "rotate") == [
+        Check("rotate([1, 2, 3], 1)", "[3, 1, 2]", "spec"),
+        Check("rotate([], 5)", "[]", "spec"),
+        Check("rotate(['a', 'b'], 2)", "['a', 'b']", "spec"),
+        Check("rotate([1, 2], 1)", "[2, 1]", "spec"),
+    ]
+
+
+def test_spec_checks_ignore_what_is_not_a_literal_example():
+    assert spec_checks("sort the numbers in place", None) == []
+    assert spec_checks("is_even(n) returns whether n is even", "is_even") == []
+    assert spec_checks("is_even(4) returns True. is_even(4) returns False.", "is_even") == [
+        Check("is_even(4)", "True", "spec")]  # the first statement of a call wins
+
+
+@pytest.mark.parametrize("spec,name", [
+    (MEDIAN_SPEC, "median_of"),
+    ("Write is_prime(n): True when n is a prime number.", "is_prime"),
+    ("the larger of max(a, b) and len(s), as larger_of(a, b, s)", "larger_of"),
+    ("add two integers and return the sum", None),
+    ("Return the median of a list of numbers. For example median_of([4, 1, 3, 2]) returns 2.5", "median_of"),
+])
+def test_requested_name_finds_the_function_a_request_asks_for(spec, name):
+    assert requested_name(spec) == name
+
+
+def test_assert_checks_keep_every_complete_line_of_a_reply_cut_short():
+    tests = ("assert add(2, 3) == 5\nassert 0 == add(0, 0)\nassert add(1, x) == 2\nassert add(-1, 1) != 5\n"
+             "assert add(10, 2")
+    assert assert_checks(tests, "add") == [Check("add(2, 3)", "5", "model"), Check("add(0, 0)", "0", "model")]
+
+
+def test_normalise_functions_mends_form_and_says_what_it_changed():
+    code = ('def helper(x):\n    return x * 2\n\n\ndef twice(x):\n    return helper(x)\n\n\n'
+            'print(twice(2))\n')
+    mended, entry, notes = normalise_functions(code, "double_it", describe="Double a number.")
+    assert entry == "double_it"
+    assert "def _helper(x)" in mended and "def double_it(x)" in mended and "return _helper(x)" in mended
+    assert '"""Double a number."""' in mended and "print(" not in mended
+    assert any("made private" in n for n in notes) and any("renamed to `double_it`" in n for n in notes)
+    assert any("dropped the module-level `print(twice(2))`" in n for n in notes)
