@@ -352,7 +352,7 @@ def requested_name(spec: str) -> str | None:
     found = re.search(r"\bdef\s+([A-Za-z_]\w*)\s*\(", spec)
     if found:
         return found.group(1)
-    for match in re.finditer(r"\b([a-z_][a-z0-9_]*)\s*\(", spec):
+    for match in re.finditer(r"\b([a-z_][a-z0-9_]*)\(", spec):  # `words (in brackets)` is prose, not a call
         name = match.group(1)
         if name not in _NOT_TOOL_NAMES and TOOL_NAME_RE.match(name):
             return name
@@ -647,6 +647,7 @@ class AttemptReport:
     truncated_retries: int = 0  # replies cut at max_tokens and asked again with a larger budget
     spec_passed: int = 0
     model_passed: int = 0
+    notes: list[str] = field(default_factory=list)  # what was mended in form (renamed helpers, dropped prints)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -728,8 +729,8 @@ class _Writer:
             tokens = int(getattr(result, "completion_tokens", 0) or 0)
             report.tokens += tokens
             reply = result.content or ""
-            if tokens < budget or _top_level_names(extract_code(reply)) is not None:
-                return reply
+            if tokens < budget:
+                return reply  # ended on its own (a stop sequence or the end of the answer)
             report.truncated_retries += 1  # cut off mid-code: the same budget would cut it again
             budget *= 2
         return reply
@@ -770,7 +771,7 @@ def forge_loop(
             messages = function_prompt(spec, config.allowed_imports, name)
         try:
             report.reply = writer.ask(messages, temperature=temperature, report=report)
-            if candidates and _same_code(extract_code(report.reply), [c.report.code for c in candidates]):
+            if candidates and _same_code(_mended(report.reply, name, spec), [c.report.code for c in candidates]):
                 # Judging the same code twice teaches nothing: ask afresh instead.
                 report.reply = writer.ask(function_prompt(spec, config.allowed_imports, name),
                                           temperature=FRESH_TEMPERATURE, report=report)
@@ -794,9 +795,7 @@ def forge_loop(
             check = static_check(code, "", config.allowed_imports)
             report.static_ok, report.static_errors = check.ok, check.errors
             report.name = report.name or check.name
-        report.code = code
-        if notes:
-            report.stderr = "Renamed: " + "; ".join(notes)
+        report.code, report.notes = code, notes
         if not report.static_ok:
             report.error = "static checks failed: " + "; ".join(report.static_errors)
             problem = "Your code was rejected before it ran:\n" + "\n".join(f"- {e}" for e in report.static_errors)
@@ -842,22 +841,28 @@ def _describe(spec: str) -> str:
     return re.split(r"(?<=[.;])\s", spec.strip(), maxsplit=1)[0]
 
 
-def _same_code(source: str, earlier: list[str]) -> bool:
-    """Whether `source` is, as a syntax tree, one of the earlier candidates' code."""
-    def shape(code: str) -> str | None:
-        try:
-            return ast.dump(ast.parse(code))
-        except SyntaxError:
-            return None
-
-    mine = shape(source)
-    if mine is None:
-        return False
+def _shape(code: str) -> str | None:
+    """A candidate's identity: its syntax tree (formatting and comments aside)."""
     try:
-        mine = shape(split_tests(source)[0]) or mine
+        return ast.dump(ast.parse(code))
     except SyntaxError:
-        pass
-    return any(mine == shape(code) for code in earlier if code)
+        return None
+
+
+def _mended(reply: str, name: str | None, spec: str) -> str:
+    """The code a reply would become as a candidate (tests split off, form mended)."""
+    source = extract_code(reply)
+    try:
+        code = split_tests(source)[0]
+    except SyntaxError:
+        return source
+    return normalise_functions(code, name, describe=_describe(spec))[0]
+
+
+def _same_code(code: str, earlier: list[str]) -> bool:
+    """Whether `code` is, as a syntax tree, one of the earlier candidates' code."""
+    mine = _shape(code)
+    return mine is not None and any(mine == _shape(other) for other in earlier if other)
 
 
 def _ask_tests(model: Any, spec: str, report: AttemptReport, config: ForgeSettings) -> list[Check]:
@@ -880,7 +885,8 @@ def _record_run(report: AttemptReport, verdict: Verdict, checks: list[Check]) ->
         report.exit_code, report.stderr = ran.exit_code, ran.stderr
         report.duration_s, report.killed_reason, report.backend = ran.duration_s, ran.killed_reason, ran.backend
     report.tests = _tests_source(report.name, checks)
-    report.stdout = _judge_text(checks, verdict)
+    mended = "".join(f"Mended: {note}\n" for note in report.notes)
+    report.stdout = mended + _judge_text(checks, verdict)
     report.spec_passed = verdict.passed(checks, "spec")
     report.model_passed = verdict.passed(checks, "model")
     spec_total = sum(1 for c in checks if c.origin == "spec")
@@ -895,21 +901,48 @@ def _record_run(report: AttemptReport, verdict: Verdict, checks: list[Check]) ->
         report.error = "" if report.passed else f"fails {model_total - report.model_passed} of its test cases"
 
 
-def _agreement(candidates: list[_Candidate], checks: list[Check]) -> dict[int, int]:
-    """Per candidate: on how many (check, other candidate) pairs both calls returned the same value."""
-    judged = [c for c in candidates if c.verdict is not None and not c.verdict.import_error]
+def _distinct(candidates: list[_Candidate]) -> list[_Candidate]:
+    """Judged candidates, one per distinct code (the same code twice is one opinion, not two)."""
+    seen: set[str | None] = set()
+    out = []
+    for cand in candidates:
+        if cand.verdict is None or cand.verdict.import_error:
+            continue
+        shape = _shape(cand.report.code)
+        if shape not in seen:
+            seen.add(shape)
+            out.append(cand)
+    return out
+
+
+def _agreement(candidates: list[_Candidate]) -> dict[int, int]:
+    """Per candidate: on how many (check, other distinct candidate) pairs both calls returned the same value."""
+    judged = _distinct(candidates)
     scores: dict[int, int] = {}
     for cand in judged:
-        assert cand.verdict is not None
         score = 0
         for other in judged:
-            if other is cand or other.verdict is None:
+            if other is cand or cand.verdict is None or other.verdict is None:
                 continue
             for mine, theirs in zip(cand.verdict.results, other.verdict.results):
                 if not mine.get("error") and mine.get("value") is not None and mine.get("value") == theirs.get("value"):
                     score += 1
         scores[cand.report.number] = score
     return scores
+
+
+def _disputed(candidates: list[_Candidate], checks: list[Check]) -> set[int]:
+    """Indexes of BRICK's test cases that two distinct candidates answer alike, against the case."""
+    out = set()
+    judged = _distinct(candidates)
+    for index, check in enumerate(checks):
+        if check.origin != "model":
+            continue
+        values = [c.verdict.results[index].get("value") for c in judged
+                  if c.verdict and not c.verdict.results[index].get("ok") and not c.verdict.results[index].get("error")]
+        if any(values.count(v) >= 2 for v in values if v is not None):
+            out.add(index)
+    return out
 
 
 def _choose(candidates: list[_Candidate], checks: list[Check], tokens: int) -> ForgeOutcome:
@@ -922,7 +955,7 @@ def _choose(candidates: list[_Candidate], checks: list[Check], tokens: int) -> F
         last = attempts[-1].error if attempts else "no attempt was made"
         return ForgeOutcome(False, attempts, error=f"gave up after {len(attempts)} attempt(s); last: {last}",
                             tokens=tokens, checks=checks)
-    agreement = _agreement(candidates, checks)
+    agreement = _agreement(candidates)
     spec_total = sum(1 for c in checks if c.origin == "spec")
 
     def rank(c: _Candidate) -> tuple[int, int, int, int, int]:
@@ -940,8 +973,20 @@ def _choose(candidates: list[_Candidate], checks: list[Check], tokens: int) -> F
     if not spec_total and checks and not any(not r.get("error") for r in best.verdict.results):
         return ForgeOutcome(False, attempts, tokens=tokens, checks=checks,
                             error=f"gave up after {len(attempts)} attempt(s): every call of the function failed")
+    disputed = _disputed(candidates, checks)
+    failing = [(i, c) for i, (c, r) in enumerate(zip(checks, best.verdict.results))
+               if not r.get("ok") and c.origin == "model"]
+    undisputed = [c for i, c in failing if i not in disputed]
+    if not spec_total and undisputed:
+        # Without the person's examples, BRICK's own test case is the only evidence: a function that
+        # fails it, with no other candidate disputing it, is not registered.
+        return ForgeOutcome(False, attempts, tokens=tokens, checks=checks, error=(
+            f"gave up after {len(attempts)} attempt(s): the best function fails {len(undisputed)} test case(s) "
+            f"that no other candidate disputes, e.g. {undisputed[0].source()}"))
     held = [c for c, r in zip(checks, best.verdict.results) if r.get("ok")]
-    disputed = [c for c, r in zip(checks, best.verdict.results) if not r.get("ok") and c.origin == "model"]
-    notes = [f"test case dropped as disputed: {c.source()}" for c in disputed]
+    notes = [*report.notes]
+    notes += [f"test case dropped as disputed by agreeing candidates: {c.source()}"
+              for i, c in failing if i in disputed]
+    notes += [f"test case not kept (the function passes the request's examples): {c.source()}" for c in undisputed]
     return ForgeOutcome(True, attempts, name=report.name, code=report.code, tests=_tests_source(report.name, held),
                         tokens=tokens, checks=held, notes=notes)

@@ -35,6 +35,7 @@ TOOL_MODES = ("single", "forge", "resample")
 TASK_MODES = ("single",)  # the full graph is a mode of the runner service (it needs the database)
 TASK_MAX_TOKENS = 256
 RESAMPLE_TEMPERATURE = 0.8
+MAX_RESAMPLES = 12  # a backstop: a model reporting no tokens would otherwise never exhaust the budget
 OUTPUT_CHARS = 4000
 
 # Runs inside the sandbox: the candidate's module, then the hidden tests (plain asserts) in its namespace.
@@ -136,7 +137,7 @@ def produce_resample(item: ToolItem, model: Any, config: ForgeSettings, *, budge
     name = requested_name(item.spec)
     checks = spec_checks(item.spec, name)
     tokens, samples, fallback = 0, 0, ""
-    while tokens < budget or samples == 0:
+    while (tokens < budget or samples == 0) and samples < MAX_RESAMPLES:
         temperature = 0.0 if samples == 0 else RESAMPLE_TEMPERATURE
         reply, used = _chat(model, function_prompt(item.spec, config.allowed_imports, name), config=config,
                             temperature=temperature)
@@ -158,18 +159,16 @@ def produce_resample(item: ToolItem, model: Any, config: ForgeSettings, *, budge
 def run_tool_item(item: ToolItem, mode: str, model: Any, config: ForgeSettings, *,
                   budget: int | None = None) -> ItemResult:
     """One item under one mode, judged by its hidden tests; a crash of the mode is a failed item."""
+    if mode not in TOOL_MODES:
+        raise ValueError(f"unknown mode {mode!r} for the tools suite: choose {', '.join(TOOL_MODES)}")
     started = time.perf_counter()
     try:
         if mode == "single":
             produced = produce_single(item, model, config)
         elif mode == "forge":
             produced = produce_forge(item, model, config)
-        elif mode == "resample":
-            produced = produce_resample(item, model, config, budget=budget or config.max_tokens * config.max_attempts)
         else:
-            raise ValueError(f"unknown mode {mode!r} for the tools suite: choose {', '.join(TOOL_MODES)}")
-    except ValueError:
-        raise
+            produced = produce_resample(item, model, config, budget=budget or config.max_tokens * config.max_attempts)
     except Exception as exc:  # recorded on the item; the run goes on with the next one
         return ItemResult(item.id, item.category, item.style, False, seconds=time.perf_counter() - started,
                           why=f"the {mode} mode crashed: {type(exc).__name__}: {exc}")

@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from a4ps_site.realtime import broadcast, group_for
+from forge import sandbox
 from forge.config import ForgeSettings, forge_settings
 from forge.evals import engine
 from forge.evals.models import EvalResult, EvalRun
@@ -105,7 +106,7 @@ def eval_run_cancel(*, run: EvalRun) -> EvalRun:
 
 
 def _claim(run_id: int, model: Any) -> EvalRun | None:
-    """QUEUED → RUNNING for exactly one worker, recording what the run runs on."""
+    """QUEUED → RUNNING for exactly one worker, recording what the run runs on (the sandbox actually used)."""
     with transaction.atomic():
         run = EvalRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.status != EvalRun.Status.QUEUED:
@@ -119,7 +120,11 @@ def _claim(run_id: int, model: Any) -> EvalRun | None:
         except Exception as exc:  # the model is unreachable: recorded, and the items then fail with the reason
             model_name, backend = f"(unresolved: {exc})", ""
         run.status, run.started = EvalRun.Status.RUNNING, timezone.now()
-        run.model, run.backend, run.sandbox = f"{persona}: {model_name}"[:300], backend, config.backend
+        try:
+            sandbox_name = sandbox.select_backend(config.backend).name
+        except sandbox.SandboxError as exc:  # recorded; each item then fails with the same reason
+            sandbox_name = f"{config.backend} (unavailable: {exc})"[:32]
+        run.model, run.backend, run.sandbox = f"{persona}: {model_name}"[:300], backend, sandbox_name
         run.settings, run.settings_digest, run.commit = snapshot, digest(snapshot), git_commit()
         run.save()
         event_publish(kind="evals.started", source="worker", payload={

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from forge import sandbox
 from forge.config import forge_settings
 from forge.evals import engine, services
 from forge.evals.models import EvalResult, EvalRun
@@ -196,7 +197,7 @@ def test_a_run_records_the_model_backend_sandbox_settings_and_commit():
     run = execute("tools", "single", 1, SuiteModel())
 
     assert run.model == "BRICK: scripted-brick" and run.backend == "scripted"
-    assert run.sandbox == config.backend
+    assert run.sandbox == sandbox.select_backend(config.backend).name  # the backend really used, not "auto"
     snapshot = services.settings_snapshot(config)
     assert run.settings == json.loads(json.dumps(snapshot, default=str))
     assert run.settings["forge"]["max_tokens"] == config.max_tokens
@@ -447,3 +448,24 @@ async def test_the_run_socket_replays_the_rows_a_page_missed(user):
     assert f'id="eval-run-head-{run_id}"' in replayed[2] and 'data-status="done"' in replayed[2]
     assert await ws.receive_nothing(timeout=0.3)
     await ws.disconnect()
+
+
+def test_a_mode_that_raises_value_error_fails_its_item_and_the_run_goes_on():
+    class Refuses(SuiteModel):
+        def chat(self, persona, messages, **kwargs):
+            if "compress_runs" in messages[-1]["content"]:
+                raise ValueError("could not decode the reply")
+            return super().chat(persona, messages, **kwargs)
+
+    run = execute("tools", "single", 3, Refuses())
+    assert run.status == EvalRun.Status.DONE and run.done == 3
+    failed = run.results.get(item_id="str-002")
+    assert not failed.passed and "could not decode the reply" in failed.why
+
+
+def test_resample_stops_after_a_bounded_number_of_samples():
+    item = load_tools()[0]
+    model = ScriptedModel({"forge": Reply(content="```python\ndef count_vowels(text):\n    return 0\n```",
+                                          completion_tokens=0)})
+    produced = engine.produce_resample(item, model, forge_settings(), budget=50)
+    assert produced.attempts == engine.MAX_RESAMPLES

@@ -138,12 +138,22 @@ def test_a_reply_cut_off_mid_code_is_asked_again_with_twice_the_budget():
     assert "(ordered[middle - 1] + ordered[middle]) / 2" in outcome.code
 
 
-def test_a_reply_that_fills_the_budget_but_parses_is_not_asked_again():
-    model = ScriptedModel({"forge": Reply(content=SORTED_MEDIAN, completion_tokens=64)})
+def test_a_reply_that_fills_the_budget_is_asked_again_even_when_its_cut_off_code_parses():
+    # `ordered = sor` parses: only the token count tells that the model was stopped, not finished.
+    cut = Reply(content="```python\ndef median_of(values):\n    ordered = sor", completion_tokens=64)
+    model = ScriptedModel({"forge": sequence(cut, Reply(content=SORTED_MEDIAN, completion_tokens=90))})
     outcome = forge_loop(MEDIAN_SPEC, model=model, config=ForgeSettings(max_tokens=64))
 
     assert outcome.ok, outcome.error
-    assert outcome.attempts[0].truncated_retries == 0
+    assert outcome.attempts[0].truncated_retries == 1 and len(outcome.attempts) == 1
+    assert [c["max_tokens"] for c in forge_calls(model)] == [64, 128]
+
+
+def test_a_reply_that_ends_below_the_budget_is_not_asked_again():
+    model = ScriptedModel({"forge": Reply(content=SORTED_MEDIAN, completion_tokens=63)})
+    outcome = forge_loop(MEDIAN_SPEC, model=model, config=ForgeSettings(max_tokens=64))
+
+    assert outcome.ok and outcome.attempts[0].truncated_retries == 0
     assert [c["max_tokens"] for c in forge_calls(model)] == [64]
 
 
@@ -231,7 +241,8 @@ def test_a_wrong_test_case_of_brick_is_outvoted_by_candidates_that_agree(persona
     outcome = forge_loop(spec, model=model, config=ForgeSettings())
 
     assert outcome.ok, outcome.error
-    assert outcome.notes == ["test case dropped as disputed: assert median_of([1, 2, 3, 4]) == 2"]
+    assert outcome.notes == [
+        "test case dropped as disputed by agreeing candidates: assert median_of([1, 2, 3, 4]) == 2"]
     assert "assert median_of([3, 1, 2]) == 2" in outcome.tests
     assert "median_of([1, 2, 3, 4])" not in outcome.tests
     repair = forge_calls(model)[1]["messages"][-1]["content"]
@@ -350,3 +361,46 @@ def test_normalise_functions_mends_form_and_says_what_it_changed():
     assert '"""Double a number."""' in mended and "print(" not in mended
     assert any("made private" in n for n in notes) and any("renamed to `double_it`" in n for n in notes)
     assert any("dropped the module-level `print(twice(2))`" in n for n in notes)
+
+
+def test_a_test_case_nobody_disputes_keeps_a_function_that_fails_it_out_of_the_registry(personas_seeded):
+    # The same wrong function three times is one opinion, not three: the correct test case stands.
+    wrong = SORTED_MEDIAN.replace("if len(ordered) % 2:", "if True:")
+    assert wrong != SORTED_MEDIAN
+    model = ScriptedModel({"forge": wrong, "forge_tests": "```python\nassert median_of([4, 1, 3, 2]) == 2.5\n```"})
+    request = forge("the median of a list of numbers", model)
+
+    assert request.status == ForgeRequest.Status.FAILED
+    assert "no other candidate disputes" in request.error and "median_of([4, 1, 3, 2]) == 2.5" in request.error
+    assert not Tool.objects.exists()
+
+
+def test_a_repeat_is_recognised_after_its_form_was_mended():
+    # The reply's public helper is made private on the first candidate; the same reply again is a repeat.
+    reply = ("```python\ndef last(n):\n    return n % 10\n\n\ndef digit_sum(n: int) -> int:\n"
+             "    \"\"\"Sum of digits.\"\"\"\n    return last(n)\n```")
+    spec = 'def digit_sum(n: int) -> int:\n    """Sum of the digits.\n\n    >>> digit_sum(123)\n    6\n    """'
+    model = ScriptedModel({"forge": reply})
+    outcome = forge_loop(spec, model=model, config=ForgeSettings())
+
+    assert not outcome.ok
+    fixes = ["Fix the code" in c["messages"][-1]["content"] for c in forge_calls(model)]
+    assert fixes == [False, True, False, True, False]  # each repeated repair replaced by a fresh sample
+
+
+def test_what_was_mended_is_shown_on_the_attempt_and_the_outcome(personas_seeded):
+    reply = ("```python\ndef digits_of(n):\n    return [int(d) for d in str(abs(n))]\n\n\n"
+             "def digit_sum(n: int) -> int:\n    return sum(digits_of(n))\n\n\nprint(digit_sum(123))\n```")
+    spec = 'def digit_sum(n: int) -> int:\n    """Sum of the digits.\n\n    >>> digit_sum(123)\n    6\n    """'
+    request = forge(spec, ScriptedModel({"forge": reply}))
+
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    judge = attempts_of(request)[0].stdout
+    assert "Mended: `digits_of` made private as `_digits_of`" in judge
+    assert "Mended: dropped the module-level `print(digit_sum(123))`" in judge
+    assert "PASS [spec] digit_sum(123) == 6" in judge
+
+
+def test_words_in_brackets_are_not_taken_for_a_function_name():
+    assert requested_name("count the words (separated by spaces) in a text") is None
+    assert requested_name("a function word_count(text) that counts words (separated by spaces)") == "word_count"
