@@ -445,16 +445,41 @@ class _Rename(ast.NodeTransformer):
         return node
 
 
+# Standard modules a small model uses without importing them; added when the name is used but unbound.
+AUTO_IMPORTS = frozenset({"math", "re", "string", "itertools", "functools", "collections", "datetime", "statistics",
+                          "json", "heapq", "bisect", "calendar", "fractions", "decimal", "operator", "textwrap",
+                          "unicodedata"})
+
+
+def _missing_imports(tree: ast.Module, allowed: set[str]) -> list[str]:
+    """Allowed modules the code uses by name (`re.sub`) without importing or defining that name."""
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    used = {n.value.id for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and isinstance(n.value.ctx, ast.Load)}
+    return sorted(m for m in used - bound if m in AUTO_IMPORTS and m in allowed)
+
+
 def _is_main_guard(node: ast.stmt) -> bool:
     test = node.test if isinstance(node, ast.If) else None
     return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
 
 
-def normalise_functions(code: str, name: str | None, *, describe: str = "") -> tuple[str, str, list[str]]:
+def normalise_functions(code: str, name: str | None, *, describe: str = "",
+                        allowed_imports: tuple[str, ...] | set[str] = ()) -> tuple[str, str, list[str]]:
     """(code, entry name, notes): what a small model gets wrong in form, not substance, is mended
     rather than rejected. Several public functions become one public entry point and private helpers;
     the entry takes the requested name; a missing docstring is taken from `describe` (the request);
-    calls left at module level (a demo `print(f(...))`, a main guard) are dropped."""
+    calls left at module level (a demo `print(f(...))`, a main guard) are dropped; an allowed module
+    used without its import (`re.sub` with no `import re`) is imported."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -469,6 +494,11 @@ def normalise_functions(code: str, name: str | None, *, describe: str = "") -> t
         body.append(node)
     changed = len(body) != len(tree.body)
     tree.body = body
+    missing = _missing_imports(tree, set(allowed_imports))
+    if missing:
+        tree.body[:0] = [ast.Import(names=[ast.alias(name=m)]) for m in missing]
+        notes.append(f"added the missing import of {', '.join(missing)}")
+        changed = True
     public = [n for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
     if not public:
         return (ast.unparse(tree) + "\n" if changed else code), "", notes
@@ -771,7 +801,8 @@ def forge_loop(
             messages = function_prompt(spec, config.allowed_imports, name)
         try:
             report.reply = writer.ask(messages, temperature=temperature, report=report)
-            if candidates and _same_code(_mended(report.reply, name, spec), [c.report.code for c in candidates]):
+            if candidates and _same_code(_mended(report.reply, name, spec, config.allowed_imports),
+                                          [c.report.code for c in candidates]):
                 # Judging the same code twice teaches nothing: ask afresh instead.
                 report.reply = writer.ask(function_prompt(spec, config.allowed_imports, name),
                                           temperature=FRESH_TEMPERATURE, report=report)
@@ -791,7 +822,8 @@ def forge_loop(
                                     "the reply holds no ```python code block with the function."]
         notes: list[str] = []
         if not report.static_errors:
-            code, report.name, notes = normalise_functions(code, name, describe=_describe(spec))
+            code, report.name, notes = normalise_functions(code, name, describe=_describe(spec),
+                                                          allowed_imports=config.allowed_imports)
             check = static_check(code, "", config.allowed_imports)
             report.static_ok, report.static_errors = check.ok, check.errors
             report.name = report.name or check.name
@@ -849,14 +881,14 @@ def _shape(code: str) -> str | None:
         return None
 
 
-def _mended(reply: str, name: str | None, spec: str) -> str:
+def _mended(reply: str, name: str | None, spec: str, allowed_imports: tuple[str, ...]) -> str:
     """The code a reply would become as a candidate (tests split off, form mended)."""
     source = extract_code(reply)
     try:
         code = split_tests(source)[0]
     except SyntaxError:
         return source
-    return normalise_functions(code, name, describe=_describe(spec))[0]
+    return normalise_functions(code, name, describe=_describe(spec), allowed_imports=allowed_imports)[0]
 
 
 def _same_code(code: str, earlier: list[str]) -> bool:

@@ -404,3 +404,15 @@ def test_what_was_mended_is_shown_on_the_attempt_and_the_outcome(personas_seeded
 def test_words_in_brackets_are_not_taken_for_a_function_name():
     assert requested_name("count the words (separated by spaces) in a text") is None
     assert requested_name("a function word_count(text) that counts words (separated by spaces)") == "word_count"
+
+
+def test_an_allowed_module_used_without_its_import_is_imported(personas_seeded):
+    reply = ('```python\ndef squash_spaces(text: str) -> str:\n    """Runs of spaces become one."""\n'
+             '    return re.sub(" +", " ", text)\n```')
+    request = forge("a function squash_spaces(text); squash_spaces('a   b') returns 'a b'",
+                    ScriptedModel({"forge": reply}))
+
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    assert [a.passed for a in attempts_of(request)] == [True]
+    assert "Mended: added the missing import of re" in attempts_of(request)[0].stdout
+    assert "import re" in Tool.objects.get(name="squash_spaces").current_version.code
