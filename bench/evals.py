@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--report", nargs="+", default=[], help="print the table from saved --out files instead")
     parser.add_argument("--budgets-from", nargs="+", default=[],
                         help="resample: per-item token budgets from the forge rows of saved --out files")
+    parser.add_argument("--follow", action="store_true",
+                        help="with --budgets-from: wait for each item's forge row (a forge run still going)")
     args = parser.parse_args()
     if args.report:
         saved: dict[str, list[ItemResult]] = {}
@@ -75,12 +77,16 @@ def main() -> None:
 
     out = open(args.out, "w", encoding="utf-8") if args.out else None
     results: dict[str, list[ItemResult]] = {}
-    budgets: dict[str, int] = {}
-    for name in args.budgets_from:
-        for line in Path(name).read_text().splitlines():
-            row = json.loads(line)
-            if row["mode"] == "forge":
-                budgets[row["item_id"]] = row["tokens"]
+    def read_budgets() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for name in args.budgets_from:
+            for line in Path(name).read_text().splitlines() if Path(name).exists() else []:
+                row = json.loads(line)
+                if row["mode"] == "forge":
+                    found[row["item_id"]] = row["tokens"]
+        return found
+
+    budgets = read_budgets()
     for mode in sorted(modes, key=lambda m: TOOL_MODES.index(m) if m != "forge" else -1):
         started = time.perf_counter()
 
@@ -92,7 +98,15 @@ def main() -> None:
                 out.write(json.dumps({"mode": mode, **result.as_dict()}) + "\n")
                 out.flush()
 
-        results[mode] = run_tool_items(items, mode, model, config, budgets=budgets, on_result=progress)
+        if mode == "resample" and args.follow:
+            results[mode] = []
+            for item in items:  # each item once the forge (another process) has spent its tokens on it
+                while item.id not in budgets:
+                    time.sleep(10)
+                    budgets = read_budgets()
+                results[mode] += run_tool_items([item], mode, model, config, budgets=budgets, on_result=progress)
+        else:
+            results[mode] = run_tool_items(items, mode, model, config, budgets=budgets, on_result=progress)
         if mode == "forge":
             budgets = {r.item_id: r.tokens for r in results[mode]}
         print(f"{mode}: {time.perf_counter() - started:.0f} s", flush=True)

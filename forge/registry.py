@@ -269,8 +269,51 @@ class ToolRegistry:
                            version_id=tool.version_id)
 
 
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,), "number": (int, float), "string": (str,), "boolean": (bool,), "array": (list,),
+    "object": (dict,), "null": (type(None),),
+}
+_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+               "array": "a list", "object": "an object", "null": "null"}
+
+
+def _fits(schema: dict[str, Any], value: Any) -> bool:
+    """Whether a JSON value fits a parameter schema's type (and its items' type, one level down)."""
+    if "anyOf" in schema:
+        return any(_fits(option, value) for option in schema["anyOf"])
+    kinds = schema.get("type")
+    if kinds is None:
+        return True  # no annotation: anything goes
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    for kind in kinds:
+        expected = _JSON_TYPES.get(kind)
+        if expected is None:
+            return True
+        if isinstance(value, bool) and kind in ("integer", "number"):
+            continue  # JSON true is not a number
+        if isinstance(value, expected):
+            items = schema.get("items")
+            if kind == "array" and isinstance(items, dict):
+                return all(_fits(items, v) for v in value)
+            return True
+    return False
+
+
+def _type_words(schema: dict[str, Any]) -> str:
+    if "anyOf" in schema:
+        return " or ".join(_type_words(s) for s in schema["anyOf"])
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
+    words = " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
+    items = schema.get("items")
+    if kinds == ["array"] and isinstance(items, dict) and items.get("type"):
+        words += f" of {_type_words(items).removeprefix('an ').removeprefix('a ')}s"
+    return words
+
+
 def check_arguments(schema: dict[str, Any], arguments: Any) -> str:
-    """A clear message when arguments do not fit the schema's names (types are left to the tool)."""
+    """A clear message when arguments do not fit the schema: names, and the types the signature declares
+    (checked before the sandbox runs, so `add("2", "3")` is refused instead of returning "23")."""
     if not isinstance(arguments, dict):
         return f"arguments must be a JSON object, got {type(arguments).__name__}"
     params = schema.get("function", {}).get("parameters", {})
@@ -282,6 +325,10 @@ def check_arguments(schema: dict[str, Any], arguments: Any) -> str:
         parts.append(f"missing argument(s): {', '.join(missing)}")
     if unknown:
         parts.append(f"unknown argument(s): {', '.join(unknown)} (expected: {', '.join(props) or 'none'})")
+    for name, value in arguments.items():
+        spec = props.get(name)
+        if isinstance(spec, dict) and not _fits(spec, value):
+            parts.append(f"argument {name} must be {_type_words(spec)}, got {json.dumps(value)[:60]}")
     return "; ".join(parts)
 
 

@@ -11,6 +11,7 @@ from django.template.loader import render_to_string
 from a4ps_site.config import persona_model
 from personas.llm import model_manager
 from personas.models import Event, Goal, ModelCall, Persona, Run, RunStep
+from personas.ports import ports
 
 
 def persona_cards() -> list[dict[str, Any]]:
@@ -25,7 +26,8 @@ def persona_cards() -> list[dict[str, Any]]:
     for p in Persona.objects.all():
         configured = persona_model(p.name) or "(not configured)"
         effective = manager.resolve(p.name)[1] if manager else configured
-        cards.append({"persona": p, "model": effective, "configured": configured, "backend": backend})
+        cards.append({"persona": p, "model": effective, "configured": configured, "backend": backend,
+                      "adapter": ports().model_override(p.name)})
     return cards
 
 

@@ -129,7 +129,7 @@ def models_page(request: HtmxHttpRequest) -> HttpResponse:
         status_code = 400
     return render(request, "personas/models.html", {
         "status": model_manager().status(), "form": form, "calls": selectors.model_calls_recent(limit=30),
-        "model_status": selectors.model_status(),
+        "model_status": selectors.model_status(), "cards": selectors.persona_cards(),
     }, status=status_code)
 
 

@@ -95,3 +95,17 @@ def test_cancel_on_a_live_fine_tune_row(browser_client):
     html = render_to_string("memory/finetunes/_status.html", {"job": job, "oob": True})
     assert press(browser_client, html, "Cancel").status_code == 302
     assert FineTuneJob.objects.get(pk=job.pk).status == "cancelling"
+
+
+def test_a_promoted_fine_tune_shows_on_the_persona_card_and_the_models_page(auth_client, tmp_path, personas_seeded):
+    adapter = tmp_path / "a.gguf"
+    adapter.write_bytes(b"GGUF")
+    job = FineTuneJob.objects.create(persona="ROBIN", base_model=str(tmp_path / "base.gguf"), status="succeeded",
+                                     gguf_adapter_path=str(adapter))
+    assert f"fine-tune #{job.pk}" not in auth_client.get("/").content.decode()
+    auth_client.post(f"/memory/finetunes/{job.pk}/promote/")
+    dashboard = auth_client.get("/").content.decode()
+    card = dashboard.split('id="persona-ROBIN"', 1)[1].split("</article>", 1)[0]
+    assert f"+ fine-tune #{job.pk}" in card
+    models = auth_client.get("/models/").content.decode()
+    assert f"+ fine-tune #{job.pk}" in models and f"/memory/finetunes/{job.pk}/" in models

@@ -114,5 +114,21 @@ def test_bad_arguments_and_failing_tools_give_clear_errors():
     call = tool_call(name="combine", arguments={"a": 1, "c": 2})
     assert not call.ok and "missing argument(s): b" in call.error and "unknown argument(s): c" in call.error
     call = tool_call(name="combine", arguments={"a": 1, "b": "x"})
-    assert not call.ok and call.error.startswith("TypeError")
+    assert not call.ok and call.error == 'argument b must be an integer, got "x"'
+    assert call.backend == ""  # refused before the sandbox ran
     assert tool_call(name="nope", arguments={}) is None
+
+
+def test_arguments_are_checked_against_the_declared_types_before_the_sandbox_runs():
+    tool_version_create(name="combine", code=ADD, tests="", spec="add")
+    # Strings for integers would concatenate ("2" + "3" == "23"): refused, with what was expected.
+    call = tool_call(name="combine", arguments={"a": "2", "b": "3"})
+    assert not call.ok and "argument a must be an integer" in call.error and "argument b" in call.error
+    assert not tool_call(name="combine", arguments={"a": True, "b": 1}).ok  # JSON true is not a number
+    assert tool_call(name="combine", arguments={"a": 2, "b": 3}).result == 5
+    code = ('def total(values: list[float], scale: float = 1.0) -> float:\n    """Sum times scale."""\n'
+            '    return sum(values) * scale\n')
+    tool_version_create(name="total", code=code, tests="", spec="sum")
+    assert tool_call(name="total", arguments={"values": [1, 2.5], "scale": 2}).result == 7.0  # ints are numbers
+    bad = tool_call(name="total", arguments={"values": [1, "2"]})
+    assert not bad.ok and bad.error == 'argument values must be a list of numbers, got [1, "2"]'
