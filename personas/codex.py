@@ -38,7 +38,8 @@ def unified_diff(before: str, after: str, *, label: str = "codex.toml") -> str:
 
 
 def with_principle(text: str, persona: str, principle: str) -> str:
-    """The codex text with one principle added to a persona (comments and layout kept)."""
+    """The codex text with one principle added to a persona: one added line, the rest of the file as it was
+    (comments, layout and the list's own formatting kept, so the diff shows only the new principle)."""
     doc = tomlkit.parse(text)
     entry = doc["personas"][persona]
     principles = entry.get("principles")
@@ -46,8 +47,20 @@ def with_principle(text: str, persona: str, principle: str) -> str:
         entry["principles"] = [principle]
     else:
         principles.append(principle)
-        principles.multiline(True)
     return tomlkit.dumps(doc)
+
+
+def _sentences(text: str) -> list[str]:
+    return [" ".join(re.findall(r"[a-z0-9]+", part.lower())) for part in re.split(r"(?<=[.!?;])\s+", text.strip())
+            if re.search(r"[a-z0-9]", part.lower())]
+
+
+def repeats_principles(principle: str, existing: list[str] | tuple[str, ...]) -> bool:
+    """Whether a drafted principle only restates principles the persona already has (one of them, or
+    several strung together): nothing in it would be new."""
+    known = {sentence for text in existing for sentence in _sentences(text)}
+    drafted = _sentences(principle)
+    return bool(drafted) and all(sentence in known for sentence in drafted)
 
 
 def amendment_fingerprint(persona: str, principle: str) -> str:
@@ -120,7 +133,8 @@ def rejected_amendments(*, persona: str | None = None, limit: int = 10) -> list[
 def amendment_propose(*, persona: str, principle: str, rationale: str, evidence: list[int]) -> CodexAmendment | None:
     """Record ALFRED's draft. Nothing changes in the codex; a person decides in the admin.
 
-    Returns None when the same amendment was already rejected or is already waiting."""
+    Returns None when the same amendment was already rejected or is already waiting, or when it only
+    repeats principles the persona already has."""
     persona = persona.strip().upper()
     principle = principle.strip()
     current = codex_path().read_text(encoding="utf-8")
@@ -129,6 +143,9 @@ def amendment_propose(*, persona: str, principle: str, rationale: str, evidence:
         raise ValueError(f"Unknown persona {persona!r}.")
     if not principle:
         raise ValueError("An amendment needs the text of the principle.")
+    if repeats_principles(principle, specs[persona].principles):
+        log.info("amendment to %s not drafted: it repeats existing principles: %s", persona, principle[:120])
+        return None
     fp = amendment_fingerprint(persona, principle)
     if CodexAmendment.objects.filter(fingerprint=fp, status__in=[CodexAmendment.Status.REJECTED,
                                                                   CodexAmendment.Status.PROPOSED]).exists():

@@ -177,3 +177,21 @@ def test_config_helpers_reject_bad_codex_values():
 
     with pytest.raises(ConfigError, match="missing"):
         parse_codex({"personas": {"ALFRED": {"role": "r", "system_prompt": "p"}}})
+
+
+def test_an_amendment_that_only_repeats_existing_principles_is_not_drafted(config_dir, personas_seeded):
+    existing = codex()["BABS"].principles
+    assert codex_services.amendment_propose(persona="BABS", principle=" ".join(existing), rationale="r",
+                                            evidence=[]) is None
+    assert codex_services.amendment_propose(persona="BABS", principle=existing[0].upper(), rationale="r",
+                                            evidence=[]) is None
+    assert not CodexAmendment.objects.exists()
+
+
+def test_approval_adds_one_line_and_leaves_the_rest_of_the_codex_as_it_was(config_dir, personas_seeded, user):
+    amendment = codex_services.amendment_propose(persona="BRICK", principle="Name the unit of every number.",
+                                                 rationale="r", evidence=[])
+    codex_services.amendment_approve(amendment=amendment, by=user)
+    changed = [line for line in CodexVersion.objects.order_by("-number").first().diff.splitlines()
+               if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
+    assert changed == ['+  "Name the unit of every number.",']
