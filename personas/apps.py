@@ -19,6 +19,7 @@ class PersonasConfig(AppConfig):
 
         from a4ps_site import lifecycle
         from personas import events, tasks
+        from personas.llm import model_manager
         from personas.motivator import TRIGGERS
 
         events.subscribe(["run.queued"], "dispatcher", tasks.on_run_queued)
@@ -30,4 +31,10 @@ class PersonasConfig(AppConfig):
             tasks.publish_event("system.started", "launcher",
                                 {"message": f"A4PS is up at http://{settings.BIND_HOST}:{settings.BIND_PORT}"})
 
+        def say_model_backend() -> str:
+            # The supervisor's process decides as the workers do: Ollama if it answers, else embedded.
+            backend, why = model_manager().backend_choice()
+            return f"model backend: {backend} ({why})"
+
         lifecycle.register("serving", "announce the start", announce_start)
+        lifecycle.register("serving", "say which model backend answers", say_model_backend)

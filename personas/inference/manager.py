@@ -124,6 +124,11 @@ class ModelManager:
         """"ollama" or "embedded"; probes Ollama once when the config says auto."""
         return self._choose().backend
 
+    def backend_choice(self) -> tuple[str, str]:
+        """(backend, why): the backend this manager answers with and the reason it was chosen."""
+        choice = self._choose()
+        return choice.backend, choice.reason
+
     def _choose(self) -> _Choice:
         with self._choice_lock:
             if self._choice is None:
