@@ -3,7 +3,6 @@ id; GET /api/forge/<id>/ gives its status, attempts and the registered tool. Sam
 API (the browser session with CSRF on writes, or `Authorization: Bearer <token>`)."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
@@ -11,7 +10,7 @@ from django.urls import path
 
 from forge import selectors, services
 from forge.models import ForgeRequest
-from personas.api import api_auth, api_error
+from personas.api import api_auth, api_error, json_text_field
 
 
 def request_json(request: ForgeRequest, *, attempts: bool = False) -> dict[str, Any]:
@@ -39,14 +38,11 @@ def forge_collection(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"requests": [request_json(r) for r in selectors.forge_requests_recent(limit=50)]})
     if request.method != "POST":
         return api_error(405, "Use GET to list forge requests or POST to forge a tool.")
+    spec = json_text_field(request, "spec", example="a function add(a, b) that returns a + b")
+    if isinstance(spec, JsonResponse):
+        return spec
     try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return api_error(400, "The body is not valid JSON.")
-    if not isinstance(body, dict) or not isinstance(body.get("spec"), str):
-        return api_error(400, 'Send a JSON object like {"spec": "a function add(a, b) that returns a + b"}.')
-    try:
-        forge_request = services.forge_request_create(spec=body["spec"], user=request.user)
+        forge_request = services.forge_request_create(spec=spec, user=request.user)
     except ValueError as exc:
         return api_error(400, str(exc))
     return JsonResponse(request_json(forge_request), status=201)

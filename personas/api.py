@@ -62,6 +62,17 @@ def api_auth(view: Callable) -> Callable:
     return wrapper
 
 
+def json_text_field(request: HttpRequest, field: str, *, example: str) -> str | JsonResponse:
+    """The text of `field` in a JSON object body, or the 400 that says what a script should send."""
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return api_error(400, "The body is not valid JSON.")
+    if not isinstance(body, dict) or not isinstance(body.get(field), str):
+        return api_error(400, f'Send a JSON object like {{"{field}": "{example}"}}.')
+    return str(body[field])
+
+
 def run_json(run: Run, *, steps: bool = False) -> dict[str, Any]:
     data = {
         "id": run.pk, "task": run.task, "source": run.source, "status": run.status,
@@ -86,14 +97,11 @@ def runs_collection(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"runs": [run_json(r) for r in recent]})
     if request.method != "POST":
         return api_error(405, "Use GET to list runs or POST to submit a task.")
+    task = json_text_field(request, "task", example="...")
+    if isinstance(task, JsonResponse):
+        return task
     try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return api_error(400, "The body is not valid JSON.")
-    if not isinstance(body, dict) or not isinstance(body.get("task"), str):
-        return api_error(400, 'Send a JSON object like {"task": "..."}.')
-    try:
-        run = runs.run_submit(task=body["task"], user=request.user)
+        run = runs.run_submit(task=task, user=request.user)
     except ValueError as exc:
         return api_error(400, str(exc))
     return JsonResponse(run_json(run), status=201)
