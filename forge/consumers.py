@@ -8,6 +8,7 @@ from a4ps_site.live import LiveConsumer
 from a4ps_site.realtime import group_for
 from forge import selectors
 from forge.evals.models import EvalRun
+from forge.evals.selectors import category_table, previous_run
 from forge.evals.services import EVALS_GROUP
 
 
@@ -36,7 +37,8 @@ def _eval_replay(run_id: int, after: int) -> list[str]:
         return []
     html = [render_to_string("forge/evals/_result_oob.html", {"result": r, "run": run})
             for r in run.results.filter(pk__gt=after).order_by("pk")]
-    return [*html, render_to_string("forge/evals/_head_oob.html", {"run": run})]
+    return [*html, render_to_string("forge/evals/_head_oob.html", {
+        "run": run, "table": category_table(run=run), "previous": previous_run(run=run)})]
 
 
 class EvalRunConsumer(LiveConsumer):

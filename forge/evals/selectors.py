@@ -22,6 +22,12 @@ def run_result(*, run: EvalRun, item_id: str) -> EvalResult | None:
     return run.results.filter(item_id=item_id).first()
 
 
+def previous_run(*, run: EvalRun) -> EvalRun | None:
+    """The newest finished eval before this one of the same suite and mode (what it compares with)."""
+    return (EvalRun.objects.filter(suite=run.suite, mode=run.mode, status=EvalRun.Status.DONE, pk__lt=run.pk)
+            .order_by("-pk").first())
+
+
 def category_table(*, run: EvalRun) -> list[dict[str, Any]]:
     """Per category (and per style, for the tools suite): items, passed, pass rate, tokens, seconds."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}

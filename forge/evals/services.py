@@ -21,6 +21,7 @@ from forge import sandbox
 from forge.config import ForgeSettings, forge_settings
 from forge.evals import engine
 from forge.evals.models import EvalResult, EvalRun
+from forge.evals.selectors import category_table, previous_run
 from forge.evals.suites import TaskItem, ToolItem, load_tasks, load_tools
 from personas.events import event_publish
 from personas.llm import model_manager, models_config
@@ -201,7 +202,8 @@ def eval_run_broadcast(*, run_id: int, item_id: str | None = None) -> None:
     if run is None:
         return
     broadcast(EVALS_GROUP, "ui.html", html=render_to_string("forge/evals/_run_oob.html", {"run": run}))
-    page = render_to_string("forge/evals/_head_oob.html", {"run": run})
+    page = render_to_string("forge/evals/_head_oob.html", {"run": run, "table": category_table(run=run),
+                                                           "previous": previous_run(run=run)})
     if item_id is not None:
         result = run.results.filter(item_id=item_id).first()
         if result is not None:

@@ -55,8 +55,7 @@ def evals(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 def eval_run(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(EvalRun, pk=run_id)
-    previous = (EvalRun.objects.filter(suite=run.suite, mode=run.mode, status=EvalRun.Status.DONE, pk__lt=run.pk)
-                .order_by("-pk").first())
+    previous = selectors.previous_run(run=run)
     return render(request, "forge/evals/run_detail.html", {
         "run": run, "results": selectors.run_results(run=run), "table": selectors.category_table(run=run),
         "previous": previous,

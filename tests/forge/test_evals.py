@@ -423,6 +423,10 @@ async def test_the_run_socket_receives_each_stored_item_with_the_header(user):
     assert "<code>str-001</code>" in first and 'class="eval-result passed"' in first
     assert "2 of 2 items" in second and "<code>str-002</code>" in second and 'class="eval-result failed"' in second
     assert 'data-status="done"' in final and "50% passed (1)" in final and "eval-result" not in final
+    # The per-category table follows each item live, not only on reload.
+    for update, judged in ((first, 1), (second, 2)):
+        table = update.split(f'id="eval-table-{run.pk}"')[1]
+        assert f"category: <strong>strings</strong></td><td>{judged}</td>" in table
     rows = [await listing.receive_from(timeout=5) for _ in range(3)]
     assert all(f'id="eval-run-row-{run.pk}"' in row for row in rows) and 'data-status="done"' in rows[-1]
     await page.disconnect()
