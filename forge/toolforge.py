@@ -584,9 +584,6 @@ class Verdict:
     def passed(self, checks: list[Check], origin: str) -> int:
         return sum(1 for c, r in zip(checks, self.results) if c.origin == origin and r.get("ok"))
 
-    def failed(self, checks: list[Check], origin: str) -> list[tuple[Check, dict[str, Any]]]:
-        return [(c, r) for c, r in zip(checks, self.results) if c.origin == origin and not r.get("ok")]
-
 
 def judge(code: str, checks: list[Check], *, backend: str, limits: sandbox.Limits) -> Verdict:
     """Run every check against the code in the sandbox (never in this process)."""

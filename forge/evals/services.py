@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 EVALS_GROUP = "evals"  # the Evals page: rows and the scoreboard
 SUITES = {"tools": engine.TOOL_MODES, "tasks": engine.TASK_MODES}
-SUITE_MODES = SUITES
 
 
 def suite_items(suite: str) -> list[ToolItem] | list[TaskItem]:
