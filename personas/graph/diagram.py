@@ -65,9 +65,12 @@ def graph_svg() -> str:
         persona = name.split("_")[0]
         colour = PERSONA_COLOURS.get(persona, "#adb5bd")
         label = {"__start__": "task in", "__end__": "done"}.get(name, name)
-        parts.append(f'<rect x="{LEFT}" y="{y[name]}" width="{BOX_W}" height="{BOX_H}" rx="8" fill="#fff" '
-                     f'stroke="{colour}" stroke-width="2"/>')
+        parts.append(f'<rect data-node="{escape(name)}" x="{LEFT}" y="{y[name]}" width="{BOX_W}" height="{BOX_H}" '
+                     f'rx="8" fill="#fff" stroke="{colour}" stroke-width="2"/>')
         parts.append(f'<text x="{LEFT + BOX_W / 2}" y="{y[name] + BOX_H / 2 + 5}" text-anchor="middle" '
                      f'font-family="system-ui, sans-serif" font-size="13" fill="#1d2330">{escape(label)}</text>')
-    parts.append("</svg>")
+    # A node lights up once the run page's path (#visited-nodes) names it, live as steps arrive.
+    rules = "".join(f'.graph-card:has(.visited-mark[data-node="{escape(n)}"]) rect[data-node="{escape(n)}"]'
+                    '{fill:#fff3bf;stroke-width:3}' for n in names)
+    parts.append(f"<style>{rules}</style></svg>")
     return "".join(parts)

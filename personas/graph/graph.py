@@ -21,33 +21,36 @@ def build_graph(
 ) -> CompiledStateGraph[GraphState, None, GraphState, GraphState]:
     """ALFRED routes → (BABS researches) → BRICK's candidates → ROBIN evaluates → BRICK's thesis
     ⇄ (forge) → ROBIN answers → ALFRED measures dissonance (→ on persistent dissonance ALFRED drafts a
-    codex amendment and the run waits for a person's decision) → repeat or ALFRED synthesises → memory."""
+    codex amendment and the run waits for a person's decision) → repeat or ALFRED synthesises → memory.
+    When a budget runs out, or a contribution ALFRED needs is missing, the run goes to the synthesis."""
     graph = StateGraph(GraphState)
     for name in NODES:
         graph.add_node(name, partial(getattr(nodes, name), deps=deps))
+    settings, clock = deps.settings, deps.clock
     graph.add_edge(START, "alfred_route")
     graph.add_conditional_edges("alfred_route", nodes.route_after_alfred, ["babs_research", "brick_candidates"])
     graph.add_edge("babs_research", "brick_candidates")
     graph.add_edge("brick_candidates", "robin_evaluate")
-    graph.add_edge("robin_evaluate", "brick_thesis")
+    graph.add_conditional_edges("robin_evaluate", partial(nodes.route_after_evaluate, settings=settings, clock=clock),
+                                ["brick_thesis", "alfred_synthesis"])
     graph.add_conditional_edges(
-        "brick_thesis", partial(nodes.route_after_thesis, max_tool_requests=deps.settings.max_tool_requests),
-        ["tool_forge", "robin_respond"],
+        "brick_thesis", partial(nodes.route_after_thesis, settings=settings, clock=clock),
+        ["tool_forge", "robin_respond", "alfred_synthesis"],
     )
     graph.add_edge("tool_forge", "brick_thesis")
-    graph.add_edge("robin_respond", "alfred_critic")
+    graph.add_conditional_edges("robin_respond", nodes.route_after_respond, ["alfred_critic", "alfred_synthesis"])
     after_turn = ["alfred_synthesis", "brick_thesis"]
     graph.add_conditional_edges(
-        "alfred_critic", partial(nodes.route_after_critic, max_turns=deps.settings.max_turns),
+        "alfred_critic", partial(nodes.route_after_critic, settings=settings, clock=clock),
         ["alfred_amend", *after_turn],
     )
     graph.add_conditional_edges(
         "alfred_amend",
-        partial(nodes.route_after_amend, max_turns=deps.settings.max_turns, wait=deps.wait_for_decision),
+        partial(nodes.route_after_amend, settings=settings, wait=deps.wait_for_decision, clock=clock),
         ["await_decision", *after_turn],
     )
     graph.add_conditional_edges(
-        "await_decision", partial(nodes.route_after_critic, max_turns=deps.settings.max_turns), after_turn
+        "await_decision", partial(nodes.route_after_critic, settings=settings, clock=clock), after_turn
     )
     graph.add_edge("alfred_synthesis", "memory_write")
     graph.add_edge("memory_write", END)

@@ -9,8 +9,8 @@ from typing import Any
 
 from langgraph.types import interrupt
 
-from personas.graph import prompts
-from personas.graph.state import GraphDeps, GraphState
+from personas.graph import prompts, quality
+from personas.graph.state import GraphDeps, GraphSettings, GraphState
 from personas.inference import ModelOutputInvalid
 from personas.inference.embeddings import cosine_similarity
 
@@ -42,112 +42,257 @@ def cosine_distance(a: Any, b: Any) -> float:
     return min(1.0, max(0.0, 1.0 - cosine_similarity(a, b)))
 
 
+class StepCut(Exception):
+    """A contribution is stopped and what it generated so far kept: past graph.step_seconds, or (with
+    `until`) once it said what was needed (a complete TOOL_REQUIRED line, say)."""
+
+    def __init__(self, reason: str = "time") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class _Step:
-    """Times one node execution and names it deterministically (step number + node)."""
+    """Times one node execution, names it deterministically (step number + node) and adds up what its
+    model calls spent: generated tokens, and seconds spent waiting for the model lock (not step time)."""
 
     def __init__(self, state: GraphState, node: str, deps: GraphDeps) -> None:
         deps.check_cancelled()
+        self.state = state
         self.deps = deps
         self.node = node
         self.number = int(state.get("step", 0)) + 1
         self.key = f"{self.number:03d}-{node}"
         self.started = time.perf_counter()
         self.parts = 0
+        self.tokens = 0
+        self.waited = 0.0
+        self.fallbacks: list[str] = []
+
+    def spend(self, result: Any) -> None:
+        self.tokens += int(getattr(result, "completion_tokens", 0) or 0)
+        self.waited += float(getattr(result, "wait_ms", 0.0) or 0.0) / 1000
+
+    def budget(self) -> dict[str, Any]:
+        """The run's budgets as spent so far, for the run page's budget bar."""
+        settings, state = self.deps.settings, self.state
+        started = state.get("started_at") or self.deps.clock()
+        elapsed = max(0.0, self.deps.clock() - started - state.get("waited_s", 0.0) - self.waited)
+        return {"tokens": state.get("tokens_used", 0) + self.tokens, "tokens_max": settings.run_tokens,
+                "seconds": round(elapsed, 1), "seconds_max": settings.run_seconds}
 
     def record(self, *, persona: str, kind: str, content: str, data: dict | None = None, result: Any = None,
                dissonance: float | None = None) -> None:
         self.parts += 1
         key = self.key if self.parts == 1 else f"{self.key}.{self.parts}"
+        data = {**(data or {}), "budget": self.budget()}
+        if self.waited >= 0.5:
+            data["waited_s"] = round(self.waited, 1)
+        duration = (time.perf_counter() - self.started - self.waited) * 1000
         self.deps.record_step(
-            key=key, node=self.node, persona=persona, kind=kind, content=content, data=data or {},
-            result=result, dissonance=dissonance, duration_ms=(time.perf_counter() - self.started) * 1000,
+            key=key, node=self.node, persona=persona, kind=kind, content=content, data=data,
+            result=result, dissonance=dissonance, duration_ms=max(0.0, duration),
         )
+
+    def fallback(self, what: str) -> None:
+        self.fallbacks.append(what)
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        """The node's state update, with what this step spent added to the run's totals."""
+        out = {"step": self.number, "tokens_used": self.tokens, "waited_s": round(self.waited, 3), **changes}
+        if self.fallbacks:
+            out["fallbacks"] = self.fallbacks
+        return out
 
 
 def _persona(deps: GraphDeps, name: str) -> dict[str, Any] | None:
     return deps.personas().get(name)
 
 
-def _chat(deps: GraphDeps, persona: str, node: str, messages: list[dict[str, str]], *, stream: bool = False,
-          **kwargs: Any) -> Any:
-    on_token = deps.token_sink(persona, node) if stream else None
-    return deps.model.chat(persona, messages, on_token=on_token, **kwargs)
+class _Partial:
+    """A contribution cut at graph.step_seconds: the text generated so far stands as the reply."""
+
+    def __init__(self, text: str, *, started: float, reason: str = "time") -> None:
+        self.content = text
+        self.parsed = None
+        self.tool_calls: list[dict[str, Any]] = []
+        self.reason = reason
+        self.error = "cut off at the step's time limit" if reason == "time" else "stopped once complete"
+        self.prompt_tokens = 0
+        self.completion_tokens = max(1, len(text) // 4) if text else 0
+        self.total_ms = (time.perf_counter() - started) * 1000
+
+
+def _chat(step: _Step, persona: str, messages: list[dict[str, str]], *, stream: bool = False,
+          until: Any = None, **kwargs: Any) -> Any:
+    """One model call for this step: streamed to the run page when asked, cut at graph.step_seconds
+    (counted from the first token, so waiting for the model and reading the prompt do not count), and
+    stopped early once `until(text so far)` is true."""
+    deps = step.deps
+    sink = deps.token_sink(persona, step.node) if stream else None
+    limit = deps.settings.step_seconds
+    pieces: list[str] = []
+    first: list[float] = []
+    started = time.perf_counter()
+
+    def on_token(piece: str) -> None:
+        pieces.append(piece)
+        if sink:
+            sink(piece)
+        now = time.perf_counter()
+        if not first:
+            first.append(now)
+        if limit and now - first[0] > limit:
+            raise StepCut("time")
+        if until and "\n" in piece and until("".join(pieces)):
+            raise StepCut("complete")
+
+    try:
+        result = deps.model.chat(persona, messages, on_token=on_token, **kwargs)
+    except StepCut as cut:
+        result = _Partial("".join(pieces), started=started, reason=cut.reason)
+    step.spend(result)
+    return result
 
 
 class _Unparsed:
     """Stands in for a structured reply that was not valid JSON (e.g. cut off at max_tokens)."""
 
     def __init__(self, error: Exception) -> None:
-        self.content = ""
+        self.content = getattr(error, "content", "")
         self.parsed = None
         self.error = str(error)
-        self.prompt_tokens = self.completion_tokens = 0
+        self.prompt_tokens = int(getattr(error, "prompt_tokens", 0) or 0)
+        self.completion_tokens = int(getattr(error, "completion_tokens", 0) or 0)
         self.total_ms = 0.0
 
 
-def _chat_json(deps: GraphDeps, persona: str, node: str, messages: list[dict[str, str]], **kwargs: Any) -> Any:
-    """A structured contribution; junk JSON degrades to the node's fallback instead of failing the run."""
+def _chat_json(step: _Step, persona: str, messages: list[dict[str, str]], **kwargs: Any) -> Any:
+    """A structured contribution; junk or cut-off JSON degrades to the node's fallback, not a failed run."""
     try:
-        return _chat(deps, persona, node, messages, **kwargs)
+        return _chat(step, persona, messages, **kwargs)
     except ModelOutputInvalid as exc:
-        return _Unparsed(exc)
+        unparsed = _Unparsed(exc)
+        step.spend(unparsed)
+        return unparsed
 
 
 def _fallback_note(result: Any) -> dict[str, Any]:
-    return {"unparsed": result.error} if isinstance(result, _Unparsed) else {}
+    return {"unparsed": result.error} if isinstance(result, (_Unparsed, _Partial)) else {}
+
+
+def _prompt_text(messages: list[dict[str, str]]) -> str:
+    return "\n".join(m.get("content", "") for m in messages)
+
+
+def budget_out(state: GraphState, settings: GraphSettings, clock: Any = time.time) -> str:
+    """Which of the run's budgets ran out ("" while both last)."""
+    if settings.run_tokens and state.get("tokens_used", 0) >= settings.run_tokens:
+        return f"the token budget ({settings.run_tokens} tokens) ran out"
+    started = state.get("started_at")
+    if settings.run_seconds and started:
+        if clock() - started - state.get("waited_s", 0.0) >= settings.run_seconds:
+            return f"the time budget ({settings.run_seconds} s) ran out"
+    return ""
 
 
 def alfred_route(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     """ALFRED receives the task and decides whether BABS researches memory first."""
     step = _Step(state, "alfred_route", deps)
-    result = _chat_json(deps, "ALFRED", step.node, prompts.route(_persona(deps, "ALFRED"), state),
+    started = state.get("started_at") or deps.clock()
+    result = _chat_json(step, "ALFRED", prompts.route(_persona(deps, "ALFRED"), state),
                         json_schema=prompts.ROUTE_SCHEMA, max_tokens=deps.settings.json_max_tokens)
     verdict = result.parsed if isinstance(result.parsed, dict) else {}
     research = bool(verdict.get("research", True))
     reason = str(verdict.get("reason", "")).strip() or "No reason given."
+    step.state = {**state, "started_at": started}
     step.record(persona="ALFRED", kind="route", content=("BABS researches first. " if research else
                 "Straight to analysis. ") + reason, data={"research": research, **_fallback_note(result)},
                 result=result)
-    return {"step": step.number, "research": research, "route_reason": reason}
+    return step.update(research=research, route_reason=reason, started_at=started)
 
 
 def babs_research(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
-    """BABS searches memory and reports what is relevant (plainly saying so when nothing is)."""
+    """BABS searches memory and reports what is relevant (plainly saying so when nothing is). Only
+    memories at least graph.memory_min_relevance similar to the task are used; the step lists them."""
     step = _Step(state, "babs_research", deps)
-    memories = deps.memory_search(state["task"], deps.settings.memory_k)
+    found = deps.memory_search(state["task"], deps.settings.memory_k)
+    threshold = deps.settings.memory_min_relevance
+    memories = [m for m in found if float(m.get("relevance", 1.0)) >= threshold]
+    ignored = len(found) - len(memories)
     if not memories:
         report = "Memory holds nothing relevant to this task yet."
-        step.record(persona="BABS", kind="research", content=report, data={"memories": []})
-        return {"step": step.number, "memories": [], "babs_report": report}
-    result = _chat(deps, "BABS", step.node, prompts.research(_persona(deps, "BABS"), state["task"], memories),
-                   stream=True, max_tokens=deps.settings.max_tokens)
-    report = result.content.strip() or "The search found entries, but none bears on this task."
-    step.record(persona="BABS", kind="research", content=report, data={"memories": memories}, result=result)
-    return {"step": step.number, "memories": memories, "babs_report": report}
+        if ignored:
+            report = f"Memory holds nothing relevant enough to this task ({ignored} weaker match(es) left out)."
+        step.record(persona="BABS", kind="research", content=report, data={"memories": [], "ignored": ignored})
+        return step.update(memories=[], babs_report=report)
+    messages = prompts.research(_persona(deps, "BABS"), state["task"], memories)
+    result = _chat(step, "BABS", messages, stream=True, max_tokens=deps.settings.max_tokens)
+    report = result.content.strip()
+    if quality.hollow_reason(report, prompt=_prompt_text(messages[1:])):
+        listing = "; ".join(f"[{i + 1}] {_clip(m.get('text', ''), 160)}" for i, m in enumerate(memories))
+        report = f"Memories that may bear on this task: {listing}"
+        step.fallback("research")
+    step.record(persona="BABS", kind="research", content=report,
+                data={"memories": memories, "ignored": ignored, "fallback": bool(step.fallbacks)}, result=result)
+    return step.update(memories=memories, babs_report=report)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def brick_candidates(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
-    """BRICK proposes k candidate lines of thought (Tree-of-Thoughts breadth)."""
+    """BRICK proposes k distinct candidate lines of thought (Tree-of-Thoughts breadth). Copies of the task,
+    echoes of the instructions and near-duplicates are dropped and BRICK is asked once more; then the run
+    continues with the real lines and says so."""
     step = _Step(state, "brick_candidates", deps)
     k = deps.settings.thoughts
-    result = _chat_json(deps, "BRICK", step.node, prompts.candidates(_persona(deps, "BRICK"), state, k),
-                        json_schema=prompts.thoughts_schema(k), max_tokens=deps.settings.json_max_tokens)
-    raw = result.parsed.get("thoughts", []) if isinstance(result.parsed, dict) else []
-    thoughts = [str(t).strip() for t in raw if str(t).strip()][:k] or [result.content.strip() or state["task"]]
-    step.record(persona="BRICK", kind="thoughts", content="\n".join(f"{i + 1}. {t}" for i, t in enumerate(thoughts)),
-                data={"thoughts": thoughts, **_fallback_note(result)}, result=result)
-    return {"step": step.number, "candidates": thoughts}
+    kept: list[str] = []
+    dropped: list[str] = []
+    result: Any = None
+    asks = [prompts.candidates(_persona(deps, "BRICK"), state, k),
+            prompts.candidates_retry(_persona(deps, "BRICK"), state, k)]
+    notes: list[str] = []
+    instructions = ""
+    for attempt, messages in enumerate(asks):
+        result = _chat_json(step, "BRICK", messages, json_schema=prompts.thoughts_schema(k),
+                            max_tokens=deps.settings.json_max_tokens)
+        raw = result.parsed.get("thoughts", []) if isinstance(result.parsed, dict) else []
+        if isinstance(result, _Unparsed):
+            notes.append("the reply was cut off or unreadable" if attempt == 0 else "the second reply was unreadable")
+        instructions += "\n" + _prompt_text(messages[1:]).replace(state["task"], " ")
+        kept, newly_dropped = quality.distinct_lines([*kept, *[str(t) for t in raw]], task=state["task"],
+                                                     instructions=instructions, embed=deps.model.embed)
+        dropped += newly_dropped
+        kept = kept[:k]
+        if len(kept) >= min(2, k):
+            break
+        if attempt == 0:
+            notes.append(f"{len(kept)} real line(s) of {k}: asked again")
+    if len(kept) < min(2, k):
+        step.fallback("candidates")
+        notes.append(f"continuing with {len(kept)} real line(s)" if kept else
+                     "no real line of thought: BRICK answers the task directly")
+    body = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(kept)) or "(none)"
+    content = body + ("\n— " + "; ".join(notes) if notes else "")
+    step.record(persona="BRICK", kind="thoughts", content=content,
+                data={"thoughts": kept, "dropped": dropped, "notes": notes, "fallback": bool(step.fallbacks),
+                      **_fallback_note(result)}, result=result)
+    return step.update(candidates=kept)
 
 
 def robin_evaluate(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
-    """ROBIN scores each candidate; the best one becomes BRICK's thesis."""
+    """ROBIN scores each real candidate; the best one becomes BRICK's thesis."""
     step = _Step(state, "robin_evaluate", deps)
     thoughts = state.get("candidates", [])
     if len(thoughts) <= 1:
-        step.record(persona="ROBIN", kind="evaluation", content="Only one line of thought: nothing to choose.",
-                    data={"scores": [10.0], "best": 0})
-        return {"step": step.number, "candidate_scores": [10.0], "best_candidate": 0}
-    result = _chat_json(deps, "ROBIN", step.node, prompts.evaluate(_persona(deps, "ROBIN"), state, thoughts),
+        content = ("Only one real line of thought: nothing to choose." if thoughts else
+                   "No line of thought to score: BRICK answers the task directly.")
+        step.record(persona="ROBIN", kind="evaluation", content=content,
+                    data={"scores": [10.0] if thoughts else [], "best": 0})
+        return step.update(candidate_scores=[10.0] if thoughts else [], best_candidate=0)
+    result = _chat_json(step, "ROBIN", prompts.evaluate(_persona(deps, "ROBIN"), state, thoughts),
                         json_schema=prompts.evaluation_schema(len(thoughts)), max_tokens=deps.settings.json_max_tokens)
     parsed = result.parsed if isinstance(result.parsed, dict) else {}
     scores = []
@@ -162,18 +307,31 @@ def robin_evaluate(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     lines = [f"{i + 1}. {s:.0f}/10{'  ← best' if i == best else ''}" for i, s in enumerate(scores)]
     step.record(persona="ROBIN", kind="evaluation", content="\n".join(lines) + (f"\n{comment}" if comment else ""),
                 data={"scores": scores, "best": best, **_fallback_note(result)}, result=result)
-    return {"step": step.number, "candidate_scores": scores, "best_candidate": best}
+    return step.update(candidate_scores=scores, best_candidate=best)
+
+
+def _has_tool_line(text: str) -> bool:
+    """A complete TOOL_REQUIRED line: BRICK has asked; the rest would only repeat the request."""
+    match = _TOOL_RE.search(text)
+    return match is not None and "\n" in text[match.start():].lstrip("\n")
+
+
+def _chosen_candidate(state: GraphState) -> str:
+    cands = state.get("candidates") or []
+    return cands[min(max(state.get("best_candidate", 0), 0), len(cands) - 1)] if cands else ""
 
 
 def brick_thesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
-    """BRICK states (or revises) the thesis, with the live tool registry bound to the call."""
+    """BRICK states (or revises) the thesis, with the live tool registry bound to the call. A hollow thesis
+    (empty, an echo of the prompt, the task copied back) is asked for again with a shorter prompt; then
+    the chosen line of thought stands in, recorded as a fallback."""
     step = _Step(state, "brick_thesis", deps)
     tools = deps.tools()
     messages = prompts.thesis(_persona(deps, "BRICK"), state)
     kwargs: dict[str, Any] = {"max_tokens": deps.settings.max_tokens}
     if tools:
         kwargs["tools"] = tools
-    result = _chat(deps, "BRICK", step.node, messages, stream=True, **kwargs)
+    result = _chat(step, "BRICK", messages, stream=True, until=_has_tool_line, **kwargs)
     tool_results = list(state.get("tool_results", []))
     if result.tool_calls and deps.call_tool:
         for call in result.tool_calls:
@@ -181,64 +339,168 @@ def brick_thesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
             tool_results.append({"spec": call["name"], "arguments": call.get("arguments", {}), "output": output})
             step.record(persona="BRICK", kind="tool_call", content=f"{call['name']}({call.get('arguments', {})})",
                         data={"output": output})
-        followup = prompts.thesis(_persona(deps, "BRICK"), {**state, "tool_results": tool_results})
-        result = _chat(deps, "BRICK", step.node, followup, stream=True, max_tokens=deps.settings.max_tokens)
+        messages = prompts.thesis(_persona(deps, "BRICK"), {**state, "tool_results": tool_results})
+        result = _chat(step, "BRICK", messages, stream=True, max_tokens=deps.settings.max_tokens)
     text, spec = parse_tool_request(result.content)
-    text = text or "(BRICK gave no thesis.)"
-    dialogue = [*state.get("dialogue", []), {"persona": "BRICK", "content": text}]
-    data = {"tool_spec": spec} if spec else {}
-    step.record(persona="BRICK", kind="thesis", content=text, data=data, result=result)
-    update: dict[str, Any] = {"step": step.number, "thesis": text, "dialogue": dialogue, "tool_spec": spec,
-                              "tool_results": tool_results}
-    return update
+    can_forge = state.get("tool_requests", 0) < deps.settings.max_tool_requests
+    if spec and not can_forge:
+        spec = ""
+    notes: list[str] = []
+    if isinstance(result, _Partial) and result.reason == "time":
+        notes.append(f"cut at the step limit ({deps.settings.step_seconds} s)")
+    # A revision may keep sentences of the previous thesis; only the instructions count as an echo.
+    own_prompt = _prompt_text(messages[1:]).replace(state.get("thesis", "") or "\x00", " ")
+    hollow = quality.hollow_reason(text, prompt=own_prompt, task=state["task"])
+    if hollow and spec:
+        # BRICK asked for a tool before giving a thesis: the forge (or its refusal) comes first.
+        step.record(persona="BRICK", kind="thesis", content="BRICK asks for a tool before giving a thesis.",
+                    data={"tool_spec": spec}, result=result)
+        return step.update(tool_spec=spec, tool_results=tool_results)
+    if hollow:
+        notes.append(f"the first thesis was hollow ({hollow}): asked again, shorter")
+        retry = prompts.thesis_retry(_persona(deps, "BRICK"), state)
+        result = _chat(step, "BRICK", retry, stream=True, max_tokens=deps.settings.max_tokens)
+        text, _ = parse_tool_request(result.content)
+        hollow = quality.hollow_reason(text, prompt=own_prompt + "\n" + _prompt_text(retry[1:]), task=state["task"])
+    fallback = False
+    if hollow:
+        fallback = True
+        step.fallback("thesis")
+        chosen = _chosen_candidate(state)
+        previous = state.get("thesis", "")
+        text = previous or chosen
+        notes.append(f"the second thesis was hollow too ({hollow}): " +
+                     ("the previous thesis stands" if previous else
+                      "the chosen line of thought stands in" if chosen else "no thesis"))
+    data: dict[str, Any] = {"tool_spec": spec} if spec else {}
+    if notes:
+        data["notes"] = notes
+    data["fallback"] = fallback
+    shown = text or "BRICK gave no thesis."
+    if notes:
+        shown += "\n— " + "; ".join(notes)
+    step.record(persona="BRICK", kind="thesis", content=shown, data=data, result=result)
+    dialogue = list(state.get("dialogue", []))
+    if text and not fallback:
+        dialogue.append({"persona": "BRICK", "content": text})
+    return step.update(thesis=text, dialogue=dialogue, tool_spec=spec, tool_results=tool_results)
+
+
+def _similar_tool(spec: str, deps: GraphDeps) -> dict[str, Any] | None:
+    """A registered tool whose name or description already fits the request, if any."""
+    schemas = deps.tools()
+    if not schemas:
+        return None
+    described = [f"{t.get('function', t).get('name', '')}: {t.get('function', t).get('description', '')}"
+                 for t in schemas]
+    spec_words = set(quality.words(spec))
+    for schema in schemas:
+        name = schema.get("function", schema).get("name", "")
+        if name and (name in spec or set(name.split("_")) <= spec_words):
+            return schema.get("function", schema)
+    vectors = deps.model.embed([spec, *described])
+    best = max(range(len(schemas)), key=lambda i: cosine_similarity(vectors[0], vectors[i + 1]))
+    if cosine_similarity(vectors[0], vectors[best + 1]) >= TOOL_MATCH:
+        return schemas[best].get("function", schemas[best])
+    return None
+
+
+TOOL_MATCH = 0.8  # embedding similarity at which a registered tool is offered instead of forging another
 
 
 def tool_forge(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
-    """Hand BRICK's tool request to the forge; its outcome goes back to BRICK."""
+    """BRICK's tool request passes the spec gate (a pure, testable function that does not restate the
+    task), then the registry is searched for a tool that already fits; only then does the forge build one.
+    A rejected or already-met request goes back to BRICK with the reason."""
     step = _Step(state, "tool_forge", deps)
     spec = state.get("tool_spec", "")
-    outcome = deps.forge(spec) or {}
-    note = outcome.get("note") or outcome.get("status", "")
-    step.record(persona="BRICK", kind="tool_request", content=f"TOOL_REQUIRED: {spec}\n→ {note}",
+    problem = quality.tool_spec_problem(spec, state["task"])
+    asked = {" ".join(quality.words(r.get("spec", ""))) for r in state.get("tool_results", [])}
+    if not problem and " ".join(quality.words(spec)) in asked:
+        problem = "it was already requested in this run, with the outcome above"
+    existing = None if problem else _similar_tool(spec, deps)
+    if problem:
+        note = (f"Tool request rejected: {problem}. Describe one pure function with its inputs, what it "
+                "returns and an example call with its result — or answer without a tool.")
+        outcome: dict[str, Any] = {"status": "rejected", "note": note}
+        kind = "tool_rejected"
+    elif existing:
+        note = f"The tool {existing.get('name')} already exists and is bound to your call: use it instead."
+        outcome = {"status": "existing", "note": note, "tool": existing.get("name")}
+        kind = "tool_request"
+    else:
+        outcome = deps.forge(spec) or {}
+        note = outcome.get("note") or outcome.get("status", "")
+        kind = "tool_request"
+    step.record(persona="BRICK", kind=kind, content=f"TOOL_REQUIRED: {spec}\n→ {note}",
                 data={"spec": spec, **outcome})
-    results = [*state.get("tool_results", []), {"spec": spec, **outcome}]
-    return {"step": step.number, "tool_spec": "", "tool_requests": state.get("tool_requests", 0) + 1,
-            "tool_results": results, "thesis": ""}
+    results = [*state.get("tool_results", []), {"spec": spec, **outcome, "note": note}]
+    return step.update(tool_spec="", tool_requests=state.get("tool_requests", 0) + 1, tool_results=results,
+                       thesis=state.get("thesis", "") if state.get("turn") else "")
 
 
 def robin_respond(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
-    """ROBIN answers the thesis with an antithesis and/or a synthesis."""
+    """ROBIN answers the thesis with an antithesis and/or a synthesis; an echo of the instructions or an
+    empty answer is asked for again once, then recorded as missing (the critic is then skipped)."""
     step = _Step(state, "robin_respond", deps)
-    result = _chat(deps, "ROBIN", step.node, prompts.respond(_persona(deps, "ROBIN"), state), stream=True,
-                   max_tokens=deps.settings.max_tokens)
-    text = result.content.strip() or "(ROBIN gave no answer.)"
-    dialogue = [*state.get("dialogue", []), {"persona": "ROBIN", "content": text}]
-    step.record(persona="ROBIN", kind="antithesis", content=text, result=result)
-    return {"step": step.number, "antithesis": text, "dialogue": dialogue}
+    messages = prompts.respond(_persona(deps, "ROBIN"), state)
+    result = _chat(step, "ROBIN", messages, stream=True, max_tokens=deps.settings.max_tokens)
+    text = result.content.strip()
+    notes = []
+    # Agreeing with BRICK in BRICK's words is an answer; only the instructions count as an echo.
+    seen = _prompt_text(messages[1:]).replace(state.get("thesis", "") or "\x00", " ")
+    hollow = quality.hollow_reason(text, prompt=seen, task=state["task"])
+    if hollow:
+        notes.append(f"the first answer was hollow ({hollow}): asked again, shorter")
+        retry = prompts.respond_retry(_persona(deps, "ROBIN"), state)
+        result = _chat(step, "ROBIN", retry, stream=True, max_tokens=deps.settings.max_tokens)
+        text = result.content.strip()
+        seen += "\n" + _prompt_text(retry[1:]).replace(state.get("thesis", "") or "\x00", " ")
+        hollow = quality.hollow_reason(text, prompt=seen, task=state["task"])
+    if hollow:
+        step.fallback("antithesis")
+        notes.append(f"the second answer was hollow too ({hollow}): ROBIN's answer is left out")
+        text = ""
+    dialogue = list(state.get("dialogue", []))
+    if text:
+        dialogue.append({"persona": "ROBIN", "content": text})
+    shown = (text or "ROBIN gave no real answer.") + ("\n— " + "; ".join(notes) if notes else "")
+    step.record(persona="ROBIN", kind="antithesis", content=shown,
+                data={"notes": notes, "fallback": not text} if notes else {}, result=result)
+    return step.update(antithesis=text, dialogue=dialogue)
 
 
 def alfred_critic(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
-    """Measure the BRICK↔ROBIN disagreement: embedding distance blended with ALFRED's verdict."""
+    """Measure the BRICK↔ROBIN disagreement: embedding distance blended with ALFRED's verdict. When the
+    critic or ROBIN says they agree, the score says so too; only real disagreement raises an event
+    (once per run)."""
     step = _Step(state, "alfred_critic", deps)
     vectors = deps.model.embed([state["thesis"], state["antithesis"]])
     distance = cosine_distance(vectors[0], vectors[1])
-    result = _chat_json(deps, "ALFRED", step.node, prompts.critic(_persona(deps, "ALFRED"), state),
+    result = _chat_json(step, "ALFRED", prompts.critic(_persona(deps, "ALFRED"), state),
                         json_schema=prompts.CRITIC_SCHEMA, max_tokens=deps.settings.json_max_tokens)
     verdict = result.parsed if isinstance(result.parsed, dict) else {}
     # Without a readable verdict the embedding distance alone measures the disagreement.
     judged = _clamp01(verdict.get("dissonance"), default=distance)
     score = round(0.5 * distance + 0.5 * judged, 3)
-    agree = bool(verdict.get("consensus")) or state["antithesis"].lower().startswith("i agree")
+    reason = str(verdict.get("reason", "")).strip()
+    agree = quality.critic_says_agree(reason, verdict.get("consensus"), state["antithesis"])
+    adjusted = ""
+    if agree and score >= deps.settings.consensus_threshold:
+        adjusted = f"lowered from {score:.2f}: the critic says they agree"
+        score = round(max(0.0, deps.settings.consensus_threshold - 0.05), 3)
     consensus = agree and score < deps.settings.consensus_threshold
     turn = state.get("turn", 0) + 1
-    reason = str(verdict.get("reason", "")).strip()
     detail = {"embedding_distance": round(distance, 3), "critic": judged, "consensus": consensus, "turn": turn,
-              "reason": reason, **_fallback_note(result)}
-    step.record(persona="ALFRED", kind="dissonance", content=f"Dissonance {score:.2f} — {reason or 'no reason given'}",
+              "reason": reason, **({"adjusted": adjusted} if adjusted else {}), **_fallback_note(result)}
+    step.record(persona="ALFRED", kind="dissonance",
+                content=f"Dissonance {score:.2f} — {reason or 'no reason given'}"
+                + (f" ({adjusted})" if adjusted else ""),
                 data=detail, result=result, dissonance=score)
-    update: dict[str, Any] = {"step": step.number, "dissonance": [*state.get("dissonance", []), score],
-                              "consensus": consensus, "turn": turn}
-    if score > deps.settings.dissonance_threshold:
+    update = step.update(dissonance=[*state.get("dissonance", []), score], consensus=consensus, turn=turn)
+    real_disagreement = not agree and score > deps.settings.dissonance_threshold
+    if real_disagreement and not state.get("dissonance_reported"):
+        update["dissonance_reported"] = True
         deps.on_dissonance(score, detail)
         if not state.get("amendment_considered"):
             update["amendment_considered"] = True
@@ -251,7 +513,7 @@ def alfred_amend(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     step = _Step(state, "alfred_amend", deps)
     rejected = deps.rejected_amendments()
     messages = prompts.amendment(_persona(deps, "ALFRED"), state, deps.personas(), rejected)
-    result = _chat_json(deps, "ALFRED", step.node, messages, json_schema=prompts.AMENDMENT_SCHEMA,
+    result = _chat_json(step, "ALFRED", messages, json_schema=prompts.AMENDMENT_SCHEMA,
                         max_tokens=deps.settings.json_max_tokens)
     draft = result.parsed if isinstance(result.parsed, dict) else {}
     persona = str(draft.get("persona", "")).upper()
@@ -267,61 +529,132 @@ def alfred_amend(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         content = "No new amendment: the draft repeated one already rejected or pending, or was empty."
     step.record(persona="ALFRED", kind="amendment", content=content,
                 data={"amendment": amendment_id, "persona": persona, "principle": principle}, result=result)
-    return {"step": step.number, "amendment_id": amendment_id or 0}
+    return step.update(amendment_id=amendment_id or 0, paused_at=deps.clock())
 
 
 def await_decision(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
-    """Pause the run until a person approves or rejects the amendment in the admin."""
+    """Pause the run until a person approves or rejects the amendment in the admin. The time spent
+    waiting for the person does not count against the run's time budget."""
     decision = interrupt({"amendment": state["amendment_id"]})
     step = _Step(state, "await_decision", deps)
     status = decision.get("status", "?") if isinstance(decision, dict) else str(decision)
     comment = decision.get("comment", "") if isinstance(decision, dict) else ""
+    paused = max(0.0, deps.clock() - state.get("paused_at", deps.clock()))
+    started = state.get("started_at", deps.clock()) + paused
+    step.state = {**state, "started_at": started}
     step.record(persona="ALFRED", kind="decision",
                 content=f"Amendment #{state['amendment_id']} {status}" + (f": {comment}" if comment else "."),
                 data=decision if isinstance(decision, dict) else {"status": status})
-    return {"step": step.number, "amendment_decision": decision if isinstance(decision, dict) else {}}
+    return step.update(amendment_decision=decision if isinstance(decision, dict) else {}, started_at=started)
+
+
+def _team_notes(state: GraphState) -> str:
+    """What the team produced that is real, for an answer written from what exists."""
+    lines = [f"{t['persona']}: {t['content']}" for t in state.get("dialogue", [])]
+    if not lines and state.get("candidates"):
+        lines = [f"BRICK's line of thought: {c}" for c in state["candidates"]]
+    for result in state.get("tool_results", []):
+        if result.get("output") is not None:
+            lines.append(f"Tool {result.get('spec', '')}: {result.get('output')}")
+    return "\n".join(lines)
+
+
+def _strip_team(prompt: str, state: GraphState) -> str:
+    """The prompt without what the team said (contributions an answer may rightly repeat)."""
+    for text in [_team_notes(state), *(t.get("content", "") for t in state.get("dialogue", [])),
+                 state.get("thesis", ""), state.get("babs_report", ""), *(state.get("candidates") or [])]:
+        if text:
+            prompt = prompt.replace(text, " ")
+    return prompt
 
 
 def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
-    """ALFRED writes the final answer from the whole discussion."""
+    """ALFRED writes the final answer from the whole discussion (from what exists when a budget ran
+    out, saying so). A hollow answer is asked for once more; then BRICK's last real thesis stands in,
+    recorded as a fallback, and such an answer does not enter memory."""
     step = _Step(state, "alfred_synthesis", deps)
-    result = _chat(deps, "ALFRED", step.node, prompts.synthesis(_persona(deps, "ALFRED"), state), stream=True,
-                   max_tokens=deps.settings.max_tokens)
-    answer = result.content.strip() or state.get("thesis", "")
-    step.record(persona="ALFRED", kind="answer", content=answer, result=result)
-    return {"step": step.number, "final_answer": answer}
+    out_of_budget = budget_out(state, deps.settings, deps.clock)
+    if out_of_budget:
+        step.record(persona="ALFRED", kind="budget",
+                    content=f"Budget: {out_of_budget}. ALFRED answers from what the team has so far.",
+                    data={"budget_out": out_of_budget})
+    persona = _persona(deps, "ALFRED")
+    messages = prompts.synthesis(persona, state)
+    result = _chat(step, "ALFRED", messages, stream=True, max_tokens=deps.settings.max_tokens)
+    answer = result.content.strip()
+    notes = []
+    if isinstance(result, _Partial) and result.reason == "time":
+        notes.append(f"cut at the step limit ({deps.settings.step_seconds} s)")
+    # The answer may take the team's words; only the instructions (and the task copied back) are hollow.
+    seen = _strip_team(_prompt_text(messages[1:]), state)
+    hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"])
+    if hollow:
+        notes.append(f"the first answer was hollow ({hollow}): asked again, shorter")
+        retry = prompts.synthesis_retry(persona, state, _team_notes(state))
+        result = _chat(step, "ALFRED", retry, stream=True, max_tokens=deps.settings.max_tokens)
+        answer = result.content.strip()
+        seen += "\n" + _strip_team(_prompt_text(retry[1:]), state)
+        hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"])
+    fallback = bool(hollow)
+    if fallback:
+        step.fallback("answer")
+        thesis = state.get("thesis", "") if "thesis" not in (state.get("fallbacks") or []) else ""
+        answer = thesis or "The team could not produce a real answer to this task."
+        notes.append(f"the second answer was hollow too ({hollow}): " +
+                     ("BRICK's last thesis stands as the answer" if thesis else "no answer"))
+    step.record(persona="ALFRED", kind="answer", content=answer,
+                data={"fallback": fallback, "notes": notes, "budget_out": out_of_budget}, result=result)
+    return step.update(final_answer=answer, answer_fallback=fallback, budget_out=out_of_budget)
 
 
 def memory_write(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
-    """Store the run in memory (summary + dialogue chunks) so later runs can retrieve it."""
+    """Store the run in memory (summary + dialogue chunks) so later runs can retrieve it — only when its
+    answer is a real one (not a fallback or placeholder)."""
     step = _Step(state, "memory_write", deps)
+    if state.get("answer_fallback"):
+        step.record(persona="BABS", kind="memory",
+                    content="Not stored in memory: the answer is a fallback, not the team's own.",
+                    data={"stored": False})
+        return step.update()
     stored = deps.memory_write(dict(state))
     if stored:
         step.record(persona="BABS", kind="memory", content=stored.get("note", "Stored in memory."), data=stored)
     else:
         step.record(persona="BABS", kind="memory", content="Memory is not available: nothing was stored.")
-    return {"step": step.number}
+    return step.update()
 
 
 def route_after_alfred(state: GraphState) -> str:
     return "babs_research" if state.get("research") else "brick_candidates"
 
 
-def route_after_thesis(state: GraphState, *, max_tool_requests: int) -> str:
-    if state.get("tool_spec") and state.get("tool_requests", 0) < max_tool_requests:
+def route_after_evaluate(state: GraphState, *, settings: GraphSettings, clock: Any = time.time) -> str:
+    return "alfred_synthesis" if budget_out(state, settings, clock) else "brick_thesis"
+
+
+def route_after_thesis(state: GraphState, *, settings: GraphSettings, clock: Any = time.time) -> str:
+    if budget_out(state, settings, clock):
+        return "alfred_synthesis"
+    if state.get("tool_spec") and state.get("tool_requests", 0) < settings.max_tool_requests:
         return "tool_forge"
+    if not state.get("thesis"):
+        return "alfred_synthesis"  # nothing for ROBIN to answer: ALFRED answers from what exists
     return "robin_respond"
 
 
-def route_after_critic(state: GraphState, *, max_turns: int) -> str:
+def route_after_respond(state: GraphState) -> str:
+    return "alfred_critic" if state.get("antithesis") else "alfred_synthesis"
+
+
+def route_after_critic(state: GraphState, *, settings: GraphSettings, clock: Any = time.time) -> str:
     if state.get("amend_evidence") and "amendment_id" not in state:
         return "alfred_amend"
-    if state.get("consensus") or state.get("turn", 0) >= max_turns:
+    if state.get("consensus") or state.get("turn", 0) >= settings.max_turns or budget_out(state, settings, clock):
         return "alfred_synthesis"
     return "brick_thesis"
 
 
-def route_after_amend(state: GraphState, *, max_turns: int, wait: bool) -> str:
+def route_after_amend(state: GraphState, *, settings: GraphSettings, wait: bool, clock: Any = time.time) -> str:
     if state.get("amendment_id") and wait:
         return "await_decision"
-    return route_after_critic(state, max_turns=max_turns)
+    return route_after_critic(state, settings=settings, clock=clock)

@@ -5,10 +5,13 @@ from collections.abc import Mapping
 from typing import Any
 
 TOOL_LINE = "TOOL_REQUIRED:"
+# Free-text fields inside JSON replies are bounded, so a small model's reply ends inside json_max_tokens
+# instead of being cut off mid-string (which loses the whole reply).
+SHORT = 160
 
 ROUTE_SCHEMA = {
     "type": "object",
-    "properties": {"research": {"type": "boolean"}, "reason": {"type": "string"}},
+    "properties": {"research": {"type": "boolean"}, "reason": {"type": "string", "maxLength": SHORT}},
     "required": ["research", "reason"],
 }
 
@@ -17,7 +20,7 @@ CRITIC_SCHEMA = {
     "properties": {
         "dissonance": {"type": "number"},
         "consensus": {"type": "boolean"},
-        "reason": {"type": "string"},
+        "reason": {"type": "string", "maxLength": SHORT},
     },
     "required": ["dissonance", "consensus", "reason"],
 }
@@ -27,7 +30,8 @@ def thoughts_schema(k: int) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "thoughts": {"type": "array", "items": {"type": "string"}, "minItems": k, "maxItems": k},
+            "thoughts": {"type": "array", "items": {"type": "string", "maxLength": 2 * SHORT},
+                         "minItems": k, "maxItems": k},
         },
         "required": ["thoughts"],
     }
@@ -39,7 +43,7 @@ def evaluation_schema(k: int) -> dict[str, Any]:
         "properties": {
             "scores": {"type": "array", "items": {"type": "integer"}, "minItems": k, "maxItems": k},
             "best": {"type": "integer"},
-            "comment": {"type": "string"},
+            "comment": {"type": "string", "maxLength": SHORT},
         },
         "required": ["scores", "best", "comment"],
     }
@@ -122,8 +126,8 @@ def thesis(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dic
         if chosen:
             prompt += f"Develop this line of thought into your thesis: {chosen}\n\n"
         prompt += ("Give your thesis: a clear answer with its justification, step by step. "
-                   f"If you need a computation or data you cannot produce by reasoning, end with one line "
-                   f"'{TOOL_LINE} <precise description of the function you need>'.")
+                   "Only if an exact computation is beyond you, end with one line "
+                   f"'{TOOL_LINE} <function name>(<inputs>) returns <result>, e.g. <a call> == <its result>'.")
     else:
         prompt = (f"{_context(state)}\n\nYour previous thesis:\n{state['thesis']}\n\n"
                   f"ROBIN answered:\n{state.get('antithesis', '')}\n\n"
@@ -170,8 +174,8 @@ AMENDMENT_SCHEMA = {
     "type": "object",
     "properties": {
         "persona": {"type": "string", "enum": ["ALFRED", "BRICK", "ROBIN", "BABS"]},
-        "principle": {"type": "string"},
-        "rationale": {"type": "string"},
+        "principle": {"type": "string", "maxLength": 2 * SHORT},
+        "rationale": {"type": "string", "maxLength": 2 * SHORT},
     },
     "required": ["persona", "principle", "rationale"],
 }
@@ -191,3 +195,55 @@ def amendment(persona: dict[str, Any] | None, state: Mapping[str, Any], personas
     prompt += ("Propose ONE new principle for one persona that would resolve this kind of disagreement, "
                "with a short rationale. A person will review it. Reply as JSON.")
     return [system(persona, "You are ALFRED, the guardian of the codex."), {"role": "user", "content": prompt}]
+
+
+# Second asks, when the first reply was hollow: shorter, one job, no room to echo the instructions.
+
+def candidates_retry(persona: dict[str, Any] | None, state: Mapping[str, Any], k: int) -> list[dict[str, str]]:
+    return [
+        system(persona, "You are BRICK, the analyst."),
+        {"role": "user", "content": (
+            f"Task: {state['task']}\n\nName {k} different ways to work on this task. Each is one short "
+            "sentence of your own that starts with a verb; do not repeat the task. "
+            f"Reply as JSON: {{\"thoughts\": [{k} strings]}}."
+        )},
+    ]
+
+
+def thesis_retry(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
+    known = "".join(f"\n\nKnown: {text}" for text in _facts(state))
+    return [
+        system(persona, "You are BRICK, the analyst."),
+        {"role": "user", "content": f"{state['task']}{known}\n\nAnswer this directly, in two to five sentences."},
+    ]
+
+
+def _facts(state: Mapping[str, Any]) -> list[str]:
+    """What the run found out: BABS's report and the tools' results (for the short second asks)."""
+    facts = [state["babs_report"]] if state.get("memories") and state.get("babs_report") else []
+    for result in state.get("tool_results", []):
+        if result.get("output") is not None:
+            facts.append(f"{result.get('spec', '')} gave {result.get('output')}")
+    return facts
+
+
+def respond_retry(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
+    return [
+        system(persona, "You are ROBIN, the synthesiser."),
+        {"role": "user", "content": (
+            f"Task: {state['task']}\n\nBRICK's answer: {state['thesis']}\n\n"
+            "Is this answer right and kind to the person asking? Say what you would change, in two sentences. "
+            "If nothing, begin with 'I agree'."
+        )},
+    ]
+
+
+def synthesis_retry(persona: dict[str, Any] | None, state: Mapping[str, Any], notes: str) -> list[dict[str, str]]:
+    return [
+        system(persona, "You are ALFRED, the supervisor."),
+        {"role": "user", "content": (
+            f"{state['task']}\n\n" + "".join(f"Known: {text}\n\n" for text in _facts(state)) +
+            f"Notes from the team:\n{notes or '(none)'}\n\n"
+            "Answer the task above for the person who asked, in a few sentences."
+        )},
+    ]

@@ -1,9 +1,11 @@
 """State carried between the graph's nodes, and what the nodes need from the outside world."""
 from __future__ import annotations
 
+import operator
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Annotated, Any, Protocol, TypedDict
 
 
 class GraphState(TypedDict, total=False):
@@ -34,6 +36,16 @@ class GraphState(TypedDict, total=False):
     amend_evidence: list[int]  # runs showing persistent dissonance on related tasks
     amendment_id: int  # ALFRED's draft (0 when none was recorded)
     amendment_decision: dict[str, Any]  # the person's decision, once the run resumes
+    # Budgets: each node adds what it spent (tokens generated, seconds spent waiting for the model lock).
+    started_at: float  # wall-clock start of the run (time.time()), moved on by time spent paused for a person
+    paused_at: float  # set when the run pauses for a person's decision
+    tokens_used: Annotated[int, operator.add]
+    waited_s: Annotated[float, operator.add]
+    budget_out: str  # which budget ran out ("" while they last)
+    # Hollow contributions replaced by a recorded fallback; such a run's answer does not enter memory.
+    fallbacks: Annotated[list[str], operator.add]
+    answer_fallback: bool
+    dissonance_reported: bool  # the high-dissonance event is raised once per run at most
 
 
 class ChatModel(Protocol):
@@ -56,6 +68,10 @@ class GraphSettings:
     max_tokens: int = 384  # per free-text contribution
     json_max_tokens: int = 256  # per structured (JSON) contribution
     memory_k: int = 5
+    memory_min_relevance: float = 0.35  # BABS uses a memory only when its similarity to the task is at least this
+    run_tokens: int = 3000  # generated tokens per run; then ALFRED answers from what exists (0 = no limit)
+    run_seconds: int = 240  # wall-clock seconds per run, not counting waits for the model or a person (0 = none)
+    step_seconds: int = 75  # generation seconds per contribution; a longer one is cut and kept as it is (0 = none)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> GraphSettings:
@@ -63,12 +79,20 @@ class GraphSettings:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"[graph] has unknown key(s): {', '.join(sorted(unknown))}")
+        for name, value in data.items():
+            wanted = type(getattr(cls, name))
+            ok = isinstance(value, (int, float)) if wanted is float else isinstance(value, wanted)
+            if not ok or isinstance(value, bool):
+                raise ValueError(f"graph.{name} must be a number, not {value!r}")
         values = cls(**data)
         if not 1 <= values.thoughts <= 8:
             raise ValueError("graph.thoughts must be between 1 and 8")
         if not 1 <= values.max_turns <= 10:
             raise ValueError("graph.max_turns must be between 1 and 10")
-        for name in ("dissonance_threshold", "consensus_threshold"):
+        for name in ("run_tokens", "run_seconds", "step_seconds"):
+            if getattr(values, name) < 0:
+                raise ValueError(f"graph.{name} must be 0 (no limit) or more")
+        for name in ("dissonance_threshold", "consensus_threshold", "memory_min_relevance"):
             if not 0.0 <= getattr(values, name) <= 1.0:
                 raise ValueError(f"graph.{name} must be between 0 and 1")
         return values
@@ -108,3 +132,4 @@ class GraphDeps:
     propose_amendment: Callable[..., int | None] = lambda **draft: None
     rejected_amendments: Callable[[], list[dict[str, str]]] = lambda: []
     wait_for_decision: bool = True
+    clock: Callable[[], float] = time.time

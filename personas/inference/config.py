@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,9 +91,17 @@ class EmbeddedConfig:
 
     gguf_path: str = ""
     n_ctx: int = 4096
-    threads: int = 0
+    threads: int = 0  # 0: one core fewer than the machine has (at least one); see effective_threads
     max_tokens: int = 512
     persona_models: dict[str, str] = field(default_factory=dict)
+
+    def effective_threads(self) -> int:
+        """llama.cpp threads. On all cores generation collapses as soon as anything else runs (on 2 busy
+        cores: 3.5 tok/s with 2 threads, 8.8 with 1 — bench/threads.py), so the default leaves one free."""
+        if self.threads > 0:
+            return self.threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cores - 1)
 
 
 @dataclass(frozen=True)

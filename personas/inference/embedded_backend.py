@@ -156,6 +156,23 @@ def check_user_gguf(path: Path) -> Path:
     return path
 
 
+SOCKET_DIR_PREFIX = "a4ps-llm-"  # + pid + "-": the private directory of one process's model server
+
+
+def remove_stale_socket_dirs(alive: Callable[[int], bool], temp_dir: str | None = None) -> list[str]:
+    """Remove model-server directories left in the temp dir by processes that are gone (a killed
+    worker cannot clean up after itself); returns the paths removed."""
+    removed = []
+    root = Path(temp_dir or tempfile.gettempdir())
+    for path in root.glob(f"{SOCKET_DIR_PREFIX}*"):
+        pid_text = path.name[len(SOCKET_DIR_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or not path.is_dir() or alive(int(pid_text)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
 @dataclass
 class BackendReply:
     """What a backend returns for one chat call, before the manager adds bookkeeping."""
@@ -266,10 +283,10 @@ class EmbeddedBackend:
             params.n_predict = self.config.max_tokens
             params.warmup = False
             params.verbosity = 0
-            if self.config.threads > 0:
-                params.cpuparams.n_threads = self.config.threads
-                params.cpuparams_batch.n_threads = self.config.threads
-            self._socket_dir = tempfile.mkdtemp(prefix="a4ps-llm-")
+            params.cpuparams.n_threads = self.config.effective_threads()
+            params.cpuparams_batch.n_threads = self.config.effective_threads()
+            # The pid in the name lets a later process remove the directory of one that was killed.
+            self._socket_dir = tempfile.mkdtemp(prefix=f"{SOCKET_DIR_PREFIX}{os.getpid()}-")
             # Also removed at interpreter exit, for processes that never call close().
             self._dir_finalizer = weakref.finalize(self, shutil.rmtree, self._socket_dir, True)
             self._api_key = secrets.token_urlsafe(32)

@@ -16,7 +16,16 @@ class ModelMissing(ModelError):
 
 
 class ModelOutputInvalid(ModelError):
-    """The model answered, but not in the shape the caller required (e.g. junk instead of JSON)."""
+    """The model answered, but not in the shape the caller required (e.g. junk instead of JSON).
+
+    `content` holds what it did answer and `completion_tokens` what that cost (0 when unknown)."""
+
+    def __init__(self, message: str, *, content: str = "", completion_tokens: int = 0,
+                 prompt_tokens: int = 0) -> None:
+        super().__init__(message)
+        self.content = content
+        self.completion_tokens = completion_tokens
+        self.prompt_tokens = prompt_tokens
 
 
 class EmbeddedModelError(ModelError):

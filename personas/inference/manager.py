@@ -39,6 +39,7 @@ class ChatResult:
     persona: str | None = None
     parsed: Any = None
     engine_ms: float = 0.0  # prompt + generation time as the engine reports it; total_ms minus this is overhead
+    wait_ms: float = 0.0  # time spent waiting for the model lock (another job held the model), part of total_ms
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,11 +213,13 @@ class ModelManager:
             backend = self.backend
             _, model = self.resolve(persona_or_model)
             with self.lock.hold(wait_s=self.config.request_timeout_s * 2):
+                wait_ms = (time.perf_counter() - t0) * 1000
                 options = ChatOptions(tools=norm_tools, json_schema=json_schema, on_token=on_token,
                                       max_tokens=max_tokens, temperature=temperature, stop=tuple(stop or ()))
                 reply = self._chat_on(backend, persona, model if backend == "ollama" else persona_or_model,
                                       messages, options)
             result = self._finish(reply, backend, persona, json_schema, t0)
+            result.wait_ms = round(wait_ms, 1)
         except Exception as exc:
             self._record(
                 model=reply.model if reply else model, persona=persona, backend=backend, reply=reply,
@@ -275,11 +278,15 @@ class ModelManager:
             except json.JSONDecodeError as exc:
                 snippet = reply.content.strip().replace("\n", " ")[:200] or "(empty)"
                 raise ModelOutputInvalid(
-                    f"{reply.model} was asked for JSON but answered: {snippet!r} ({exc.msg} at char {exc.pos})"
+                    f"{reply.model} was asked for JSON but answered: {snippet!r} ({exc.msg} at char {exc.pos})",
+                    content=reply.content, completion_tokens=reply.completion_tokens,
+                    prompt_tokens=reply.prompt_tokens,
                 ) from exc
             problem = _check_schema(parsed, json_schema)
             if problem:
-                raise ModelOutputInvalid(f"{reply.model} returned JSON that does not match the schema: {problem}")
+                raise ModelOutputInvalid(f"{reply.model} returned JSON that does not match the schema: {problem}",
+                                         content=reply.content, completion_tokens=reply.completion_tokens,
+                                         prompt_tokens=reply.prompt_tokens)
         return ChatResult(
             content=reply.content,
             tool_calls=reply.tool_calls,

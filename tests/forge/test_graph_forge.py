@@ -11,10 +11,12 @@ from tests.personas.scripted import sequence
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+SPEC = "add_two_integers(a, b) returns the sum of two integers, e.g. add_two_integers(2, 3) == 5"
+
 
 def test_tool_required_forges_a_tool_that_the_next_brick_call_has_bound_and_uses(scripted_model, personas_seeded):
     scripted_model.rules["thesis"] = sequence(
-        "I need exact arithmetic here.\nTOOL_REQUIRED: add two integers and return the sum",
+        "I need exact arithmetic here.\nTOOL_REQUIRED: " + SPEC,
         {"tool_calls": [{"name": "add_two_integers", "arguments": {"a": 1234, "b": 4321}}]},
         "With the tool: 1234 + 4321 = 5555.",
     )
@@ -45,7 +47,9 @@ def test_tool_required_forges_a_tool_that_the_next_brick_call_has_bound_and_uses
 
 
 def test_a_forge_that_fails_tells_brick_so_and_the_run_still_finishes(scripted_model, personas_seeded):
-    scripted_model.rules["thesis"] = sequence("TOOL_REQUIRED: something impossible", "Reasoned without it.")
+    scripted_model.rules["thesis"] = sequence(
+        "TOOL_REQUIRED: impossible(n) returns the largest prime number below n, e.g. impossible(10) == 7",
+        "Reasoned without it.")
     scripted_model.rules["forge"] = "I cannot write that."
     run = runs.run_submit(task="Do the impossible.")
     run.refresh_from_db()

@@ -120,3 +120,17 @@ def test_embedded_gguf_choice_per_persona(tmp_path):
 
     with pytest.raises(EmbeddedModelError, match="not a GGUF file"):
         backend.gguf_for(None, str(not_gguf))
+
+
+def test_the_embedded_thread_default_leaves_one_core_free(monkeypatch):
+    import os
+
+    from personas.inference.config import EmbeddedConfig
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert EmbeddedConfig().effective_threads() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert EmbeddedConfig().effective_threads() == 7
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert EmbeddedConfig().effective_threads() == 1
+    assert EmbeddedConfig(threads=3).effective_threads() == 3

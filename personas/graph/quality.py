@@ -1,0 +1,136 @@
+"""Tells a real contribution from a hollow one: echoes of the prompt, copies of the task, near-duplicate
+candidates, tool requests that are no function, critics whose number contradicts their words.
+
+Pure text functions (no model, no Django), so every rule is testable on its own."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from personas.inference.embeddings import cosine_similarity
+
+_WORD = re.compile(r"[a-z0-9]+")
+ECHO_SHARE = 0.6  # this share of a reply's word 4-grams found in its prompt: an echo, not a contribution
+TASK_COPY_SHARE = 0.6  # a candidate or tool spec that is mostly the task's own words restates it
+NEAR_DUPLICATE = 0.92  # embedding cosine above which two candidate lines are the same line
+WORDS_DUPLICATE = 0.8  # word 3-gram overlap above which two candidate lines are the same line
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall((text or "").lower())
+
+
+def _grams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def overlap(reply: str, source: str, n: int = 4) -> float:
+    """Share (0..1) of the reply's word n-grams that also occur in the source. A reply shorter than n
+    words counts as fully overlapping when its words appear in the source in order."""
+    r, s = words(reply), words(source)
+    if not r:
+        return 0.0
+    if len(r) < n:
+        return 1.0 if f" {' '.join(r)} " in f" {' '.join(s)} " else 0.0
+    grams = _grams(r, n)
+    return len(grams & _grams(s, n)) / len(grams)
+
+
+def hollow_reason(text: str, *, prompt: str, task: str = "") -> str:
+    """Why a free-text contribution is not one ("" when it is real): empty, an echo of its own prompt
+    or instructions, or the task copied back."""
+    if not words(text):
+        return "it was empty"
+    if task and overlap(text, task) >= TASK_COPY_SHARE and len(words(text)) <= len(words(task)) + 3:
+        return "it copied the task back"
+    if overlap(text, prompt) >= ECHO_SHARE:
+        return "it repeated its own instructions"
+    return ""
+
+
+def distinct_lines(lines: Sequence[str], *, task: str, instructions: str,
+                   embed: Callable[[list[str]], Any] | None = None) -> tuple[list[str], list[str]]:
+    """The real, mutually distinct candidate lines, and a note for each one dropped (copy of the task,
+    echo of the instructions, near-duplicate of an earlier line)."""
+    kept: list[str] = []
+    dropped: list[str] = []
+    for line in (str(x).strip() for x in lines):
+        if not words(line):
+            continue
+        if overlap(line, task) >= TASK_COPY_SHARE:
+            dropped.append(f"“{_short(line)}” copies the task")
+        elif overlap(line, instructions) >= ECHO_SHARE:
+            dropped.append(f"“{_short(line)}” repeats the instructions")
+        elif any(overlap(line, other, 3) >= WORDS_DUPLICATE or overlap(other, line, 3) >= WORDS_DUPLICATE
+                 for other in kept):
+            dropped.append(f"“{_short(line)}” repeats an earlier line")
+        else:
+            kept.append(line)
+    if embed and len(kept) > 1:
+        vectors = list(embed(kept))
+        unique: list[int] = []
+        for i in range(len(kept)):
+            if any(cosine_similarity(vectors[i], vectors[j]) >= NEAR_DUPLICATE for j in unique):
+                dropped.append(f"“{_short(kept[i])}” says what an earlier line says")
+            else:
+                unique.append(i)
+        kept = [kept[i] for i in unique]
+    return kept, dropped
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_FORGE_MESSAGE = re.compile(r"forge could not|gave up after|not buildable|tool forge|tool_required|"
+                            r"could not build|was not registered", re.I)
+_OUTSIDE = re.compile(r"\b(internet|web ?site|web page|url|http|download|online|database|api|e-?mail|"
+                      r"send|post to|file system|read the file|search the web|look up)\b", re.I)
+_OUTPUT = re.compile(r"\b(returns?|returning|outputs?|computes?|calculates?|counts?|converts?|gives|yields?|"
+                     r"produces?|checks?|finds?|sums?|->)|->|=>", re.I)
+_INPUT = re.compile(r"\(|\b(takes?|taking|given|input|inputs|arguments?|parameters?|accepts?|receives?)\b|"
+                    r"\b(of|between|from|for|in|into) (a|an|two|three|the|each|given|\d)", re.I)
+_EXAMPLE = re.compile(r"\b(e\.g\.|for example|example|for instance|such as)\b|\w\([^()]*\d[^()]*\)|"
+                      r"\b\w+\s*\([^()]*\)\s*(==|->|=>|=|returns|gives|is)\s*\S|\d\s*(->|=>|==)", re.I)
+
+
+def tool_spec_problem(spec: str, task: str) -> str:
+    """Why a tool request cannot go to the forge ("" when it can): a tool is a pure, testable function
+    with inputs, an output and an example — not the task restated, nor the forge's own message."""
+    spec = (spec or "").strip()
+    if len(words(spec)) < 4:
+        return "it is too short to describe a function"
+    if _FORGE_MESSAGE.search(spec):
+        return "it repeats a message of the forge instead of describing a function"
+    if task and (overlap(spec, task) >= TASK_COPY_SHARE or overlap(task, spec) >= TASK_COPY_SHARE):
+        return "it restates the task instead of describing one function that helps with it"
+    if _OUTSIDE.search(spec):
+        return "a tool is a pure function: it cannot reach the network, files or other services"
+    if "::" in spec or re.search(r"\w\.\w+\(", spec):
+        return "it names a method of some class; a tool is one plain Python function"
+    call = _CALL.search(spec)
+    if call and not re.search(rf"\b{re.escape(call.group(1))}\s*\(", spec[call.end():]):
+        return f"it does not give an example call of {call.group(1)} with its result"
+    missing = [name for name, rule in (("its inputs", _INPUT), ("what it returns", _OUTPUT),
+                                       ("an example call with its result", _EXAMPLE)) if not rule.search(spec)]
+    if missing:
+        return "it does not say " + " and ".join(missing)
+    return ""
+
+
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+
+_AGREE = re.compile(r"\b(agree|agrees|agreed|agreement|consensus|aligned|same (answer|conclusion|view)|"
+                    r"both (say|state|conclude|give|reach))\b", re.I)
+_DISAGREE = re.compile(r"\b(disagree|disagrees|disagreement|not agree|don't agree|do not agree|oppos|contradict|"
+                       r"differ|conflict)", re.I)
+
+
+def critic_says_agree(reason: str, consensus: Any, antithesis: str) -> bool:
+    """Whether the critic (its flag or its own words) or ROBIN's answer says the two agree."""
+    if _DISAGREE.search(reason or ""):
+        return False
+    return bool(consensus is True or _AGREE.search(reason or "") or
+                (antithesis or "").strip().lower().startswith("i agree"))

@@ -1,0 +1,310 @@
+"""Hollow contributions, the tool-spec gate, budgets, memory gating and an honest dissonance score —
+each case scripted, showing that the run stays useful and its transcript says what happened."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from personas.graph import GraphSettings, quality
+from personas.inference import ModelOutputInvalid
+from tests.personas.scripted import Reply, ScriptedModel, sequence
+from tests.personas.test_graph import Recorder, run_graph
+
+TASK = "How should a small library welcome its first hundred volunteers?"
+GOOD_THOUGHTS = {"thoughts": ["Map each volunteer's skills first.", "Pair newcomers with a mentor.",
+                              "Start with a short weekly rota."]}
+
+
+def steps_of(rec: Recorder, kind: str) -> list[dict]:
+    return [s for s in rec.steps if s["kind"] == kind]
+
+
+def test_a_single_candidate_is_asked_for_again_and_distinct_lines_go_on():
+    model = ScriptedModel({"thoughts": sequence({"thoughts": [TASK, TASK, TASK]}, GOOD_THOUGHTS)})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK)
+    assert model.kinds().count("thoughts") == 2
+    assert final["candidates"] == GOOD_THOUGHTS["thoughts"]
+    step = steps_of(rec, "thoughts")[0]
+    assert "copies the task" in " ".join(step["data"]["dropped"])
+    assert "asked again" in step["content"] and step["data"]["fallback"] is False
+
+
+def test_echoed_instructions_and_near_duplicates_are_dropped_and_the_run_says_so():
+    echo = "Propose 3 distinct candidate lines of thought for approaching this task"
+    model = ScriptedModel({"thoughts": {"thoughts": [echo, "Pair newcomers with a mentor.",
+                                                     "Pair newcomers with a mentor!"]}})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK)
+    step = steps_of(rec, "thoughts")[0]
+    assert final["candidates"] == ["Pair newcomers with a mentor."]
+    assert any("repeats the instructions" in d for d in step["data"]["dropped"])
+    assert any("repeats an earlier line" in d for d in step["data"]["dropped"])
+    assert step["data"]["fallback"] is True and "continuing with 1 real line" in step["content"]
+    assert "Only one real line" in steps_of(rec, "evaluation")[0]["content"]
+    assert "candidates" in final["fallbacks"]
+
+
+def test_truncated_candidate_json_counts_its_tokens_and_is_asked_again():
+    def cut(count: int):
+        if count == 0:
+            raise ModelOutputInvalid("cut off", content='{"thoughts": ["Map the sk', completion_tokens=256)
+        return GOOD_THOUGHTS
+
+    model = ScriptedModel({"thoughts": cut})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK)
+    step = steps_of(rec, "thoughts")[0]
+    assert final["candidates"] == GOOD_THOUGHTS["thoughts"]
+    assert "cut off or unreadable" in step["content"]
+    assert final["tokens_used"] >= 256 + 5  # the lost reply's tokens are counted, not recorded as 0
+    assert step["data"]["budget"]["tokens"] >= 256
+
+
+def test_an_empty_thesis_is_asked_for_again_with_a_shorter_prompt():
+    model = ScriptedModel({"thesis": sequence("", "Give each volunteer a mentor and a first task.")})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK)
+    thesis_calls = [c for c in model.calls if c["kind"] == "thesis"]
+    assert len(thesis_calls) == 2
+    assert "Answer this directly" in thesis_calls[1]["messages"][-1]["content"]
+    assert final["thesis"] == "Give each volunteer a mentor and a first task."
+    assert "asked again" in steps_of(rec, "thesis")[0]["content"]
+
+
+def test_a_thesis_that_stays_hollow_falls_back_to_the_chosen_line_and_says_so():
+    model = ScriptedModel({"thesis": "", "thoughts": GOOD_THOUGHTS,
+                           "evaluation": {"scores": [3, 9, 2], "best": 1, "comment": "c"}})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK, settings=GraphSettings(max_turns=1))
+    step = steps_of(rec, "thesis")[0]
+    assert step["data"]["fallback"] is True
+    assert step["content"].startswith("Pair newcomers with a mentor.")
+    assert "chosen line of thought stands in" in step["content"]
+    assert "(BRICK gave no thesis.)" not in final["final_answer"]
+    # A fallback thesis is not put in the dialogue as if BRICK had said it.
+    assert all(turn["persona"] != "BRICK" for turn in final.get("dialogue", []))
+
+
+def test_a_thesis_that_starts_with_tool_required_goes_to_the_forge_first():
+    spec = "mentor_pairs(n) returns how many mentor pairs n volunteers make, e.g. mentor_pairs(10) == 5"
+    model = ScriptedModel({"thesis": sequence(f"TOOL_REQUIRED: {spec}", "With pairs of two: 50 pairs.")})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK)
+    assert rec.forged == [spec]
+    first = steps_of(rec, "thesis")[0]
+    assert first["content"] == "BRICK asks for a tool before giving a thesis."
+    assert final["thesis"] == "With pairs of two: 50 pairs."
+    # ROBIN answered the real thesis, never an empty one.
+    robin_prompt = [c for c in model.calls if c["kind"] == "antithesis"][0]["messages"][-1]["content"]
+    assert "With pairs of two" in robin_prompt
+
+
+@pytest.mark.parametrize("spec, reason", [
+    (TASK, "restates the task"),
+    ("The forge could not build this tool: gave up after 3 attempt(s)", "message of the forge"),
+    ("a function that fetches the library's website and returns its text, e.g. fetch(url)", "pure function"),
+    ("something useful", "too short"),
+    ("count the volunteers somehow and more", "does not say"),
+    ("BillingService::plan(id) returns the plan, e.g. BillingService::plan(1) == Plan(1)", "method of some class"),
+    ("mentor_pairs(n) returns the number of pairs of n volunteers, for example half of them", "example call"),
+])
+def test_tool_requests_that_are_no_function_are_rejected_and_go_back_to_brick(spec, reason):
+    model = ScriptedModel({"thesis": sequence(f"I need help.\nTOOL_REQUIRED: {spec}", "Without a tool: mentors.")})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK)
+    assert rec.forged == []
+    rejected = steps_of(rec, "tool_rejected")
+    assert len(rejected) == 1 and reason in rejected[0]["content"]
+    second_prompt = [c for c in model.calls if c["kind"] == "thesis"][1]["messages"][-1]["content"]
+    assert "Tool request rejected" in second_prompt
+    assert final["final_answer"]
+
+
+def test_a_registered_tool_that_fits_is_offered_instead_of_forging_another():
+    tool = {"type": "function", "function": {"name": "mentor_pairs", "description": "Mentor pairs for n people.",
+                                             "parameters": {"type": "object", "properties": {}}}}
+    spec = "mentor_pairs(n) returns how many mentor pairs n volunteers make, e.g. mentor_pairs(10) == 5"
+    model = ScriptedModel({"thesis": sequence(f"Counting.\nTOOL_REQUIRED: {spec}", "Fifty pairs.")})
+    rec = Recorder()
+    run_graph(model, rec, task=TASK, tools=lambda: [tool])
+    assert rec.forged == []
+    step = steps_of(rec, "tool_request")[0]
+    assert step["data"]["status"] == "existing" and "mentor_pairs already exists" in step["content"]
+
+
+def test_robin_echoing_its_instructions_is_retried_then_left_out_and_the_critic_skipped():
+    echo = ("Answer it: where you disagree give your antithesis, where you can, a synthesis. "
+            "If you fully agree, begin with 'I agree'. Keep it short.")
+    model = ScriptedModel({"antithesis": echo})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK)
+    assert model.kinds().count("antithesis") == 2  # asked once more, shorter
+    step = steps_of(rec, "antithesis")[0]
+    assert step["data"]["fallback"] is True and "repeated its own instructions" in step["content"]
+    assert "critic" not in model.kinds() and steps_of(rec, "dissonance") == []
+    assert echo not in final["final_answer"]
+
+
+def test_a_hollow_final_answer_falls_back_to_the_thesis_and_never_enters_memory():
+    written: list[dict] = []
+    model = ScriptedModel({"answer": ""})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK, memory_write=lambda state: written.append(state) or {"note": "x"})
+    assert model.kinds().count("answer") == 2
+    assert final["answer_fallback"] is True
+    assert final["final_answer"] == "Two plus two is four, by counting."  # BRICK's last real thesis
+    assert written == []
+    memory_step = steps_of(rec, "memory")[0]
+    assert memory_step["content"].startswith("Not stored in memory") and memory_step["data"]["stored"] is False
+    assert steps_of(rec, "answer")[0]["data"]["fallback"] is True
+
+
+def test_a_real_answer_is_stored():
+    written: list[dict] = []
+    rec = Recorder()
+    run_graph(ScriptedModel(), rec, memory_write=lambda state: written.append(state) or {"note": "stored"})
+    assert len(written) == 1
+
+
+def test_a_critic_that_says_they_agree_cannot_report_high_dissonance():
+    model = ScriptedModel({
+        "antithesis": "Mentors matter, and a weekly rota keeps it light for everyone.",
+        "critic": {"dissonance": 0.9, "consensus": False, "reason": "Both agree on the answer."},
+    })
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK, settings=GraphSettings(dissonance_threshold=0.5))
+    step = steps_of(rec, "dissonance")[0]
+    assert step["dissonance"] < 0.35 and final["consensus"] is True
+    assert "the critic says they agree" in step["content"]
+    assert rec.dissonance_events == []
+
+
+def test_memories_below_the_relevance_threshold_are_not_used():
+    memories = [{"id": "a", "text": "The word with the most vowels is 'queueing'.", "relevance": 0.12}]
+    model = ScriptedModel({"route": {"research": True, "reason": "maybe"}})
+    rec = Recorder()
+    final = run_graph(model, rec, task="Say hello in five words.", memory_search=lambda q, k: memories)
+    assert final["memories"] == [] and "research" not in model.kinds()
+    step = steps_of(rec, "research")[0]
+    assert "1 weaker match" in step["content"]
+
+
+def test_a_token_budget_that_runs_out_sends_the_run_to_alfred_who_says_so():
+    model = ScriptedModel({
+        "thoughts": Reply(content=json.dumps(GOOD_THOUGHTS), parsed=GOOD_THOUGHTS, completion_tokens=400),
+        "antithesis": "No: the rota matters more than mentors.",
+        "critic": {"dissonance": 0.9, "consensus": False, "reason": "They disagree on priorities."},
+    })
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK, settings=GraphSettings(run_tokens=420, max_turns=5))
+    assert model.kinds().count("thesis") == 1  # no second turn: the budget was spent
+    assert "token budget (420 tokens) ran out" in final["budget_out"]
+    assert steps_of(rec, "budget")[0]["content"].startswith("Budget: the token budget")
+    assert final["final_answer"] == "The answer is 4."
+    assert rec.steps[-1]["data"]["budget"]["tokens"] >= 420
+
+
+def test_the_time_budget_excludes_waiting_and_cuts_the_run_short():
+    now = [1000.0]
+    model = ScriptedModel({
+        "antithesis": "No: the rota matters more than mentors.",
+        "critic": {"dissonance": 0.9, "consensus": False, "reason": "They disagree on priorities."},
+    })
+    original = model.chat
+
+    def slow_chat(*args, **kwargs):
+        now[0] += 50  # each contribution takes 50 s of the run's clock
+        return original(*args, **kwargs)
+
+    model.chat = slow_chat
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK, clock=lambda: now[0],
+                      settings=GraphSettings(run_seconds=200, max_turns=5))
+    assert "time budget (200 s) ran out" in final["budget_out"]
+    assert model.kinds().count("thesis") <= 2
+    assert final["final_answer"]
+
+
+def test_a_contribution_past_the_step_limit_is_cut_and_kept():
+    class Slow(ScriptedModel):
+        def chat(self, persona_or_model, messages, **kwargs):
+            on_token = kwargs.get("on_token")
+            if persona_or_model == "BRICK" and kwargs.get("json_schema") is None and on_token:
+                self.calls.append({"persona": "BRICK", "kind": "thesis", "messages": messages, "tools": None,
+                                   "max_tokens": None, "temperature": None, "stop": None})
+                for word in ["Mentors ", "first, ", "then ", "rotas."]:
+                    on_token(word)
+                    time.sleep(0.6)
+                return Reply(content="Mentors first, then rotas.")
+            return super().chat(persona_or_model, messages, **kwargs)
+
+    rec = Recorder()
+    final = run_graph(Slow(), rec, task=TASK, settings=GraphSettings(step_seconds=1, max_turns=1))
+    step = steps_of(rec, "thesis")[0]
+    assert final["thesis"].startswith("Mentors first,") and final["thesis"] != "Mentors first, then rotas."
+    assert "cut at the step limit (1 s)" in step["content"]
+
+
+@pytest.mark.parametrize("text, prompt, task, expected", [
+    ("", "p", "", "it was empty"),
+    ("Where you disagree give your antithesis", "Answer it: where you disagree give your antithesis.", "",
+     "it repeated its own instructions"),
+    ("How should a small library welcome volunteers?", "x", "How should a small library welcome volunteers?",
+     "it copied the task back"),
+    ("Pair each newcomer with a mentor for a month.", "Task: how to welcome volunteers?", "welcome", ""),
+])
+def test_hollow_reason(text, prompt, task, expected):
+    assert quality.hollow_reason(text, prompt=prompt, task=task) == expected
+
+
+def test_tool_spec_gate_accepts_a_real_function():
+    assert quality.tool_spec_problem("days_between(a, b) returns the days from date a to date b, "
+                                     "e.g. days_between('2024-04-01', '2024-04-30') == 29", TASK) == ""
+    assert quality.tool_spec_problem("count_vowels(text) returns how many vowels text has, "
+                                     "e.g. count_vowels('hello') == 2", TASK) == ""
+
+
+def test_brick_is_stopped_once_its_tool_request_line_is_complete():
+    spec = "mentor_pairs(n) returns how many mentor pairs n volunteers make, e.g. mentor_pairs(10) == 5"
+    spam = f"I need a tool.\nTOOL_REQUIRED: {spec}\nTOOL_REQUIRED: {spec}\nTOOL_REQUIRED: {spec}\n"
+    model = ScriptedModel({"thesis": sequence(spam, "Fifty pairs.")})
+    rec = Recorder()
+    run_graph(model, rec, task=TASK)
+    assert rec.forged == [spec]
+    # The scripted model streams 7 characters at a time; generation stopped after the first request.
+    first = steps_of(rec, "thesis")[0]
+    assert first["data"]["tool_spec"] == spec
+    assert first["result"].content.count("TOOL_REQUIRED:") == 1
+
+
+def test_the_same_tool_request_twice_in_a_run_is_not_forged_again():
+    spec = "mentor_pairs(n) returns how many mentor pairs n volunteers make, e.g. mentor_pairs(10) == 5"
+    model = ScriptedModel({"thesis": sequence(f"TOOL_REQUIRED: {spec}", f"Again.\nTOOL_REQUIRED: {spec}", "Fifty.")})
+    rec = Recorder()
+    run_graph(model, rec, task=TASK, forge=lambda s: rec.forged.append(s) or {"status": "failed", "note": "no"})
+    assert rec.forged == [spec]
+    assert "already requested in this run" in steps_of(rec, "tool_rejected")[0]["content"]
+
+
+def test_the_short_second_ask_carries_what_babs_found():
+    memories = [{"id": "a", "text": "The codename is COPPER LANTERN.", "relevance": 0.8}]
+    model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "Memory [1]: COPPER LANTERN.",
+                           "thesis": sequence("", "It is Copper Lantern.")})
+    rec = Recorder()
+    run_graph(model, rec, task="What is the codename?", memory_search=lambda q, k: memories)
+    retry = [c for c in model.calls if c["kind"] == "thesis"][1]["messages"][-1]["content"]
+    assert "Known: Memory [1]: COPPER LANTERN." in retry
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"run_seconds": -1}, "graph.run_seconds must be 0"),
+    ({"run_tokens": "lots"}, "graph.run_tokens must be a number"),
+    ({"memory_min_relevance": 1.5}, "graph.memory_min_relevance must be between 0 and 1"),
+    ({"step_seconds": True}, "graph.step_seconds must be a number"),
+])
+def test_bad_budget_settings_are_refused_with_the_key_named(data, message):
+    with pytest.raises(ValueError, match=message):
+        GraphSettings.from_dict(data)
