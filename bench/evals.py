@@ -1,7 +1,12 @@
 """The eval suites on the real embedded model, mode beside mode: pass rates per category, tokens, seconds.
 
     python bench/evals.py --suite tools [--modes forge,single,resample] [--limit N] [--threads 1] [--out F]
+    python bench/evals.py --suite tasks [--modes single,graph] [--limit N | --ids …] [--out F]
     python bench/evals.py --report F [F ...]     # the same table from saved --out files (e.g. modes run apart)
+
+The tasks suite's graph mode is a full run through the four personas; it needs the database, so it runs
+in a scratch var/ (migrated here; the model file is linked from --var-dir) with the shipped config, the
+embedded backend and the [graph] settings and budgets of config/settings.toml.
 
 Runs the same engine as `manage.py evals run` (forge/evals/engine.py) without a database: the embedded
 llama.cpp model through ModelManager, the forge settings of config/settings.toml, the product's
@@ -22,19 +27,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from forge.config import ForgeSettings  # noqa: E402
-from forge.evals.engine import TOOL_MODES, ItemResult, run_tool_items, summarise  # noqa: E402
+from forge.evals.engine import TASK_MODES, TOOL_MODES, ItemResult, run_tool_items, summarise  # noqa: E402
 from forge.evals.suites import load_tools  # noqa: E402
 from personas.inference import ModelManager, ModelsConfig  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=["tools"], default="tools")
-    parser.add_argument("--modes", default="forge,single,resample", help="comma-separated, of " + ", ".join(TOOL_MODES))
+    parser.add_argument("--suite", choices=["tools", "tasks"], default="tools")
+    parser.add_argument("--modes", default="", help="comma-separated, of " + ", ".join(TOOL_MODES) +
+                        " (tools; default all) or " + ", ".join(TASK_MODES) + " (tasks; default both)")
     parser.add_argument("--limit", type=int, default=0, help="the first N items only (0 = all)")
     parser.add_argument("--ids", default="", help="comma-separated item ids instead of --limit")
     parser.add_argument("--var-dir", default=str(REPO / "var"), help="where the assembled GGUF lives")
-    parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads (0 = all cores)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="llama.cpp threads (0 = the product's default, one core fewer than the machine has)")
     parser.add_argument("--backend", default="", help="sandbox backend (default: [forge] backend of settings.toml)")
     parser.add_argument("--out", default="", help="write every item's result as JSON lines to this file")
     parser.add_argument("--report", nargs="+", default=[], help="print the table from saved --out files instead")
@@ -54,7 +61,10 @@ def main() -> None:
         report(saved, {"items": len({r.item_id for rows in saved.values() for r in rows}), "from": args.report})
         return
 
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.suite == "tasks":
+        run_tasks(args)
+        return
+    modes = [m.strip() for m in (args.modes or ",".join(TOOL_MODES)).split(",") if m.strip()]
     unknown = [m for m in modes if m not in TOOL_MODES]
     if unknown:
         parser.error(f"unknown mode(s) {', '.join(unknown)}: choose from {', '.join(TOOL_MODES)}")
@@ -115,13 +125,78 @@ def main() -> None:
     report(results, {"items": len(items), "threads": args.threads, "sandbox": config.backend})
 
 
+def run_tasks(args: argparse.Namespace) -> None:
+    """The tasks suite: single (ALFRED's model asked once) and graph (a full run), item by item."""
+    import os
+    import re
+    import shutil
+    import tempfile
+
+    modes = [m.strip() for m in (args.modes or ",".join(TASK_MODES)).split(",") if m.strip()]
+    unknown = [m for m in modes if m not in TASK_MODES]
+    if unknown:
+        raise SystemExit(f"unknown mode(s) {', '.join(unknown)}: choose from {', '.join(TASK_MODES)}")
+    scratch = Path(tempfile.mkdtemp(prefix="a4ps-bench-tasks-"))
+    (scratch / "var").mkdir()
+    (scratch / "var" / "models").symlink_to(Path(args.var_dir).resolve() / "models")
+    shutil.copytree(REPO / "config", scratch / "config")
+    settings_path = scratch / "config" / "settings.toml"
+    text = settings_path.read_text().replace('backend = "auto"', 'backend = "embedded"', 1)
+    text = re.sub(r"(?m)^threads = \d+", f"threads = {args.threads}", text)
+    settings_path.write_text(text)
+    os.environ.update({"A4PS_VAR_DIR": str(scratch / "var"), "A4PS_CONFIG_DIR": str(scratch / "config"),
+                       "A4PS_HUEY_IMMEDIATE": "true", "A4PS_CHANNEL_LAYER": "memory",
+                       "DJANGO_SETTINGS_MODULE": "a4ps_site.settings"})
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from forge.evals import services
+    from forge.evals.engine import run_task_single
+    from forge.evals.suites import load_tasks
+    from personas.llm import model_manager
+    from personas.persona_state import persona_sync_from_codex
+
+    call_command("migrate", verbosity=0)
+    persona_sync_from_codex()
+    items = load_tasks()
+    if args.ids:
+        by_id = {i.id: i for i in items}
+        items = [by_id[i.strip()] for i in args.ids.split(",") if i.strip() in by_id]
+    elif args.limit:
+        items = items[: args.limit]
+    model = model_manager()
+    print(f"{len(items)} tasks, modes {', '.join(modes)}, model {model.resolve('ALFRED')[1]}, "
+          f"{model.config.embedded.effective_threads()} thread(s), scratch {scratch}", flush=True)
+    out = open(args.out, "w", encoding="utf-8") if args.out else None
+    results: dict[str, list[ItemResult]] = {mode: [] for mode in modes}
+    for item in items:
+        for mode in modes:
+            result = run_task_single(item, model) if mode == "single" else services.run_task_graph(item, model=model)
+            result.detail["needs"] = list(item.needs)
+            results[mode].append(result)
+            mark = "pass" if result.passed else "FAIL"
+            extra = f" run #{result.detail.get('run')}" if result.detail.get("run") else ""
+            print(f"  {mode:7} {item.id:9} {mark}  {result.tokens:5} tok  {result.seconds:6.1f} s{extra}  "
+                  f"{result.why[:80]}", flush=True)
+            if out:
+                out.write(json.dumps({"mode": mode, **result.as_dict()}) + "\n")
+                out.flush()
+    if out:
+        out.close()
+    model.close()
+    report(results, {"items": len(items), "suite": "tasks", "threads": model.config.embedded.effective_threads()})
+
+
 def report(results: dict[str, list[ItemResult]], figures: dict[str, object]) -> None:
     """The table per category and mode, the costs and the ratios, then the RESULT line."""
-    results = {m: results[m] for m in sorted(results, key=lambda m: TOOL_MODES.index(m) if m in TOOL_MODES else 9)}
+    order = [*TOOL_MODES, *TASK_MODES]
+    results = {m: results[m] for m in sorted(results, key=lambda m: order.index(m) if m in order else 9)}
     summaries = {mode: summarise(rows) for mode, rows in results.items()}
     categories = sorted({r.category for rows in results.values() for r in rows})
     header = f"{'category':14}" + "".join(f"{m:>12}" for m in results)
-    print("\npass rate on the hidden tests\n" + header)
+    print("\npass rate (hidden tests / answer checks)\n" + header)
     for category in [*categories, "overall"]:
         row = f"{category:14}"
         for mode in results:
@@ -152,6 +227,21 @@ def report(results: dict[str, list[ItemResult]], figures: dict[str, object]) -> 
             100 * (figures["forge_pass_rate"] - figures["single_pass_rate"]), 1)  # type: ignore[operator]
         figures["forge_only"] = sorted({r.item_id for r in results["forge"] if r.passed} - solved)
         figures["single_only"] = sorted(solved - {r.item_id for r in results["forge"] if r.passed})
+    if "single" in results and "graph" in results:
+        figures["graph_minus_single_points"] = round(
+            100 * (figures["graph_pass_rate"] - figures["single_pass_rate"]), 1)  # type: ignore[operator]
+        for mode in ("single", "graph"):
+            helped = [r for r in results[mode] if r.detail.get("needs")]
+            figures[f"{mode}_pass_rate_where_tool_or_memory_helps"] = (
+                round(sum(r.passed for r in helped) / len(helped), 4) if helped else None)
+        figures["graph_only"] = sorted({r.item_id for r in results["graph"] if r.passed} -
+                                       {r.item_id for r in results["single"] if r.passed})
+        figures["single_only"] = sorted({r.item_id for r in results["single"] if r.passed} -
+                                        {r.item_id for r in results["graph"] if r.passed})
+        figures["graph_fallback_answers"] = sum(bool(r.detail.get("fallback")) for r in results["graph"])
+        figures["graph_budget_cut"] = sum(bool(r.detail.get("budget_out")) for r in results["graph"])
+        print(f"where a tool or memory helps: single {figures['single_pass_rate_where_tool_or_memory_helps']}, "
+              f"graph {figures['graph_pass_rate_where_tool_or_memory_helps']}")
     if "forge" in results:
         attempts = [a for r in results["forge"] for a in r.detail.get("attempts", [])]
         figures["forge_truncated_retries"] = sum(a.get("truncated_retries", 0) for a in attempts)

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from a4ps_site.config import ConfigError, app_settings, codex, parse_codex
 from memory.datasets.services import Judgement, verdict_record
+from memory.services import memory_forget_run
 from personas.events import event_publish
 from personas.graph import prompts
 from personas.inference import ModelError, ModelOutputInvalid
@@ -31,6 +32,7 @@ RUBRIC_SCHEMA: dict[str, Any] = {
 
 DEFAULTS: dict[str, Any] = {
     "threshold": 7.0,  # mean rubric score (1..10) a run needs to become golden
+    "forget_below": 4.0,  # a run judged below this mean score is removed from memory (0 = keep everything)
     "batch": 5,  # runs judged per curator pass; the periodic task picks up the rest
     "max_tokens": 200,  # ALFRED's verdict is short JSON
     "transcript_chars": 6000,  # how much of the run ALFRED reads
@@ -181,7 +183,7 @@ def curate(*, limit: int | None = None, model: Any = None) -> dict[str, int]:
     settings = curator_settings()
     model = model or model_manager()
     limit = int(settings["batch"]) if limit is None else limit
-    counts = {"judged": 0, "accepted": 0, "examples": 0, "duplicates": 0, "failed": 0}
+    counts = {"judged": 0, "accepted": 0, "examples": 0, "duplicates": 0, "failed": 0, "forgotten": 0}
     for run in runs_to_judge(limit=limit):
         steps = list(run.steps.order_by("seq"))
         try:
@@ -195,6 +197,12 @@ def curate(*, limit: int | None = None, model: Any = None) -> dict[str, int]:
         outcome = verdict_record(run=run, judgement=judgement, threshold=float(settings["threshold"]),
                                  conversations=conversations_from_run(run, steps))
         counts["judged"] += 1
+        forget_below = float(settings["forget_below"])
+        if judgement.total is not None and not judgement.error and judgement.total < forget_below:
+            # A poor answer must not come back to haunt later runs through BABS.
+            if memory_forget_run(run_id=run.pk, by="curator",
+                                 reason=f"the curator scored it {judgement.total:.1f}/10 (below {forget_below:g})"):
+                counts["forgotten"] += 1
         counts["accepted"] += int(outcome["accepted"])
         counts["examples"] += outcome["examples"]
         counts["duplicates"] += outcome["duplicates"]
@@ -202,6 +210,7 @@ def curate(*, limit: int | None = None, model: Any = None) -> dict[str, int]:
         with transaction.atomic():
             event_publish(kind="curator.pass", source="curator", payload={**counts, "message": (
                 f"Curator judged {counts['judged']} run(s): {counts['accepted']} accepted, "
-                f"{counts['examples']} new golden example(s), {counts['duplicates']} duplicate(s) skipped")})
+                f"{counts['examples']} new golden example(s), {counts['duplicates']} duplicate(s) skipped"
+                + (f", {counts['forgotten']} poor answer(s) removed from memory" if counts["forgotten"] else ""))})
     return counts
 

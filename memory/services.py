@@ -11,6 +11,7 @@ from django.conf import settings
 from a4ps_site.config import app_settings
 from memory.store import MemoryStore
 from personas.events import event_publish
+from personas.inference.embeddings import cosine_similarity
 from personas.llm import model_manager
 from personas.models import RunStep
 
@@ -64,11 +65,42 @@ def memory_search(*, query: str, k: int) -> list[dict[str, Any]]:
     if store.count(level=1) == 0:
         return []
     hits = store.search_hierarchical(query, k=k)
+    if not hits:
+        return []
+    # Relevance is the cosine similarity of query and hit (the fused rank score says only "better than
+    # the others"), so BABS can leave out what merely came first among unrelated memories.
+    vectors = model_manager().embed([query, *[h.text for h in hits]])
     return [
         {"id": h.id, "text": h.text, "score": round(h.score, 4), "run_id": h.run_id, "persona": h.persona,
-         "summary": h.parent_text, "summary_id": h.parent_id}
-        for h in hits
+         "summary": h.parent_text, "summary_id": h.parent_id,
+         "relevance": round(cosine_similarity(vectors[0], vectors[i + 1]), 4)}
+        for i, h in enumerate(hits)
     ]
+
+
+def memory_of_run(run_id: int) -> str | None:
+    """The memory (summary id) a run stored, if it stored one and it still exists."""
+    step = RunStep.objects.filter(run_id=run_id, kind="memory", data__has_key="memory").order_by("-seq").first()
+    memory_id = step.data.get("memory") if step else None
+    if not memory_id:
+        return None
+    try:
+        memory_store().get_memory(memory_id)
+    except ValueError:
+        return None
+    return str(memory_id)
+
+
+def memory_forget_run(*, run_id: int, reason: str, by: Any = None) -> int:
+    """Remove what a run stored in memory (a person's "don't remember this run", or the curator's low
+    score); returns the chunks removed (0 when nothing was stored). Recorded on the run's transcript."""
+    memory_id = memory_of_run(run_id)
+    if not memory_id:
+        return 0
+    removed = memory_delete(memory_id=memory_id, by=by)
+    RunStep.objects.filter(run_id=run_id, kind="memory", data__memory=memory_id).update(
+        content=f"Removed from memory: {reason}")
+    return removed
 
 
 def memory_write_run(*, run_id: int, state: dict[str, Any]) -> dict[str, Any] | None:

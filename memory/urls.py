@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.memory_home, name="memory"),
     path("m/<str:memory_id>/", views.memory_detail, name="memory_detail"),
     path("m/<str:memory_id>/delete/", views.memory_delete, name="memory_delete"),
+    path("runs/<int:run_id>/forget/", views.run_forget, name="run_forget"),
     path("image/", views.image, name="image"),
     path("image/save/", views.image_save, name="image_save"),
     path("image/restore/", views.image_restore, name="image_restore"),

@@ -6,15 +6,17 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
 from a4ps_site.http import HtmxHttpRequest
+from a4ps_site.realtime import broadcast, group_for
 from memory import image as living_image
 from memory import services
 from memory.imagefile import CorruptImage
 from memory.store import CHUNK_LEVEL, SUMMARY_LEVEL
-from personas.models import Persona
+from personas.models import Persona, Run
 from personas.persona_state import persona_state_set
 
 PAGE = 20
@@ -64,6 +66,23 @@ def memory_delete(request: HtmxHttpRequest, memory_id: str) -> HttpResponse:
     else:
         messages.success(request, f"Deleted the memory and its {removed} chunks.")
     return redirect("memory")
+
+
+@login_required
+@require_POST
+def run_forget(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    """A person's "don't remember this run": its answer and dialogue leave memory."""
+    run = get_object_or_404(Run, pk=run_id)
+    removed = services.memory_forget_run(run_id=run.pk, reason=f"{request.user} asked not to remember this run",
+                                         by=request.user)
+    if removed:
+        messages.success(request, f"Run #{run.pk} removed from memory ({removed} chunks): later runs will not "
+                                  "retrieve it.")
+    else:
+        messages.info(request, f"Run #{run.pk} had nothing in memory.")
+    broadcast(group_for("run", run.pk), "ui.html",
+              html=render_to_string("personas/_run_head_oob.html", {"run": run}))
+    return redirect("run_detail", run.pk)
 
 
 def _image_page(request: HtmxHttpRequest, *, typed: dict[str, str] | None = None, status: int = 200) -> HttpResponse:

@@ -81,6 +81,7 @@ class Run(models.Model):
     class Source(models.TextChoices):
         ARCHITECT = "architect"  # a person
         MOTIVATOR = "motivator"  # the system's own goals
+        EVAL = "eval"  # an eval run of the tasks suite (graph mode): its own memory, never stored
 
     task = models.TextField()
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.ARCHITECT)
@@ -120,6 +121,17 @@ class Run(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in {self.Status.QUEUED, self.Status.RUNNING, self.Status.CANCELLING, self.Status.WAITING}
+
+    def answer_step(self) -> RunStep | None:
+        """The step holding ALFRED's final answer (its data says whether it is a fallback)."""
+        return self.steps.filter(kind="answer").order_by("-seq").first()
+
+    def stored_memory(self) -> str | None:
+        """The id of the memory this run wrote, unless it was removed since."""
+        step = self.steps.filter(kind="memory").order_by("-seq").first()
+        if not step or not step.data.get("memory") or step.content.startswith("Removed from memory"):
+            return None
+        return str(step.data["memory"])
 
 
 class RunStep(models.Model):

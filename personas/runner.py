@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ class Heartbeat(threading.Thread):
         self.stop_event.set()
 
 
-def build_deps(run: Run, *, record_step: Callable[..., Any]) -> GraphDeps:
+def build_deps(run: Run, *, record_step: Callable[..., Any], overrides: dict[str, Any] | None = None) -> GraphDeps:
     """Connect the graph's seams to the real services for this run (memory, forge and tools through
     the ports their apps filled in)."""
 
@@ -122,7 +123,7 @@ def build_deps(run: Run, *, record_step: Callable[..., Any]) -> GraphDeps:
                                f"Run #{run.pk}: dissonance {score:.2f} between BRICK and ROBIN", **detail})
 
     port = ports()
-    return GraphDeps(
+    deps = GraphDeps(
         model=manager,
         record_step=record,
         settings=graph_settings(),
@@ -143,13 +144,15 @@ def build_deps(run: Run, *, record_step: Callable[..., Any]) -> GraphDeps:
         ],
         wait_for_decision=bool(codex_services.codex_settings()["wait_for_decision"]),
     )
+    return replace(deps, **(overrides or {}))
 
 
-def execute(run: Run, *, record_step: Callable[..., Any]) -> dict[str, Any]:
+def execute(run: Run, *, record_step: Callable[..., Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume, if a checkpoint exists) the graph for `run`; returns the final state.
 
-    `record_step(run_id=, key=, node=, persona=, kind=, content=, ...)` persists each contribution."""
-    deps = build_deps(run, record_step=record_step)
+    `record_step(run_id=, key=, node=, persona=, kind=, content=, ...)` persists each contribution;
+    `overrides` replace GraphDeps fields (an eval run's own memory, say)."""
+    deps = build_deps(run, record_step=record_step, overrides=overrides)
     conn = sqlite3.connect(checkpoint_path(), check_same_thread=False, timeout=30)
     # A model step can outlast the lease: renew it while this worker is alive.
     heartbeat = Heartbeat(run.pk, lease_seconds())

@@ -92,10 +92,12 @@ def run_claim_next(*, worker: str, lease_s: int) -> Run | None:
         ).exists()
         if busy:
             return None
+        # Eval runs belong to their eval worker (they carry the item's own memory): never claimed here.
+        claimable = Run.objects.exclude(source=Run.Source.EVAL)
         run = (
-            Run.objects.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING], lease_until__lte=now)
+            claimable.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING], lease_until__lte=now)
             .order_by("id").first()
-            or Run.objects.filter(status=Run.Status.QUEUED).order_by("id").first()
+            or claimable.filter(status=Run.Status.QUEUED).order_by("id").first()
         )
         if run is None:
             return None
@@ -124,13 +126,14 @@ def run_release_dead_workers(*, host: str, alive: Callable[[int], bool]) -> int:
     return expired
 
 
-def run_execute(*, run: Run) -> Run:
-    """Execute a claimed run to its end and record the outcome; errors are kept on the run."""
+def run_execute(*, run: Run, overrides: dict[str, Any] | None = None) -> Run:
+    """Execute a claimed run to its end and record the outcome; errors are kept on the run.
+    `overrides` replace parts of the graph's outside world (see runner.execute)."""
     codex_version = CodexVersion.objects.order_by("-number").values_list("number", flat=True).first()
     Run.objects.filter(pk=run.pk).update(codex_version=codex_version)
     outcome: dict[str, Any]
     try:
-        final = execute(run, record_step=run_step_record)
+        final = execute(run, record_step=run_step_record, overrides=overrides)
     except RunCancelled:
         outcome = {"status": Run.Status.CANCELLED, "error": ""}
         final = {}

@@ -76,6 +76,14 @@ def run_steps(*, run: Run) -> list[RunStep]:
     return list(run.steps.order_by("seq"))
 
 
+def run_budget(*, run: Run) -> dict[str, Any] | None:
+    """The run's budgets as its latest step recorded them (None before the first step)."""
+    for step in run.steps.order_by("-seq")[:5]:
+        if isinstance(step.data, dict) and step.data.get("budget"):
+            return dict(step.data["budget"])
+    return None
+
+
 def run_steps_html_after(*, run_id: int, after_seq: int) -> list[str]:
     """Steps a reconnecting run page missed, rendered as they were broadcast, plus the current header."""
     steps = RunStep.objects.filter(run_id=run_id, seq__gt=after_seq).order_by("seq")

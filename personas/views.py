@@ -91,7 +91,8 @@ def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     return render(request, "personas/run_detail.html", {
         "run": run, "steps": selectors.run_steps(run=run), "diagram": graph_mermaid(),
         "diagram_svg": mark_safe(graph_svg()),  # built here from node names, which are escaped
-        "visited": sorted({s.node for s in selectors.run_steps(run=run)}),
+        "visited": [s.node for s in selectors.run_steps(run=run) if "." not in s.key],
+        "budget": selectors.run_budget(run=run),
     })
 
 

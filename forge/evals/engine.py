@@ -32,7 +32,7 @@ from forge.toolforge import (
 )
 
 TOOL_MODES = ("single", "forge", "resample")
-TASK_MODES = ("single",)  # the full graph is a mode of the runner service (it needs the database)
+TASK_MODES = ("single", "graph")  # graph: a full run, executed by the runner service (it needs the database)
 TASK_MAX_TOKENS = 256
 RESAMPLE_TEMPERATURE = 0.8
 MAX_RESAMPLES = 12  # a backstop: a model reporting no tokens would otherwise never exhaust the budget

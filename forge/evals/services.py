@@ -6,8 +6,10 @@ import hashlib
 import json
 import logging
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -22,9 +24,13 @@ from forge.config import ForgeSettings, forge_settings
 from forge.evals import engine
 from forge.evals.models import EvalResult, EvalRun
 from forge.evals.selectors import category_table, previous_run
-from forge.evals.suites import TaskItem, ToolItem, load_tasks, load_tools
+from forge.evals.suites import TaskItem, ToolItem, check_answer, load_tasks, load_tools
+from personas import runs
 from personas.events import event_publish
+from personas.inference.embeddings import cosine_similarity
 from personas.llm import model_manager, models_config
+from personas.models import Run
+from personas.runner import lease_seconds, worker_id
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +158,50 @@ def _store(run: EvalRun, result: engine.ItemResult) -> None:
         transaction.on_commit(lambda: eval_run_broadcast(run_id=run.pk, item_id=result.item_id))
 
 
+def _item_memory(item: TaskItem, model: Any) -> Callable[[str, int], list[dict[str, Any]]]:
+    """An eval run's memory: only the facts the item says an earlier run stored, ranked by similarity."""
+
+    def search(query: str, k: int) -> list[dict[str, Any]]:
+        facts = list(item.setup_memory)
+        if not facts:
+            return []
+        vectors = model.embed([query, *facts])
+        scored = sorted(((cosine_similarity(vectors[0], vectors[i + 1]), fact) for i, fact in enumerate(facts)),
+                        reverse=True)[:k]
+        return [{"id": f"eval-{item.id}-{i}", "text": fact, "relevance": round(score, 4), "run_id": None,
+                 "persona": "ALFRED"} for i, (score, fact) in enumerate(scored)]
+
+    return search
+
+
+def run_task_graph(item: TaskItem, *, model: Any, eval_run: EvalRun | None = None) -> engine.ItemResult:
+    """A task as a full run through the graph (source "eval"): its own memory holding only the item's
+    setup facts, nothing written to the real memory; the final answer checked by the item's rule.
+    The run stays on the Runs page, so every step can be inspected."""
+    started = time.perf_counter()
+    result = engine.ItemResult(item.id, item.category, "", False, attempts=1)
+    run = Run.objects.create(task=item.task, source=Run.Source.EVAL, status=Run.Status.RUNNING,
+                             worker=worker_id(), started=timezone.now(),
+                             lease_until=timezone.now() + timedelta(seconds=lease_seconds()))
+    no_memory = {"note": "An eval run: nothing is stored in memory."}
+    run = runs.run_execute(run=run, overrides={
+        "model": model, "memory_search": _item_memory(item, model), "memory_write": lambda state: no_memory,
+    })
+    result.output = run.final_answer
+    result.tokens = sum(run.steps.values_list("completion_tokens", flat=True))
+    answer = run.answer_step()
+    result.detail = {"run": run.pk, "status": run.status, "fallback": bool(answer and answer.data.get("fallback")),
+                     "budget_out": (answer.data.get("budget_out", "") if answer else ""),
+                     "steps": run.steps.count(), **({"eval_run": eval_run.pk} if eval_run else {})}
+    if run.status != Run.Status.DONE:
+        result.why = f"the run ended {run.status}" + (f": {run.error}" if run.error else "")
+    else:
+        result.passed, reason = check_answer(item, run.final_answer)
+        result.why = "" if result.passed else reason
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
 def eval_run_execute(*, run_id: int, model: Any = None,
                      on_result: Callable[[engine.ItemResult], None] | None = None) -> EvalRun | None:
     """Run a queued eval to its end: each item judged and stored as it finishes (a restarted run skips
@@ -177,6 +227,8 @@ def eval_run_execute(*, run_id: int, model: Any = None,
                 continue
             if isinstance(item, ToolItem):
                 result = engine.run_tool_item(item, run.mode, model, config, budget=budgets.get(item_id))
+            elif run.mode == "graph":
+                result = run_task_graph(item, model=model, eval_run=run)
             else:
                 result = engine.run_task_single(item, model)
             _store(run, result)

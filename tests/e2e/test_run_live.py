@@ -39,6 +39,13 @@ def test_submit_a_task_and_watch_the_run_unfold_without_reload(browser, scripted
         expect(steps).to_have_count(len(recorded))
         for i, seq in enumerate(recorded):
             expect(steps.nth(i)).to_have_attribute("data-seq", str(seq))
+        # The budget bar followed the steps, and the diagram lit up the nodes the run went through.
+        expect(page.locator("#run-budget meter").first).to_be_visible()
+        expect(page.locator("#run-budget")).to_contain_text(re.compile(r"\d+ / 3000"))
+        expect(page.locator("#visited-nodes .visited-mark[data-node=alfred_synthesis]")).to_have_count(1)
+        lit = page.locator('.graph-svg rect[data-node="brick_thesis"]')
+        expect(lit).to_have_css("fill", "rgb(255, 243, 191)")
+        expect(page.locator('.graph-svg rect[data-node="tool_forge"]')).to_have_css("fill", "rgb(255, 255, 255)")
         page.screenshot(path=str(scripted_stack.var_dir / "run-page.png"), full_page=True)
     finally:
         page.close()

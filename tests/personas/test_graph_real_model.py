@@ -1,0 +1,52 @@
+"""The seeds' first mission on the embedded default model: the run ends inside its budget with real
+contributions — at least two distinct candidate lines, a non-empty thesis and a non-empty answer."""
+from __future__ import annotations
+
+import pytest
+
+from personas import runs
+from personas.graph import GraphSettings
+from personas.graph.quality import distinct_lines
+from personas.inference import ModelManager, ModelsConfig
+from personas.llm import set_model_manager
+from personas.models import Run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ONBOARDING = ("Design the onboarding protocol for new members of the Community Resource Atlas. It must be "
+              "both maximally efficient and exceptionally gentle.")
+
+
+@pytest.fixture(scope="module")
+def embedded_models(tmp_path_factory):
+    config = ModelsConfig.from_dict({"backend": "embedded", "embedded": {"n_ctx": 4096}})
+    manager = ModelManager(config, var_dir=tmp_path_factory.mktemp("models"))
+    yield manager
+    manager.close()
+
+
+def test_the_onboarding_mission_finishes_inside_its_budget_with_real_contributions(embedded_models, personas_seeded):
+    budget = GraphSettings()  # the shipped defaults: config/settings.toml sets the same budgets
+    set_model_manager(embedded_models)
+    try:
+        run = runs.run_submit(task=ONBOARDING)
+    finally:
+        set_model_manager(None)
+    run.refresh_from_db()
+    steps = list(run.steps.order_by("seq"))
+    transcript = "\n".join(f"{s.persona} {s.kind}: {s.content[:300]}" for s in steps)
+    assert run.status == Run.Status.DONE, run.error + transcript
+
+    thoughts = next(s for s in steps if s.kind == "thoughts").data["thoughts"]
+    kept, _ = distinct_lines(thoughts, task=ONBOARDING, instructions="", embed=embedded_models.embed)
+    assert len(kept) >= 2, transcript
+    theses = [s for s in steps if s.kind == "thesis" and s.data.get("tool_spec") is None]
+    assert theses and all(s.content.strip() for s in theses), transcript
+    assert not any(s.data.get("fallback") for s in theses), transcript
+    answer = next(s for s in steps if s.kind == "answer")
+    assert run.final_answer.strip() and not answer.data.get("fallback"), transcript
+    assert "gave no thesis" not in run.final_answer and "TOOL_REQUIRED" not in run.final_answer
+    # Inside the budget: the last contribution may start just before the time runs out.
+    spent = steps[-1].data["budget"]
+    assert spent["tokens"] <= budget.run_tokens + budget.max_tokens, spent
+    assert spent["seconds"] <= budget.run_seconds + budget.step_seconds + 30, spent
