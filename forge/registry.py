@@ -232,8 +232,10 @@ class ToolRegistry:
         return self.refresh()
 
     def schemas(self) -> list[dict[str, Any]]:
-        """Every enabled tool as an OpenAI-style function schema, by name."""
-        return [t.schema for _, t in sorted(self.refresh().items())]
+        """Every enabled tool that takes input, as an OpenAI-style function schema, by name. A tool with
+        no parameters only restates a fixed text: it stays listed (and removable) but is never bound."""
+        return [t.schema for _, t in sorted(self.refresh().items())
+                if t.schema.get("function", {}).get("parameters", {}).get("properties")]
 
     def get(self, name: str) -> LoadedTool | None:
         return self.refresh().get(name)

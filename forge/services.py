@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -14,7 +17,17 @@ from a4ps_site.throttle import TextStream
 from forge import registry as registry_mod
 from forge.config import forge_settings
 from forge.models import ForgeAttempt, ForgeRequest, Tool, ToolCall, ToolVersion
-from forge.toolforge import AttemptReport, forge_loop
+from forge.toolforge import (
+    AttemptReport,
+    assert_checks,
+    forge_loop,
+    judge,
+    judge_text,
+    snake_calls,
+    spec_checks,
+    static_check,
+    tests_source,
+)
 from personas.events import event_publish
 from personas.llm import model_manager
 
@@ -143,6 +156,62 @@ def forge_request_execute(*, request: ForgeRequest, model: Any = None,
     return request
 
 
+def forge_request_overrule(*, request: ForgeRequest, number: int, user: Any, tests: str | None = None
+                           ) -> ToolVersion:
+    """A person overrules the forge on a failed request: register attempt `number`'s function as it is
+    (`tests` None: e.g. when only BRICK's own wrong assertion failed it), or judged in the sandbox by
+    the person's own test lines (`assert name(…) == …`) plus the request's examples, registered only
+    if they all pass. Recorded as the person's decision on the request and in the system log."""
+    if request.status != ForgeRequest.Status.FAILED:
+        raise ValueError(f"Request #{request.pk} is {request.status}: only a failed request can be overruled.")
+    attempt = request.attempts.filter(number=number).first()
+    if attempt is None:
+        raise ValueError(f"Request #{request.pk} has no attempt {number}.")
+    config = forge_settings()
+    check = static_check(attempt.code, "", config.allowed_imports) if attempt.code.strip() else None
+    if check is None or not check.ok:
+        problems = "; ".join(check.errors) if check else "it has no code"
+        raise ValueError(f"Attempt {number} cannot be registered: {problems}")
+    name = check.name
+    if tests is None:
+        kept = attempt.tests
+        decision = f"{user} registered attempt {number} despite the forge's verdict: {attempt.error or 'failed'}"
+    else:
+        checks = assert_checks(tests, name) + spec_checks(snake_calls(request.spec), name)
+        if not assert_checks(tests, name):
+            raise ValueError(f"No test case found: write one line per case, like `assert {name}(…) == …`.")
+        verdict = judge(attempt.code, checks, backend=config.backend, limits=config.limits)
+        failed = [c for c, r in zip(checks, verdict.results, strict=False) if not r.get("ok")]
+        if verdict.import_error or failed:
+            raise ValueError("Not registered: the function fails these checks.\n" + judge_text(checks, verdict))
+        kept = tests_source(name, checks)
+        decision = f"{user} registered attempt {number}: it passes the tests they wrote ({len(checks)} checks)"
+    version = tool_version_create(name=name, code=attempt.code, tests=kept, spec=request.spec, run_id=request.run_id)
+    with transaction.atomic():
+        _set(request, status=ForgeRequest.Status.SUCCEEDED, tool_version=version, finished=timezone.now(),
+             phase=f"{version} is live", error=decision)
+        event_publish(kind="tool_created", source="architect", payload={
+            "tool": name, "version": version.number, "forge_request": request.pk, "run": request.run_id,
+            "decided_by": str(user), "message": f"Tool {name} v{version.number} registered by a person: {decision}"})
+    registry_mod.registry().refresh(force=True)
+    return version
+
+
+def tool_delete(*, tool: Tool, by: Any) -> int:
+    """Delete a tool with its versions, files and call records; returns the versions removed."""
+    name = tool.name
+    versions = tool.versions.count()
+    folder = Path(settings.VAR_DIR) / "tools" / name
+    with transaction.atomic():
+        Tool.objects.filter(pk=tool.pk).update(current_version=None)
+        Tool.objects.filter(pk=tool.pk).delete()
+        event_publish(kind="tool_deleted", source="architect", payload={
+            "tool": name, "versions": versions, "message": f"Tool {name} deleted by {by} ({versions} version(s))"})
+    shutil.rmtree(folder, ignore_errors=True)
+    registry_mod.registry().refresh(force=True)
+    return versions
+
+
 def _finish_failed(request: ForgeRequest, error: str) -> ForgeRequest:
     with transaction.atomic():
         _set(request, status=ForgeRequest.Status.FAILED, finished=timezone.now(), error=error, phase="gave up")
@@ -214,13 +283,23 @@ def tool_call(*, name: str, arguments: dict[str, Any], run_id: int | None = None
 # --- what the cognitive graph calls (through the kernel's ports, plugged in by ForgeConfig.ready()) ---
 
 def forge_for_graph(*, run_id: int | None, spec: str, model: Any = None) -> dict[str, Any]:
-    """BRICK asked for a tool mid-run: forge it now (the run is already in a worker) and say how it went."""
-    try:
-        request = forge_request_create(spec=spec[: forge_settings().max_spec_chars], source=ForgeRequest.Source.GRAPH,
-                                       run_id=run_id, enqueue=False)
-    except ValueError as exc:
-        return {"status": "failed", "note": f"The forge refused the request: {exc}", "tool": ""}
-    request = forge_request_execute(request=request, model=model)
+    """BRICK asked for a tool mid-run: forge it now (the run is already in a worker) and say how it went.
+    A run resumed after a crash asks again: the request it made before is reused (finished: its outcome;
+    cut short by the crash: run again from its first attempt), never duplicated."""
+    spec = spec[: forge_settings().max_spec_chars]
+    earlier = (ForgeRequest.objects.filter(run_id=run_id, spec=spec.strip(), source=ForgeRequest.Source.GRAPH)
+               .order_by("-id").first() if run_id else None)
+    if earlier is not None and earlier.status in (ForgeRequest.Status.QUEUED, ForgeRequest.Status.RUNNING):
+        earlier.attempts.all().delete()  # the dead worker's partial attempts
+        request = forge_request_execute(request=earlier, model=model)
+    elif earlier is not None:
+        request = earlier
+    else:
+        try:
+            request = forge_request_create(spec=spec, source=ForgeRequest.Source.GRAPH, run_id=run_id, enqueue=False)
+        except ValueError as exc:
+            return {"status": "failed", "note": f"The forge refused the request: {exc}", "tool": ""}
+        request = forge_request_execute(request=request, model=model)
     if request.status == ForgeRequest.Status.SUCCEEDED and request.tool_version:
         version = request.tool_version
         signature = registry_mod.signature_text(version.code, version.tool.name)
@@ -229,6 +308,30 @@ def forge_for_graph(*, run_id: int | None, spec: str, model: Any = None) -> dict
                         "and is now available to you: call it to compute the result."}
     return {"status": "failed", "tool": "", "forge_request": request.pk,
             "note": f"The forge could not build this tool: {request.error}. Reason it out without the tool."}
+
+
+def forge_requests_recover(*, requeue: Callable[[int], Any]) -> dict[str, int]:
+    """At worker start: requests a dead worker left running. A person's request goes back to the queue
+    (its partial attempts removed) and `requeue(id)` runs it; a run's request is taken up again when the
+    run resumes, unless the run is over — then it is failed with the reason."""
+    counts = {"requeued": 0, "failed": 0}
+    for request in ForgeRequest.objects.filter(status=ForgeRequest.Status.RUNNING):
+        if request.source == ForgeRequest.Source.GRAPH:
+            if request.run is not None and request.run.is_active:
+                continue
+            _set(request, status=ForgeRequest.Status.FAILED, finished=timezone.now(), phase="",
+                 error="The worker stopped during this request and its run is over.")
+            counts["failed"] += 1
+            continue
+        request.attempts.all().delete()
+        if ForgeRequest.objects.filter(pk=request.pk, status=ForgeRequest.Status.RUNNING).update(
+                status=ForgeRequest.Status.QUEUED, phase="queued again after the worker stopped", error=""):
+            counts["requeued"] += 1
+            requeue(request.pk)
+    if any(counts.values()):
+        event_publish(kind="forge.recovered", source="worker", payload={**counts, "message": (
+            f"Forge requests left by a stopped worker: {counts['requeued']} queued again, {counts['failed']} failed")})
+    return counts
 
 
 def tool_call_for_graph(*, name: str, arguments: Any, run_id: int | None = None) -> Any:

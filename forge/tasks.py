@@ -1,7 +1,11 @@
 """Huey tasks of the forge app (thin: take ids, call a service)."""
 from __future__ import annotations
 
-from huey.contrib.djhuey import db_task
+import logging
+import threading
+
+from django.db import close_old_connections
+from huey.contrib.djhuey import db_task, on_startup
 
 from forge import services
 from forge.evals.tasks import eval_run  # noqa: F401  (registered with Huey by being imported here)
@@ -19,3 +23,20 @@ def forge_request_run(request_id: int) -> str | None:
             status=ForgeRequest.Status.RUNNING):
         return None
     return services.forge_request_execute(request=request).status
+
+
+_recovered = threading.Lock()
+log = logging.getLogger(__name__)
+
+
+@on_startup()
+def recover_forge_requests() -> None:
+    """A consumer that starts after a crash takes up the forge requests its predecessor left running."""
+    if not _recovered.acquire(blocking=False):
+        return  # once per consumer process, however many worker threads start
+    try:
+        services.forge_requests_recover(requeue=forge_request_run)
+    except Exception:  # the database may not be migrated yet on a first start
+        log.exception("could not check for interrupted forge requests")
+    finally:
+        close_old_connections()

@@ -220,6 +220,10 @@ def static_check(code: str, tests: str, allowed_imports: tuple[str, ...] | set[s
             errors.append(f"the function name `{name}` must be snake_case (lowercase letters, digits, underscores).")
         if not ast.get_docstring(public[0]):
             errors.append(f"the function `{name}` needs a docstring saying what it does.")
+        fn_args = public[0].args
+        if not (fn_args.posonlyargs or fn_args.args or fn_args.kwonlyargs or fn_args.vararg):
+            errors.append(f"the function `{name}` takes no input: a tool computes its result from its arguments "
+                          "(a fixed text or value needs no tool).")
     errors += _check_imports(tree, allowed, "function")
     errors += _check_names(tree, "function")
     if tests.strip():
@@ -345,6 +349,15 @@ def _longest_literal(text: str) -> str | None:
         if value is not None:
             return value
     return None
+
+
+_CAMEL_CALL = re.compile(r"\b([a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+)(?=\s*\()")
+
+
+def snake_calls(spec: str) -> str:
+    """The spec with camelCase call names in snake_case (`calculateChange(` → `calculate_change(`): tools
+    are snake_case, and the spec's examples must name the function the forge asks for."""
+    return _CAMEL_CALL.sub(lambda m: re.sub(r"(?<!^)([A-Z])", r"_\1", m.group(1)).lower(), spec)
 
 
 def requested_name(spec: str) -> str | None:
@@ -701,14 +714,14 @@ class _Candidate:
     verdict: Verdict | None
 
 
-def _tests_source(name: str, checks: list[Check]) -> str:
+def tests_source(name: str, checks: list[Check]) -> str:
     if not checks:
         return ""
     body = "\n".join(f"    {c.source()}" for c in checks)
     return f"def test_{name}():\n{body}\n"
 
 
-def _judge_text(checks: list[Check], verdict: Verdict) -> str:
+def judge_text(checks: list[Check], verdict: Verdict) -> str:
     """The judge's findings in words, for the attempt record and for BRICK."""
     if verdict.import_error:
         return f"The function could not be imported: {verdict.import_error}"
@@ -778,6 +791,7 @@ def forge_loop(
     case) is taken at once; otherwise more candidates are written (a repair when an example fails, a
     fresh sample otherwise), up to config.max_attempts, and the best is taken, a disputed test case
     losing to candidates that agree against it. Never executes generated code in this process."""
+    spec = snake_calls(spec)
     name = requested_name(spec)
     spec_side = spec_checks(spec, name)
     model_side: list[Check] = []
@@ -913,9 +927,9 @@ def _record_run(report: AttemptReport, verdict: Verdict, checks: list[Check]) ->
     if ran is not None:
         report.exit_code, report.stderr = ran.exit_code, ran.stderr
         report.duration_s, report.killed_reason, report.backend = ran.duration_s, ran.killed_reason, ran.backend
-    report.tests = _tests_source(report.name, checks)
+    report.tests = tests_source(report.name, checks)
     mended = "".join(f"Mended: {note}\n" for note in report.notes)
-    report.stdout = mended + _judge_text(checks, verdict)
+    report.stdout = mended + judge_text(checks, verdict)
     report.spec_passed = verdict.passed(checks, "spec")
     report.model_passed = verdict.passed(checks, "model")
     spec_total = sum(1 for c in checks if c.origin == "spec")
@@ -1017,5 +1031,5 @@ def _choose(candidates: list[_Candidate], checks: list[Check], tokens: int) -> F
     notes += [f"test case dropped as disputed by agreeing candidates: {c.source()}"
               for i, c in failing if i in disputed]
     notes += [f"test case not kept (the function passes the request's examples): {c.source()}" for c in undisputed]
-    return ForgeOutcome(True, attempts, name=report.name, code=report.code, tests=_tests_source(report.name, held),
+    return ForgeOutcome(True, attempts, name=report.name, code=report.code, tests=tests_source(report.name, held),
                         tokens=tokens, checks=held, notes=notes)

@@ -45,9 +45,46 @@ def forge_submit(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 def forge_request_detail(request: HtmxHttpRequest, request_id: int) -> HttpResponse:
     forge_request = get_object_or_404(ForgeRequest.objects.select_related("tool_version__tool", "run"), pk=request_id)
+    return _request_page(request, forge_request)
+
+
+def _request_page(request: HtmxHttpRequest, forge_request: ForgeRequest, *, typed: dict[int, str] | None = None,
+                  problem: tuple[int, str] | None = None, status: int = 200) -> HttpResponse:
+    attempts = selectors.forge_attempts(request=forge_request)
+    overrulable = [a for a in attempts if a.static_ok and a.code.strip()] \
+        if forge_request.status == ForgeRequest.Status.FAILED else []
+    for attempt in overrulable:  # a person's rejected tests stay in their box
+        attempt.typed_tests = (typed or {}).get(attempt.number, attempt.tests)
+    in_form = problem is not None and problem[0] in {a.number for a in overrulable}
     return render(request, "forge/request_detail.html", {
-        "req": forge_request, "attempts": selectors.forge_attempts(request=forge_request),
-    })
+        "req": forge_request, "attempts": attempts, "overrulable": overrulable, "problem": problem,
+        "problem_alone": problem[1] if problem and not in_form else "",
+    }, status=status)
+
+
+@login_required
+@require_POST
+def forge_request_overrule(request: HtmxHttpRequest, request_id: int) -> HttpResponse:
+    """Register a failed request's attempt as it is, or judged by the person's own tests."""
+    forge_request = get_object_or_404(ForgeRequest, pk=request_id)
+    try:
+        number = int(request.POST.get("attempt", ""))
+    except ValueError:
+        messages.error(request, "Choose the attempt to register.")
+        return redirect("forge_request", request_id=forge_request.pk)
+    with_tests = request.POST.get("action") == "retest"
+    tests = request.POST.get("tests", "") if with_tests else None
+    if tests is not None and "\x00" in tests:
+        return _request_page(request, forge_request, typed={number: tests.replace("\x00", "")},
+                             problem=(number, "The tests contain a NUL character."), status=400)
+    try:
+        version = services.forge_request_overrule(request=forge_request, number=number, user=request.user,
+                                                  tests=tests)
+    except ValueError as exc:
+        return _request_page(request, forge_request, typed={number: tests or ""}, problem=(number, str(exc)),
+                             status=400)
+    messages.success(request, f"{version} registered: {forge_request.spec[:80]}")
+    return redirect("forge_tool", name=version.tool.name)
 
 
 @login_required
@@ -81,6 +118,15 @@ def tool_rollback(request: HtmxHttpRequest, name: str) -> HttpResponse:
     except ValueError as exc:
         messages.error(request, str(exc))
     return redirect("forge_tool", name=tool.name)
+
+
+@login_required
+@require_POST
+def tool_delete(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    tool = get_object_or_404(Tool, name=name)
+    versions = services.tool_delete(tool=tool, by=request.user)
+    messages.success(request, f"Tool {name} deleted with its {versions} version(s) and their call records.")
+    return redirect("forge")
 
 
 @login_required

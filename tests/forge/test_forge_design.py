@@ -416,3 +416,12 @@ def test_an_allowed_module_used_without_its_import_is_imported(personas_seeded):
     assert [a.passed for a in attempts_of(request)] == [True]
     assert "Mended: added the missing import of re" in attempts_of(request)[0].stdout
     assert "import re" in Tool.objects.get(name="squash_spaces").current_version.code
+
+
+def test_camel_case_call_names_in_a_spec_become_the_snake_case_tool_name():
+    from forge.toolforge import requested_name, snake_calls
+
+    spec = snake_calls("calculateChange(price, paid) returns paid - price, e.g. calculateChange(3.5, 5) == 1.5")
+    assert spec == "calculate_change(price, paid) returns paid - price, e.g. calculate_change(3.5, 5) == 1.5"
+    assert requested_name(spec) == "calculate_change"
+    assert snake_calls("the iPhone costs more") == "the iPhone costs more"  # prose, not a call

@@ -132,3 +132,19 @@ def test_arguments_are_checked_against_the_declared_types_before_the_sandbox_run
     assert tool_call(name="total", arguments={"values": [1, 2.5], "scale": 2}).result == 7.0  # ints are numbers
     bad = tool_call(name="total", arguments={"values": [1, "2"]})
     assert not bad.ok and bad.error == 'argument values must be a list of numbers, got [1, "2"]'
+
+
+def test_a_tool_that_takes_no_input_is_listed_but_never_bound():
+    junk = 'def forge_note() -> str:\n    """Say the forge could not build the tool."""\n    return "gave up"\n'
+    tool_version_create(name="forge_note", code=junk, tests="", spec="junk")
+    tool_version_create(name="combine", code=ADD, tests="", spec="add")
+    assert [s["function"]["name"] for s in registry().schemas()] == ["combine"]
+    assert Tool.objects.filter(name="forge_note").exists()  # still on the Forge page, to delete
+
+
+def test_the_forge_refuses_a_function_without_inputs():
+    from forge.toolforge import static_check
+
+    check = static_check('def forge_note() -> str:\n    """A fixed note."""\n    return "gave up"\n', "", ())
+    assert not check.ok and any("takes no input" in e for e in check.errors)
+    assert static_check(ADD, "", ()).ok
