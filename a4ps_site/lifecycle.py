@@ -4,6 +4,8 @@ The supervisor is infrastructure and imports no app; it runs whatever was regist
 - "broker_up": the broker answers, no worker or web process runs yet (e.g. restore the living image);
 - "serving": the web process listens (e.g. announce the start in the system log);
 - "stopping": a clean shutdown is under way, children still running (e.g. save the living image).
+- "restarted": the supervisor restarted a crashed child; such a step is called with the child's
+  name and its exit code (e.g. record it in the system log).
 A step returns a line for the console (or None); a step that raises is reported and the rest go on,
 except at "broker_up", where the error stops the start-up.
 """
@@ -12,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-Moment = Literal["broker_up", "serving", "stopping"]
-Step = Callable[[], "str | None"]
+Moment = Literal["broker_up", "serving", "stopping", "restarted"]
+Step = Callable[..., "str | None"]
 
-_steps: dict[str, list[tuple[str, Step]]] = {"broker_up": [], "serving": [], "stopping": []}
+_steps: dict[str, list[tuple[str, Step]]] = {"broker_up": [], "serving": [], "stopping": [], "restarted": []}
 
 
 def register(moment: Moment, name: str, step: Step) -> None:

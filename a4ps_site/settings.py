@@ -16,7 +16,7 @@ CONFIG_DIR = envpath("A4PS_CONFIG_DIR", BASE_DIR / "config")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 PRODUCTION = envbool("A4PS_PRODUCTION", False)
-DEBUG = envbool("A4PS_DEBUG", not PRODUCTION)
+DEBUG = envbool("A4PS_DEBUG", False)  # on only when asked: 404s and 500s must not list URLs or tracebacks
 
 _DEV_SECRET_FILE = VAR_DIR / "secret_key"
 

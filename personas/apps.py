@@ -36,5 +36,11 @@ class PersonasConfig(AppConfig):
             backend, why = model_manager().backend_choice()
             return f"model backend: {backend} ({why})"
 
+        def record_restart(*, name: str, code: int) -> None:
+            tasks.publish_event("system.restarted", "launcher", {
+                "process": name, "code": code,
+                "message": f"The {name} process stopped (code {code}) and was restarted"})
+
+        lifecycle.register("restarted", "record the restart in the system log", record_restart)
         lifecycle.register("serving", "announce the start", announce_start)
         lifecycle.register("serving", "say which model backend answers", say_model_backend)

@@ -17,6 +17,7 @@ from a4ps_site.watch import start_config_watcher
 from personas import runs
 from personas.events import event_publish
 from personas.inference import ModelError
+from personas.inference.embedded_backend import remove_stale_socket_dirs
 from personas.llm import model_manager, model_pull_progress
 from personas.models import Event, Run
 from personas.motivator import goal_from_event, goal_reflect_if_idle
@@ -99,7 +100,11 @@ def _in_db_thread(fn: Callable[..., Any], **kwargs: Any) -> None:
 
 @on_startup()
 def resume_interrupted_runs() -> None:
-    """A consumer that starts after a crash resumes the runs its dead predecessor held."""
+    """A consumer that starts after a crash resumes the runs its dead predecessor held, and removes the
+    private model-server directories dead processes left in the temp dir."""
+    removed = remove_stale_socket_dirs(lambda pid: pid == os.getpid() or _pid_alive(pid))
+    if removed:
+        log.info("removed %d model-server dir(s) of stopped processes: %s", len(removed), ", ".join(removed))
     try:
         if runs.run_release_dead_workers(host=socket.gethostname(), alive=_pid_alive):
             dispatch_runs()

@@ -84,3 +84,19 @@ def test_bad_redis_url_and_port_are_rejected(tmp_path):
     assert res.returncode != 0 and "A4PS_PORT" in res.stderr
     res = _import_settings(tmp_path, REDIS_URL="redis://10.0.0.5:6379/0")
     assert res.returncode == 0 and "redis://10.0.0.5:6379/0" in res.stdout
+
+
+def test_debug_is_off_unless_asked_for(tmp_path):
+    res = _import_settings(tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("False")
+    res = _import_settings(tmp_path, A4PS_DEBUG="1")
+    assert res.stdout.startswith("True")
+
+
+@pytest.mark.django_db
+def test_a_missing_page_is_a_plain_404_without_the_url_list(auth_client):
+    response = auth_client.get("/no/such/page/")
+    assert response.status_code == 404
+    body = response.content.decode()
+    assert "There is nothing at this address" in body and "URLconf" not in body

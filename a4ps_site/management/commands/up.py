@@ -1,7 +1,8 @@
 """Run the whole product: migrate, first admin, personas, broker, Huey consumer and daphne.
 
-Ctrl-C or SIGTERM stops every child cleanly; a child that dies takes the others down with it,
-so nothing is left running half-started.
+Ctrl-C or SIGTERM stops every child cleanly. A child that dies is restarted after a growing pause
+(1, 2, 4 … s), and the restart is recorded; only a child that crashes CRASH_LIMIT times within
+CRASH_WINDOW_S stops the whole product, with a message that says so.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -25,6 +27,8 @@ from a4ps_site import broker, lifecycle
 from a4ps_site.config import ConfigError
 
 _PR_SET_PDEATHSIG = 1
+CRASH_LIMIT = 3  # crashes of one child within CRASH_WINDOW_S that stop the product instead of a restart
+CRASH_WINDOW_S = 60.0
 
 
 def _die_with_parent() -> None:
@@ -53,6 +57,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.children: list[tuple[str, subprocess.Popen]] = []
+        self.starters: dict[str, Callable[[], subprocess.Popen]] = {}
+        self.crashes: dict[str, list[float]] = {}
         self.stopping = False
         host, port = settings.BIND_HOST, settings.BIND_PORT
         if not _port_free(host, port):
@@ -73,23 +79,23 @@ class Command(BaseCommand):
             "env": env, "start_new_session": True, "preexec_fn": _die_with_parent, "cwd": settings.BASE_DIR,
         }
         try:
+            python = sys.executable
             if settings.EMBEDDED_BROKER:
+                self.starters["broker"] = lambda: broker.start_embedded(
+                    settings.BROKER_SOCKET, settings.VAR_DIR / "broker", **popen)
                 self.say(f"starting the embedded broker on {settings.BROKER_SOCKET}")
-                proc = broker.start_embedded(settings.BROKER_SOCKET, settings.VAR_DIR / "broker", **popen)
-                self.children.append(("broker", proc))
+                self.children.append(("broker", self.starters["broker"]()))
             elif not broker.ping(settings.BROKER_URL, timeout=3):
                 raise CommandError(f"REDIS_URL={settings.REDIS_URL} does not answer a PING.")
             self.run_steps("broker_up", fatal=True)
-            python = sys.executable
             if not options["no_worker"]:
+                self.starters["worker"] = lambda: subprocess.Popen([python, "manage.py", "run_huey"], **popen)
                 self.say("starting the Huey consumer")
-                self.children.append(("worker", subprocess.Popen([python, "manage.py", "run_huey"], **popen)))
+                self.children.append(("worker", self.starters["worker"]()))
+            self.starters["web"] = lambda: subprocess.Popen(
+                [python, "-m", "daphne", "-b", host, "-p", str(port), "a4ps_site.asgi:application"], **popen)
             self.say(f"starting daphne on http://{host}:{port}")
-            self.children.append(
-                ("web", subprocess.Popen(
-                    [python, "-m", "daphne", "-b", host, "-p", str(port), "a4ps_site.asgi:application"], **popen
-                ))
-            )
+            self.children.append(("web", self.starters["web"]()))
             self.wait_until_serving(host, port)
             self.run_steps("serving")
             self.say(f"A4PS is running at http://{host}:{port}/  (Ctrl-C stops it)")
@@ -153,9 +159,41 @@ class Command(BaseCommand):
         raise CommandError(f"daphne did not start listening on {host}:{port} within {timeout:.0f}s")
 
     def check_children(self) -> None:
-        for name, proc in self.children:
-            if proc.poll() is not None and not self.stopping:
-                raise CommandError(f"the {name} process exited unexpectedly (code {proc.returncode}); stopping.")
+        """Restart a child that exited (after a pause that doubles with each recent crash); stop the
+        product when one crashes CRASH_LIMIT times within CRASH_WINDOW_S."""
+        for i, (name, proc) in enumerate(list(self.children)):
+            if proc.poll() is None or self.stopping:
+                continue
+            code = proc.returncode
+            now = time.monotonic()
+            recent = [t for t in self.crashes.get(name, []) if now - t < CRASH_WINDOW_S] + [now]
+            self.crashes[name] = recent
+            if len(recent) >= CRASH_LIMIT or name not in self.starters:
+                raise CommandError(
+                    f"the {name} process exited {len(recent)} times within {CRASH_WINDOW_S:.0f} s (last code {code}); "
+                    "stopping. Its log lines above say why." if len(recent) >= CRASH_LIMIT else
+                    f"the {name} process exited unexpectedly (code {code}); stopping.")
+            pause = 2 ** (len(recent) - 1)
+            self.say(f"the {name} process exited (code {code}): restarting it in {pause} s "
+                     f"(crash {len(recent)} of {CRASH_LIMIT} allowed within {CRASH_WINDOW_S:.0f} s)")
+            deadline = time.monotonic() + pause
+            while time.monotonic() < deadline and not self.stopping:
+                time.sleep(0.1)
+            if self.stopping:
+                return
+            try:
+                self.children[i] = (name, self.starters[name]())
+            except broker.BrokerError as exc:
+                raise CommandError(f"the {name} process could not be restarted: {exc}") from None
+            self.say(f"{name} restarted")
+            for step_name, step in lifecycle.steps("restarted"):
+                try:
+                    line = step(name=name, code=code)
+                except Exception as exc:  # the restart stands; the record of it is best effort
+                    self.say(f"{step_name} failed: {exc}")
+                    continue
+                if line:
+                    self.say(line)
 
     def supervise(self) -> None:
         while not self.stopping:
