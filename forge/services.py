@@ -92,8 +92,12 @@ def forge_attempt_record(*, request: ForgeRequest, report: AttemptReport) -> For
 def _code_stream(request_id: int, number: int) -> TextStream:
     """BRICK's code as it is generated, shown on the request page in small batches."""
 
+    written: list[str] = []
+
     def send(text: str, first: bool) -> None:
-        html = render_to_string("forge/_typing_oob.html", {"number": number, "text": text, "start": first})
+        # The whole code so far each time: a page opened mid-attempt shows it from the next batch on.
+        written.append(text)
+        html = render_to_string("forge/_typing_oob.html", {"number": number, "text": "".join(written)})
         broadcast(_request_group(request_id), "ui.html", html=html)
 
     return TextStream(send)

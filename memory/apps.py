@@ -17,6 +17,7 @@ class MemoryConfig(AppConfig):
         # Imported here, not at the top: models cannot be imported before the app registry is ready.
         from a4ps_site import lifecycle
         from memory import image, services, tasks
+        from memory.finetunes.selectors import finetunes_awaiting_decision
         from memory.finetunes.services import persona_model_override
         from memory.finetunes.tasks import finetune_run
         from personas import events, ports
@@ -31,6 +32,7 @@ class MemoryConfig(AppConfig):
             memory_search=lambda query, k: services.memory_search(query=query, k=k),
             memory_write=memory_write,
             model_override=persona_model_override,
+            waiting_for_a_person=finetunes_awaiting_decision,
         )
         events.subscribe(["finetune.queued"], "finetune worker",
                          lambda event: finetune_run(int(event.payload["job"])))

@@ -79,6 +79,7 @@ def run_json(run: Run, *, steps: bool = False) -> dict[str, Any]:
         "created": run.created.isoformat(), "started": run.started.isoformat() if run.started else None,
         "finished": run.finished.isoformat() if run.finished else None, "duration_s": run.duration_s,
         "final_answer": run.final_answer, "error": run.error, "max_dissonance": run.max_dissonance,
+        "options": run.options, "parent": run.parent_id,
     }
     if steps:
         data["steps"] = [
@@ -100,8 +101,14 @@ def runs_collection(request: HttpRequest) -> JsonResponse:
     task = json_text_field(request, "task", example="...")
     if isinstance(task, JsonResponse):
         return task
+    body = json.loads(request.body)  # valid: json_text_field read it
+    parent = None
+    if body.get("parent") is not None:
+        parent = Run.objects.filter(pk=body["parent"]).first() if isinstance(body["parent"], int) else None
+        if parent is None:
+            return api_error(400, f"parent must be the id of an existing run, not {body['parent']!r}.")
     try:
-        run = runs.run_submit(task=task, user=request.user)
+        run = runs.run_submit(task=task, user=request.user, options=body.get("options"), parent=parent)
     except ValueError as exc:
         return api_error(400, str(exc))
     return JsonResponse(run_json(run), status=201)

@@ -9,6 +9,45 @@ class TaskForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "What should the personas work on?"}),
         strip=True,
     )  # the length limit is run_submit's rule, reported on this field by the view
+    # Options for this run only (RunOptions); empty fields follow settings.toml.
+    max_turns = forms.IntegerField(required=False, min_value=1, max_value=10, label="Max turns",
+                                   widget=forms.NumberInput(attrs={"placeholder": "settings"}))
+    temperature = forms.FloatField(required=False, min_value=0, max_value=2, label="Temperature",
+                                   widget=forms.NumberInput(attrs={"step": "0.1", "placeholder": "model default"}))
+    no_tools = forms.BooleanField(required=False, label="No tools")
+    no_memory = forms.BooleanField(required=False, label="No memory")
+    parent = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    OPTION_FIELDS = ("max_turns", "temperature", "no_tools", "no_memory")
+
+    def options(self) -> dict[str, object]:
+        data = self.cleaned_data
+        chosen: dict[str, object] = {}
+        if data.get("max_turns") is not None:
+            chosen["max_turns"] = data["max_turns"]
+        if data.get("temperature") is not None:
+            chosen["temperature"] = data["temperature"]
+        if data.get("no_tools"):
+            chosen["tools"] = False
+        if data.get("no_memory"):
+            chosen["memory"] = False
+        return chosen
+
+    @classmethod
+    def initial_for(cls, run) -> dict[str, object]:  # type: ignore[no-untyped-def]
+        """The form filled in from an earlier run, for "edit and resubmit"."""
+        options = run.options or {}
+        return {"task": run.task, "max_turns": options.get("max_turns"), "temperature": options.get("temperature"),
+                "no_tools": options.get("tools") is False, "no_memory": options.get("memory") is False,
+                "parent": run.pk}
+
+    def option_fields(self):  # type: ignore[no-untyped-def]
+        return [self[name] for name in self.OPTION_FIELDS]
+
+
+class FollowUpForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Continue with…"}), strip=True,
+                           label="Follow up")
 
 
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$"

@@ -101,6 +101,9 @@ class Run(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     waiting_on = models.ForeignKey("CodexAmendment", null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="waiting_runs")
+    # Per-run options a person chose (see personas.runs.RunOptions) and the run this one follows up.
+    options = models.JSONField(default=dict, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="follow_ups")
 
     class Meta:
         ordering = ["-id"]

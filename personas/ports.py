@@ -36,6 +36,10 @@ def _no_adapter(persona: str) -> dict[str, Any] | None:
     return None
 
 
+def _nothing_waits() -> list[dict[str, Any]]:
+    return []
+
+
 @dataclass
 class Ports:
     """The functions behind each port (see the module docstring)."""
@@ -52,6 +56,8 @@ class Ports:
     """A model called a tool (run_id=, name=, arguments=): its result, or {"error": ...}."""
     model_override: Callable[[str], dict[str, Any] | None] = _no_adapter
     """The promoted fine-tune a persona answers with, or None for its configured model."""
+    waiting_for_a_person: Callable[[], list[dict[str, Any]]] = _nothing_waits
+    """What an app has waiting for a person's decision: [{"label", "count", "url"}] (count > 0 only)."""
 
 
 _ports = Ports()

@@ -7,6 +7,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -60,9 +61,19 @@ def token_stream(run_id: int, persona: str, node: str, check_cancelled: Callable
     """The speaking persona's tokens, shown on the run page in small batches (not persisted: the step
     holds the text); each batch first checks whether a person cancelled the run."""
 
+    spoken: list[str] = []
+    started = time.monotonic()
+
     def send(text: str, first: bool) -> None:
-        template = "personas/_typing_start_oob.html" if first else "personas/_typing_more_oob.html"
-        html = render_to_string(template, {"persona": persona, "node": node, "text": text})
+        # The whole contribution so far each time (a few KB at most): a page opened or reconnected
+        # mid-step shows it from the next batch on instead of missing its beginning.
+        spoken.append(text)
+        so_far = "".join(spoken)
+        seconds = max(time.monotonic() - started, 0.1)
+        tokens = max(1, len(so_far) // 4)  # about four characters a token: a speed gauge, not a count
+        html = render_to_string("personas/_typing_oob.html", {
+            "persona": persona, "node": node, "text": so_far, "seconds": seconds, "tokens": tokens,
+            "rate": tokens / seconds})
         broadcast(group_for("run", run_id), "ui.html", html=html)
 
     return TextStream(send, before_send=check_cancelled)
@@ -123,10 +134,14 @@ def build_deps(run: Run, *, record_step: Callable[..., Any], overrides: dict[str
                                f"Run #{run.pk}: dissonance {score:.2f} between BRICK and ROBIN", **detail})
 
     port = ports()
+    options = dict(run.options or {})
+    settings_now = graph_settings()
+    if options.get("max_turns"):
+        settings_now = replace(settings_now, max_turns=int(options["max_turns"]))
     deps = GraphDeps(
         model=manager,
         record_step=record,
-        settings=graph_settings(),
+        settings=settings_now,
         token_sink=token_sink,
         memory_search=lambda query, k: port.memory_search(query, k),
         memory_write=lambda state: port.memory_write(run_id=run.pk, state=state),
@@ -144,7 +159,16 @@ def build_deps(run: Run, *, record_step: Callable[..., Any], overrides: dict[str
         ],
         wait_for_decision=bool(codex_services.codex_settings()["wait_for_decision"]),
     )
-    return replace(deps, **(overrides or {}))
+    chosen: dict[str, Any] = {}
+    if options.get("temperature") is not None:
+        chosen["chat_options"] = {"temperature": float(options["temperature"])}
+    if options.get("tools") is False:
+        chosen.update(tools=lambda: [], call_tool=None, forge=lambda spec: {
+            "status": "off", "note": "Tools are off for this run: reason it out without one."})
+    if options.get("memory") is False:
+        chosen.update(memory_search=lambda query, k: [],
+                      memory_write=lambda state: {"note": "Memory is off for this run: nothing was stored."})
+    return replace(deps, **{**chosen, **(overrides or {})})
 
 
 def execute(run: Run, *, record_step: Callable[..., Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:

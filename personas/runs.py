@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ from personas.events import event_publish
 from personas.models import CodexVersion, Run, RunStep
 from personas.persona_state import persona_activity_set, persona_count_contribution
 from personas.runner import WAITING, RunCancelled, execute
-from personas.selectors import run_queue
+from personas.selectors import goals_recent, run_queue
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,63 @@ def run_broadcast(*, run: Run, created: bool = False) -> None:
     row = "personas/_run_row_new_oob.html" if created else "personas/_run_row_oob.html"
     broadcast(RUNS_GROUP, "ui.html", html=render_to_string(row, {"run": run}))
     broadcast(DASHBOARD_GROUP, "ui.html", html=render_to_string("personas/_run_queue_oob.html", {"queue": run_queue()}))
+    if run.source == Run.Source.MOTIVATOR and run.goals.exists():
+        # A goal's badge follows its run (queued, running, done …), live on the dashboard.
+        broadcast(DASHBOARD_GROUP, "ui.html",
+                  html=render_to_string("personas/_goals.html", {"goals": goals_recent(), "oob": True}))
 
 
-def run_submit(*, task: str, source: str = Run.Source.ARCHITECT, user: Any = None) -> Run:
-    """Queue a task for the graph; the dispatcher runs queued tasks one at a time, oldest first."""
+@dataclass(frozen=True)
+class RunOptions:
+    """What a person may change for one run; anything left out follows settings.toml."""
+
+    max_turns: int | None = None  # BRICK↔ROBIN exchanges at most (1–10)
+    temperature: float | None = None  # sampling temperature of every contribution (0–2)
+    tools: bool = True  # False: no tools bound and no tool forged
+    memory: bool = True  # False: BABS does not search memory and the run is not stored
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunOptions:
+        """Validated options (ValueError naming the option); None or {} is the defaults."""
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise ValueError('Options must be an object like {"max_turns": 1, "tools": false}.')
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown run option(s): {', '.join(sorted(unknown))}; known: max_turns, temperature, "
+                             "tools, memory.")
+        turns, temperature = data.get("max_turns"), data.get("temperature")
+        if turns is not None and (isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= 10):
+            raise ValueError("max_turns must be a whole number from 1 to 10.")
+        if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                        or not 0 <= temperature <= 2):
+            raise ValueError("temperature must be a number from 0 to 2.")
+        for name in ("tools", "memory"):
+            if name in data and not isinstance(data[name], bool):
+                raise ValueError(f"{name} must be true or false.")
+        return cls(max_turns=turns, temperature=None if temperature is None else float(temperature),
+                   tools=data.get("tools", True), memory=data.get("memory", True))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Only what differs from the defaults (what the run page lists)."""
+        default = RunOptions()
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
+
+def follow_up_task(parent: Run, text: str) -> str:
+    """A follow-up's task: the earlier task and answer as context, then what the person asks now."""
+    answer = parent.final_answer.strip() or "(no answer)"
+    return (f"Earlier task (run #{parent.pk}): {parent.task.strip()}\n\nThe team's answer then: {answer}\n\n"
+            f"Follow-up: {text.strip()}")
+
+
+def run_submit(*, task: str, source: str = Run.Source.ARCHITECT, user: Any = None, options: Any = None,
+               parent: Run | None = None) -> Run:
+    """Queue a task for the graph; the dispatcher runs queued tasks one at a time, oldest first.
+    `options` (RunOptions or its dict) change this run only; `parent` links a follow-up or retry."""
+    options = options if isinstance(options, RunOptions) else RunOptions.from_dict(options)
     task = (task or "").strip()
     if not task:
         raise ValueError("The task is empty: say what the personas should work on.")
@@ -46,7 +100,8 @@ def run_submit(*, task: str, source: str = Run.Source.ARCHITECT, user: Any = Non
     if source not in Run.Source.values:
         raise ValueError(f"Unknown run source {source!r}.")
     with transaction.atomic():
-        run = Run.objects.create(task=task, source=source, created_by=user if getattr(user, "pk", None) else None)
+        run = Run.objects.create(task=task, source=source, created_by=user if getattr(user, "pk", None) else None,
+                                 options=options.as_dict(), parent=parent)
         event_publish(kind="run.queued", source=source,
                       payload={"run": run.pk, "message": f"Run #{run.pk} queued: {task[:120]}"})
         transaction.on_commit(lambda: run_broadcast(run=run, created=True))

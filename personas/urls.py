@@ -10,6 +10,7 @@ urlpatterns = [
     path("runs/submit/", views.run_submit, name="run_submit"),
     path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("runs/<int:run_id>/follow-up/", views.run_follow_up, name="run_follow_up"),
     path("models/", views.models_page, name="models"),
     path("models/pull/", views.model_pull, name="model_pull"),
     path("codex/", views.codex_page, name="codex"),

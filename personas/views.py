@@ -16,7 +16,7 @@ from a4ps_site.config import codex, config_errors
 from a4ps_site.http import HtmxHttpRequest, safe_next_url
 from personas import motivator, selectors
 from personas import runs as run_services
-from personas.forms import MODEL_NAME, ModelsForm, TaskForm
+from personas.forms import MODEL_NAME, FollowUpForm, ModelsForm, TaskForm
 from personas.graph.diagram import graph_mermaid, graph_svg
 from personas.llm import model_manager, models_config, models_settings_save
 from personas.models import CodexAmendment, CodexVersion, Goal, Run
@@ -37,7 +37,9 @@ def _dashboard(request: HtmxHttpRequest, form: TaskForm, *, status: int = 200) -
 
 @login_required
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
-    return _dashboard(request, TaskForm())
+    """The dashboard; ?edit=<run> fills the task form from that run ("edit and resubmit")."""
+    edit = Run.objects.filter(pk=request.GET.get("edit", "")).first() if request.GET.get("edit", "").isdigit() else None
+    return _dashboard(request, TaskForm(initial=TaskForm.initial_for(edit)) if edit else TaskForm())
 
 
 @login_required
@@ -56,8 +58,10 @@ def run_submit(request: HtmxHttpRequest) -> HttpResponse:
     """The dashboard's task box: queue the task, or show why not with the text kept."""
     form = TaskForm(request.POST)
     if form.is_valid():
+        parent = Run.objects.filter(pk=form.cleaned_data["parent"]).first() if form.cleaned_data["parent"] else None
         try:
-            run = run_services.run_submit(task=form.cleaned_data["task"], user=request.user)
+            run = run_services.run_submit(task=form.cleaned_data["task"], user=request.user, options=form.options(),
+                                          parent=parent)
         except ValueError as exc:
             form.add_error("task", str(exc))
         else:
@@ -67,6 +71,26 @@ def run_submit(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx:
         return render(request, "personas/_task_form.html", {"form": form}, status=422)
     return _dashboard(request, form, status=400)
+
+
+@login_required
+@require_POST
+def run_follow_up(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    """"Continue with…" (a follow-up that carries the earlier task and answer) or "Retry" (the same task
+    and options); either way a new run linked to this one."""
+    parent = get_object_or_404(Run, pk=run_id)
+    retry = request.POST.get("action") == "retry"
+    form = FollowUpForm(request.POST)
+    if not retry and not form.is_valid():
+        return _run_page(request, parent, follow_up=form, status=400)
+    task = parent.task if retry else run_services.follow_up_task(parent, form.cleaned_data["text"])
+    try:
+        run = run_services.run_submit(task=task, user=request.user, options=parent.options, parent=parent)
+    except ValueError as exc:
+        form.add_error("text" if not retry else None, str(exc))
+        return _run_page(request, parent, follow_up=form, status=400)
+    messages.success(request, f"{'Retry' if retry else 'Follow-up'} of run #{parent.pk} queued as run #{run.pk}.")
+    return redirect("run_detail", run_id=run.pk)
 
 
 @login_required
@@ -87,13 +111,20 @@ def runs(request: HtmxHttpRequest) -> HttpResponse:
 
 @login_required
 def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
-    run = get_object_or_404(Run, pk=run_id)
+    return _run_page(request, get_object_or_404(Run, pk=run_id))
+
+
+def _run_page(request: HtmxHttpRequest, run: Run, *, follow_up: FollowUpForm | None = None,
+              status: int = 200) -> HttpResponse:
+    steps = selectors.run_steps(run=run)
     return render(request, "personas/run_detail.html", {
-        "run": run, "steps": selectors.run_steps(run=run), "diagram": graph_mermaid(),
+        "run": run, "steps": steps, "diagram": graph_mermaid(),
         "diagram_svg": mark_safe(graph_svg()),  # built here from node names, which are escaped
-        "visited": [s.node for s in selectors.run_steps(run=run) if "." not in s.key],
+        "visited": [s.node for s in steps if "." not in s.key],
         "budget": selectors.run_budget(run=run),
-    })
+        "follow_up": follow_up or FollowUpForm(),
+        "follow_ups": list(run.follow_ups.order_by("id").values_list("pk", flat=True)),
+    }, status=status)
 
 
 @login_required

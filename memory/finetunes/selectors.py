@@ -1,9 +1,12 @@
 """Reads of fine-tune jobs, and the loss chart drawn server-side."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
+from django.urls import reverse
+from django.utils import timezone
 
 from memory.finetunes.models import FineTuneJob
 
@@ -53,3 +56,15 @@ def loss_chart(history: list[list[float]] | None) -> dict[str, Any] | None:
         "first_step": int(s0), "last_step": int(s1), "lo": lo, "hi": hi,
         "last_loss": losses[-1], "points": len(history or []),
     }
+
+
+def finetunes_awaiting_decision() -> list[dict[str, Any]]:
+    """Fine-tunes that finished in the last week and were never promoted: a person decides."""
+    since = timezone.now() - timedelta(days=7)
+    jobs = list(FineTuneJob.objects.filter(status=FineTuneJob.Status.SUCCEEDED, promoted_at__isnull=True,
+                                           finished__gte=since).order_by("-id").values_list("pk", flat=True)[:20])
+    if not jobs:
+        return []
+    url = reverse("finetune_detail", args=[jobs[0]]) if len(jobs) == 1 else reverse("finetunes")
+    return [{"label": f"finished fine-tune{'s' if len(jobs) != 1 else ''} to promote or leave", "count": len(jobs),
+             "url": url}]

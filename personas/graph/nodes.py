@@ -147,7 +147,7 @@ def _chat(step: _Step, persona: str, messages: list[dict[str, str]], *, stream: 
             raise StepCut("complete")
 
     try:
-        result = deps.model.chat(persona, messages, on_token=on_token, **kwargs)
+        result = deps.model.chat(persona, messages, on_token=on_token, **{**deps.chat_options, **kwargs})
     except StepCut as cut:
         result = _Partial("".join(pieces), started=started, reason=cut.reason)
     step.spend(result)

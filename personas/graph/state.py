@@ -133,3 +133,4 @@ class GraphDeps:
     rejected_amendments: Callable[[], list[dict[str, str]]] = lambda: []
     wait_for_decision: bool = True
     clock: Callable[[], float] = time.time
+    chat_options: dict[str, Any] = field(default_factory=dict)  # added to every model call (a run's temperature)

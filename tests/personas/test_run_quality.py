@@ -96,3 +96,97 @@ def test_graph_mode_evals_run_each_task_through_the_graph_with_its_own_memory(sc
     assert memory_store().count(level=1) == 0  # an eval run never writes the real memory
     assert "An eval run" in run.steps.get(kind="memory").content
     assert results["arith-001"].why == "no number found in the answer"
+
+
+def test_markdown_answers_are_rendered_and_scripts_neutralised(auth_client, scripted_model, personas_seeded):
+    scripted_model.rules["answer"] = (
+        "### Plan\n\n- **first** step\n- second step\n\n```python\nprint('hi')\n```\n\n"
+        "<script>alert('x')</script> and [a link](javascript:alert(1)) <img src=x onerror=alert(2)>")
+    run = runs.run_submit(task="Plan it")
+    page = auth_client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    start = page.index('<div class="final-answer">')
+    head = page[start:page.index("</section>", start)]
+    assert "<h3>Plan</h3>" in head and "<li><strong>first</strong> step</li>" in head
+    assert '<pre><code class="language-python">' in head or "<pre><code>print" in head
+    assert "print(&#x27;hi&#x27;)" in head or "print('hi')" in head
+    assert "<script>" not in head and "&lt;script&gt;" in head  # shown as text, never run
+    assert "<img" not in head and 'href="javascript:' not in head
+
+
+def test_the_navigation_says_what_waits_for_a_person(auth_client, personas_seeded):
+    from personas.models import CodexAmendment, Goal
+
+    page = auth_client.get(reverse("dashboard")).content.decode()
+    assert 'id="needs-you"' not in page  # nothing waits: no badge
+    amendment = CodexAmendment.objects.create(persona="ROBIN", principle="Listen first.", rationale="r",
+                                              codex_before="", codex_after="", diff="", fingerprint="f")
+    run = Run.objects.create(task="t", status=Run.Status.WAITING, waiting_on=amendment)
+    Goal.objects.create(kind=Goal.Kind.REFLECTION, text="Reflect.")
+    page = auth_client.get(reverse("runs")).content.decode()
+    assert 'id="needs-you"' in page and '<span class="count">2</span>' in page
+    assert "1 codex amendment to approve or reject (1 run waiting)" in page
+    assert "status__exact=proposed" in page and "1 goal to run or dismiss" in page
+    detail = auth_client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert f"/admin/personas/codexamendment/{amendment.pk}/change/" in detail
+
+
+def test_a_finished_fine_tune_waits_for_a_decision_until_promoted(auth_client):
+    from django.utils import timezone
+
+    from memory.finetunes.models import FineTuneJob
+
+    job = FineTuneJob.objects.create(persona="BRICK", base_model="base.gguf", status=FineTuneJob.Status.SUCCEEDED,
+                                     finished=timezone.now())
+    page = auth_client.get(reverse("runs")).content.decode()
+    assert "1 finished fine-tune to promote or leave" in page
+    assert reverse("finetune_detail", args=[job.pk]) in page
+    FineTuneJob.objects.filter(pk=job.pk).update(promoted=True, promoted_at=timezone.now())
+    assert "finished fine-tune" not in auth_client.get(reverse("runs")).content.decode()
+
+
+def test_per_run_options_from_the_form_and_the_api_change_only_that_run(auth_client, scripted_model,
+                                                                        personas_seeded):
+    scripted_model.rules["antithesis"] = "No: that misses the point entirely."
+    scripted_model.rules["critic"] = {"dissonance": 0.9, "consensus": False, "reason": "They disagree."}
+    auth_client.post(reverse("run_submit"), {"task": "Q1", "max_turns": "1", "temperature": "0.3",
+                                             "no_tools": "on", "no_memory": "on"})
+    run = Run.objects.get(task="Q1")
+    assert run.options == {"max_turns": 1, "temperature": 0.3, "tools": False, "memory": False}
+    assert run.steps.filter(kind="thesis").count() == 1  # one turn, though they disagree
+    calls = [c for c in scripted_model.calls if c["kind"] == "thesis"]
+    assert calls and all(c["temperature"] == 0.3 and c["tools"] is None for c in calls)
+    assert "Memory is off for this run" in run.steps.get(kind="memory").content
+    assert memory_store().count(level=1) == 0
+    bad = auth_client.post(reverse("run_submit"), {"task": "Q2", "max_turns": "99"})
+    assert bad.status_code == 400 and "less than or equal to 10" in bad.content.decode()
+    api = auth_client.post(reverse("api_runs"), {"task": "Q3", "options": {"memory": "no"}},
+                           content_type="application/json")
+    assert api.status_code == 400 and api.json()["error"] == "memory must be true or false."
+    api = auth_client.post(reverse("api_runs"), {"task": "Q3", "options": {"colour": 1}},
+                           content_type="application/json")
+    assert api.status_code == 400 and "Unknown run option(s): colour" in api.json()["error"]
+    api = auth_client.post(reverse("api_runs"), {"task": "Q3", "options": {"max_turns": 2}, "parent": run.pk},
+                           content_type="application/json")
+    assert api.status_code == 201 and api.json()["options"] == {"max_turns": 2} and api.json()["parent"] == run.pk
+
+
+def test_follow_up_retry_and_edit_keep_the_link_to_the_parent(auth_client, scripted_model, personas_seeded):
+    parent = runs.run_submit(task="Name a river in Basel.", options={"max_turns": 1})
+    url = reverse("run_follow_up", args=[parent.pk])
+    empty = auth_client.post(url, {"action": "follow_up", "text": "  "})
+    assert empty.status_code == 400 and "This field is required" in empty.content.decode()
+    done = auth_client.post(url, {"action": "follow_up", "text": "And which sea does it reach?"}, follow=True)
+    child = Run.objects.get(parent=parent, task__contains="Follow-up: And which sea")
+    assert f"Earlier task (run #{parent.pk}): Name a river in Basel." in child.task
+    assert "The team's answer then: The answer is 4." in child.task and child.options == {"max_turns": 1}
+    assert f"Follows up <a href=\"/runs/{parent.pk}/\">run #{parent.pk}</a>" in done.content.decode()
+    auth_client.post(url, {"action": "retry"})
+    retry = Run.objects.filter(parent=parent, task=parent.task).get()
+    page = auth_client.get(reverse("run_detail", args=[parent.pk])).content.decode()
+    assert f'href="/runs/{child.pk}/">#{child.pk}</a>' in page and f'href="/runs/{retry.pk}/">#{retry.pk}</a>' in page
+    edit = auth_client.get(reverse("dashboard") + f"?edit={parent.pk}").content.decode()
+    assert "Name a river in Basel.</textarea>" in edit and f'name="parent" value="{parent.pk}"' in edit
+    assert 'name="max_turns" value="1"' in edit
+    auth_client.post(reverse("run_submit"), {"task": "Name a river in Bern.", "parent": str(parent.pk)})
+    assert Run.objects.get(task="Name a river in Bern.").parent == parent
+    assert Client().post(url, {"action": "retry"}).status_code == 302  # login required
