@@ -89,7 +89,9 @@ def finetune_render(*, job: FineTuneJob) -> dict[str, str]:
     """The job's status partial (job page) and its row (Fine-tunes page), as out-of-band swaps."""
     context = {"job": job, "chart": loss_chart(job.loss_history), "oob": True}
     return {
-        "status": render_to_string("memory/finetunes/_status.html", context),
+        # The setup card follows too: its adapter paths are filled in when the job finishes.
+        "status": render_to_string("memory/finetunes/_status.html", context)
+        + render_to_string("memory/finetunes/_setup.html", context),
         "row": render_to_string("memory/finetunes/_row.html", context),
     }
 

@@ -68,6 +68,24 @@ def test_fine_tune_from_a_dataset_with_live_progress(browser, scripted_stack):
         expect(page.locator("#job-log")).to_contain_text("Finished.")
         expect(page.locator("#evaluation .eval-row").first).to_be_visible()  # at least one held-out example
         page.screenshot(path=str(scripted_stack.var_dir / "finetune-page.png"), full_page=True)
+        # Promote and Roll back sit in the status partial the socket pushes. The tiny base is no GGUF, so the
+        # job has no llama.cpp adapter to promote: give it a stand-in file (the stack's worker is scripted and
+        # never loads it), push the job's state, and use the buttons inside the pushed copy.
+        page.locator("#finetune-status").evaluate("el => el.dataset.beforePush = '1'")
+        adapter = scripted_stack.var_dir / "e2e-adapter.gguf"
+        adapter.write_bytes(b"GGUF")
+        scripted_stack.manage("shell", "-c", (
+            "from memory.finetunes.models import FineTuneJob; "
+            "from memory.finetunes.services import finetune_broadcast; "
+            f"FineTuneJob.objects.filter(pk={job_id}).update(gguf_adapter_path={str(adapter)!r}); "
+            f"finetune_broadcast(job_id={job_id})"))
+        expect(page.locator("#finetune-status:not([data-before-push])")).to_be_visible()
+        expect(page.locator("#job-setup")).to_contain_text("e2e-adapter.gguf")  # the setup card follows too
+        page.click("#promote-job")
+        expect(page.locator("#promoted-badge")).to_contain_text("in use by BRICK")
+        page.click("#rollback-job")
+        expect(page.locator("#promoted-badge")).to_have_count(0)
+        expect(page.locator("#promote-job")).to_be_visible()
         page.goto(f"{scripted_stack.url}/memory/finetunes/")
         expect(page.locator(f"#finetune-row-{job_id}")).to_have_attribute("data-status", "succeeded")
     finally:
