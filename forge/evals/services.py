@@ -184,8 +184,12 @@ def run_task_graph(item: TaskItem, *, model: Any, eval_run: EvalRun | None = Non
                              worker=worker_id(), started=timezone.now(),
                              lease_until=timezone.now() + timedelta(seconds=lease_seconds()))
     no_memory = {"note": "An eval run: nothing is stored in memory."}
+    # An eval measures; it never changes the system: no codex amendments, no motivating events, no
+    # waiting for a person, nothing written to memory.
     run = runs.run_execute(run=run, overrides={
         "model": model, "memory_search": _item_memory(item, model), "memory_write": lambda state: no_memory,
+        "on_dissonance": lambda score, detail: None, "amendment_evidence": lambda: [],
+        "propose_amendment": lambda **draft: None, "wait_for_decision": False,
     })
     result.output = run.final_answer
     result.tokens = sum(run.steps.values_list("completion_tokens", flat=True))

@@ -98,6 +98,26 @@ def test_graph_mode_evals_run_each_task_through_the_graph_with_its_own_memory(sc
     assert results["arith-001"].why == "no number found in the answer"
 
 
+def test_a_graph_mode_eval_never_drafts_amendments_or_waits(scripted_model, personas_seeded):
+    from personas.models import CodexAmendment, Event
+
+    scripted_model.rules["antithesis"] = "No: that is wrong."
+    scripted_model.rules["critic"] = {"dissonance": 0.95, "consensus": False, "reason": "They disagree."}
+    for _ in range(4):  # more than enough high-dissonance runs to make ALFRED draft an amendment
+        runs.run_submit(task="What is the codename of the autumn release?")
+    assert Run.objects.filter(status=Run.Status.WAITING).exists()  # real runs do wait
+    before = Event.objects.filter(kind="high_cognitive_dissonance").count()
+    amendments = CodexAmendment.objects.count()
+    eval_run = eval_services.eval_run_create(suite="tasks", mode="graph", limit=0, enqueue=False)
+    eval_run.item_ids, eval_run.total = ["mem-001"], 1
+    eval_run.save()
+    eval_services.eval_run_execute(run_id=eval_run.pk, model=scripted_model)
+    run = Run.objects.get(source=Run.Source.EVAL)
+    assert run.status == Run.Status.DONE
+    assert Event.objects.filter(kind="high_cognitive_dissonance").count() == before
+    assert CodexAmendment.objects.count() == amendments
+
+
 def test_markdown_answers_are_rendered_and_scripts_neutralised(auth_client, scripted_model, personas_seeded):
     scripted_model.rules["answer"] = (
         "### Plan\n\n- **first** step\n- second step\n\n```python\nprint('hi')\n```\n\n"
