@@ -429,6 +429,11 @@ def tool_forge(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         outcome = {"status": "existing", "note": note, "tool": existing.get("name")}
         kind = "tool_request"
     else:
+        # The forge takes minutes on a small model: say so on the run page while it works.
+        sink = deps.token_sink("BRICK", step.node)
+        if sink:
+            sink(f"The Tool Forge is building a tool for: {spec}\n(BRICK writes it; the sandbox checks it. "
+                 "The request's own page on the Forge shows each attempt.)")
         outcome = deps.forge(spec) or {}
         note = outcome.get("note") or outcome.get("status", "")
         kind = "tool_request"

@@ -62,7 +62,8 @@ def system(persona: dict[str, Any] | None, fallback: str) -> dict[str, str]:
 
 def _context(state: Mapping[str, Any]) -> str:
     parts = [f"Task: {state['task']}"]
-    if state.get("babs_report"):
+    # A report that found nothing adds nothing (and a small model copies it into its answer).
+    if state.get("babs_report") and state.get("memories"):
         parts.append(f"BABS's research report:\n{state['babs_report']}")
     for result in state.get("tool_results", []):
         parts.append(f"Tool result for '{result.get('spec', '')}': {result.get('note') or result.get('output', '')}")

@@ -37,11 +37,21 @@ def overlap(reply: str, source: str, n: int = 4) -> float:
     return len(grams & _grams(s, n)) / len(grams)
 
 
+# What the graph itself writes in place of a contribution; a reply made of it is no contribution.
+PLACEHOLDERS = ("memory holds nothing relevant", "gave no thesis", "gave no real answer",
+                "asks for a tool before giving a thesis", "the tool forge is building", "the forge could not build")
+
+
 def hollow_reason(text: str, *, prompt: str, task: str = "") -> str:
     """Why a free-text contribution is not one ("" when it is real): empty, an echo of its own prompt
-    or instructions, or the task copied back."""
+    or instructions, the task copied back, or one of the graph's own placeholder lines."""
     if not words(text):
         return "it was empty"
+    lowered = " ".join(words(text))
+    for placeholder in PLACEHOLDERS:
+        phrase = " ".join(words(placeholder))
+        if phrase in lowered and len(words(text)) <= len(words(placeholder)) + 8:
+            return "it repeated a placeholder of the graph"
     if task and overlap(text, task) >= TASK_COPY_SHARE and len(words(text)) <= len(words(task)) + 3:
         return "it copied the task back"
     if overlap(text, prompt) >= ECHO_SHARE:

@@ -13,7 +13,7 @@ from tests.memory.tiny_lm import build_tiny_model
 pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 
 
-def _prepare(stack) -> int:
+def _prepare(stack, name: str = "e2e sums") -> int:
     """A tiny base model for the stack's fine-tunes, and a dataset with a few chats."""
     tiny = build_tiny_model(stack.var_dir / "tiny-model")
     settings_toml = stack.var_dir / "config" / "settings.toml"
@@ -23,7 +23,7 @@ def _prepare(stack) -> int:
              for i in range(8)]
     code = (
         "import json\nfrom memory.datasets import services as s\n"
-        "ds = s.dataset_create(persona='BRICK', name='e2e sums')\n"
+        f"ds = s.dataset_create(persona='BRICK', name={name!r})\n"
         f"for m in json.loads({json.dumps(json.dumps(chats))}): s.example_add(dataset=ds, messages=m)\n"
         "print(ds.pk)"
     )

@@ -93,3 +93,29 @@ def test_goal_buttons_inside_a_pushed_goals_panel(browser, scripted_stack):
         expect(page.locator(f"#goal-{dismiss_goal}")).to_contain_text("dismissed")
     finally:
         page.close()
+
+
+def test_fine_tune_cancel_inside_a_pushed_status(browser, scripted_stack):
+    from tests.e2e.test_finetune_live import _prepare
+
+    dataset_id = _prepare(scripted_stack, name="e2e cancel")
+    job_id = int(_shell(scripted_stack, (
+        "from memory.datasets.models import GoldenDataset; from memory.finetunes.services import finetune_create; "
+        f"job = finetune_create(dataset=GoldenDataset.objects.get(pk={dataset_id}), "
+        "hyperparameters={'epochs': 100, 'max_steps': 0, 'learning_rate': 0.001, 'eval_fraction': 0.2}); "
+        "print(job.pk)")))
+    page = browser.new_page()
+    try:
+        login(page, scripted_stack)
+        page.goto(f"{scripted_stack.url}/memory/finetunes/{job_id}/")
+        expect_live(page)
+        _mark_old(page, "#finetune-status")
+        # A progress update from the worker replaces the status partial; Cancel is inside the new copy.
+        expect(page.locator("#finetune-status:not([data-before-push])[data-status=running]")).to_be_visible(
+            timeout=120000)
+        page.click("#cancel-job")
+        scripted_stack.wait_for("select status from memory_finetunejob where id=?", (job_id,), timeout=120,
+                                until=lambda r: r[0] == "cancelled")
+        expect(page.locator("#job-status")).to_have_text("cancelled", timeout=30000)
+    finally:
+        page.close()

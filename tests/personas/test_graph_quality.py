@@ -255,6 +255,8 @@ def test_a_contribution_past_the_step_limit_is_cut_and_kept():
     ("How should a small library welcome volunteers?", "x", "How should a small library welcome volunteers?",
      "it copied the task back"),
     ("Pair each newcomer with a mentor for a month.", "Task: how to welcome volunteers?", "welcome", ""),
+    ("BABS's research report: Memory holds nothing relevant to this task yet.", "x", "",
+     "it repeated a placeholder of the graph"),
 ])
 def test_hollow_reason(text, prompt, task, expected):
     assert quality.hollow_reason(text, prompt=prompt, task=task) == expected
@@ -308,3 +310,11 @@ def test_the_short_second_ask_carries_what_babs_found():
 def test_bad_budget_settings_are_refused_with_the_key_named(data, message):
     with pytest.raises(ValueError, match=message):
         GraphSettings.from_dict(data)
+
+
+def test_a_report_that_found_nothing_is_not_put_before_the_others():
+    model = ScriptedModel({"route": {"research": True, "reason": "maybe"}})
+    rec = Recorder()
+    run_graph(model, rec, task="Who is the youngest?")
+    thesis_prompt = [c for c in model.calls if c["kind"] == "thesis"][0]["messages"][-1]["content"]
+    assert "research report" not in thesis_prompt and "Memory holds nothing" not in thesis_prompt
