@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ def ping(url: str, timeout: float = 0.5) -> bool:
 
 
 def start_embedded(
-    socket_path: Path, data_dir: Path, *, wait_s: float = 10.0, **popen_kwargs: Any
+    socket_path: Path, data_dir: Path, *, wait_s: float = 10.0,
+    wrap: Callable[[list[str]], list[str]] = lambda cmd: cmd, **popen_kwargs: Any
 ) -> subprocess.Popen:
     """Start valkey-server listening only on `socket_path` (no TCP port) and wait until it answers."""
     url = f"unix://{socket_path}"
@@ -61,7 +63,7 @@ def start_embedded(
         "--loglevel", "warning",
         "--logfile", str(data_dir / "broker.log"),
     ]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **popen_kwargs)
+    proc = subprocess.Popen(wrap(cmd), stdin=subprocess.DEVNULL, **popen_kwargs)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -46,6 +46,7 @@ def test_run_command_serves_and_stops_cleanly_without_orphans():
         with urllib.request.urlopen(stack.url + "/accounts/login/", timeout=10) as resp:
             assert resp.status == 200 and b"Log in" in resp.read()
         assert (stack.var_dir / "broker.sock").exists()
+        assert "fork" not in stack.log().lower(), stack.log()  # no fork-safety warnings at start
         assert stack.stop(signal.SIGINT) == 0
         time.sleep(0.5)
         assert [pid for pid in children if _alive(pid)] == []

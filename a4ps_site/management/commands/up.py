@@ -6,7 +6,6 @@ CRASH_WINDOW_S stops the whole product, with a message that says so.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import signal
@@ -26,17 +25,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from a4ps_site import broker, lifecycle
 from a4ps_site.config import ConfigError
 
-_PR_SET_PDEATHSIG = 1
 CRASH_LIMIT = 3  # crashes of one child within CRASH_WINDOW_S that stop the product instead of a restart
 CRASH_WINDOW_S = 60.0
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the supervisor itself is killed, so no orphan survives it."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+def _die_with_parent(cmd: list[str]) -> list[str]:
+    """`cmd` started through a4ps_site.die_with_parent: it gets SIGTERM if the supervisor itself is
+    killed, so no orphan survives it (without a preexec_fn, which would fork this whole process)."""
+    return [sys.executable, "-m", "a4ps_site.die_with_parent", str(os.getpid()), *cmd]
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -76,24 +72,26 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self.on_signal)
         env = dict(os.environ, DJANGO_SETTINGS_MODULE="a4ps_site.settings", PYTHONUNBUFFERED="1")
         popen: dict[str, Any] = {
-            "env": env, "start_new_session": True, "preexec_fn": _die_with_parent, "cwd": settings.BASE_DIR,
+            "env": env, "start_new_session": True, "cwd": settings.BASE_DIR,
         }
         try:
             python = sys.executable
             if settings.EMBEDDED_BROKER:
                 self.starters["broker"] = lambda: broker.start_embedded(
-                    settings.BROKER_SOCKET, settings.VAR_DIR / "broker", **popen)
+                    settings.BROKER_SOCKET, settings.VAR_DIR / "broker", wrap=_die_with_parent, **popen)
                 self.say(f"starting the embedded broker on {settings.BROKER_SOCKET}")
                 self.children.append(("broker", self.starters["broker"]()))
             elif not broker.ping(settings.BROKER_URL, timeout=3):
                 raise CommandError(f"REDIS_URL={settings.REDIS_URL} does not answer a PING.")
             self.run_steps("broker_up", fatal=True)
             if not options["no_worker"]:
-                self.starters["worker"] = lambda: subprocess.Popen([python, "manage.py", "run_huey"], **popen)
+                self.starters["worker"] = lambda: subprocess.Popen(
+                    _die_with_parent([python, "manage.py", "run_huey"]), **popen)
                 self.say("starting the Huey consumer")
                 self.children.append(("worker", self.starters["worker"]()))
             self.starters["web"] = lambda: subprocess.Popen(
-                [python, "-m", "daphne", "-b", host, "-p", str(port), "a4ps_site.asgi:application"], **popen)
+                _die_with_parent([python, "-m", "daphne", "-b", host, "-p", str(port), "a4ps_site.asgi:application"]),
+                **popen)
             self.say(f"starting daphne on http://{host}:{port}")
             self.children.append(("web", self.starters["web"]()))
             self.wait_until_serving(host, port)
