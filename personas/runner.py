@@ -119,7 +119,16 @@ def build_deps(run: Run, *, record_step: Callable[..., Any], overrides: dict[str
     def token_sink(persona: str, node: str) -> Callable[[str], None]:
         stream = token_stream(run.pk, persona, node, check_cancelled)
         streams["current"] = stream
-        persona_activity_set(name=persona, activity="thinking", run_id=run.pk)
+        lock = getattr(manager, "lock", None)
+        if lock is not None and hasattr(lock, "busy") and lock.busy():
+            # Another job (a forge request, an eval, a fine-tune's evaluation) has the model: say so,
+            # instead of a "thinking" that is really a queue.
+            persona_activity_set(name=persona, activity="waiting", run_id=run.pk)
+            broadcast(group_for("run", run.pk), "ui.html", html=render_to_string(
+                "personas/_typing_oob.html", {"persona": persona, "node": node, "waiting": True, "text": "",
+                                              "seconds": 0, "tokens": 0, "rate": 0}))
+        else:
+            persona_activity_set(name=persona, activity="thinking", run_id=run.pk)
         return stream
 
     def record(**step: Any) -> None:

@@ -28,6 +28,19 @@ class FileModelLock:
     def describe(self) -> str:
         return f"file lock {self.path}"
 
+    def busy(self) -> bool:
+        """Whether someone holds the model right now (a glance, not a reservation)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
     @contextlib.contextmanager
     def hold(self, *, wait_s: float | None = None) -> Iterator[None]:
         # A fresh descriptor per hold: flock is per open file description, so two threads of one
@@ -76,6 +89,13 @@ class BrokerModelLock:
 
     def describe(self) -> str:
         return f"broker lock {self.name!r} on {self.url}"
+
+    def busy(self) -> bool:
+        """Whether someone holds the model right now (a glance, not a reservation)."""
+        try:
+            return bool(self._client.exists(self.name))
+        except Exception:  # the broker is unreachable: the call itself will say so
+            return False
 
     @contextlib.contextmanager
     def hold(self, *, wait_s: float | None = None) -> Iterator[None]:

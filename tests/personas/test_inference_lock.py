@@ -100,3 +100,40 @@ def test_broker_lock_times_out_with_clear_error_and_renews_lease(valkey_url):
     assert "broker lock" in str(err.value)
     with waiter.hold(wait_s=5):  # free again once released
         pass
+
+
+def test_a_glance_at_the_file_lock_says_whether_the_model_is_busy(tmp_path):
+    from personas.inference.lock import make_lock
+
+    lock = make_lock(var_dir=tmp_path, lock_url=None)
+    other = make_lock(var_dir=tmp_path, lock_url=None)
+    assert not other.busy()
+    with lock.hold(wait_s=1):
+        assert other.busy()
+    assert not other.busy()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_step_that_must_wait_for_the_model_says_so(tmp_path, scripted_model, personas_seeded, monkeypatch):
+    from personas import runner, runs
+    from personas.inference.lock import make_lock
+    from personas.models import Persona
+
+    lock = make_lock(var_dir=tmp_path, lock_url=None)
+    scripted_model.lock = lock
+    pushed: list[str] = []
+    monkeypatch.setattr(runner, "broadcast", lambda group, kind, html: pushed.append(html))
+    seen: list[str] = []
+    original = scripted_model.chat
+
+    def chat(*args, **kwargs):
+        seen.append(Persona.objects.get(name="BRICK").state.get("activity", ""))
+        return original(*args, **kwargs)
+
+    scripted_model.chat = chat
+    with lock.hold(wait_s=1):  # another job holds the model while the run starts its steps
+        run = runs.run_submit(task="What is 2 + 2?")
+    run.refresh_from_db()
+    assert run.status == "done"
+    assert any("is waiting for the model: another job holds it" in html for html in pushed)
+    assert "waiting" in seen
