@@ -228,7 +228,9 @@ def babs_research(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     messages = prompts.research(_persona(deps, "BABS"), state["task"], memories)
     result = _chat(step, "BABS", messages, stream=True, max_tokens=deps.settings.max_tokens)
     report = result.content.strip()
-    if quality.hollow_reason(report, prompt=_prompt_text(messages[1:])):
+    # Reporting what a memory says is the job: only the instructions count as an echo.
+    instructions = _instructions_of(_prompt_text(messages[1:]), {**state, "memories": memories})
+    if quality.hollow_reason(report, prompt=instructions):
         listing = "; ".join(f"[{i + 1}] {_clip(m.get('text', ''), 160)}" for i, m in enumerate(memories))
         report = f"Memories that may bear on this task: {listing}"
         step.fallback("research")
@@ -348,8 +350,9 @@ def brick_thesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     notes: list[str] = []
     if isinstance(result, _Partial) and result.reason == "time":
         notes.append(f"cut at the step limit ({deps.settings.step_seconds} s)")
-    # A revision may keep sentences of the previous thesis; only the instructions count as an echo.
-    own_prompt = _prompt_text(messages[1:]).replace(state.get("thesis", "") or "\x00", " ")
+    # A revision may keep sentences of the previous thesis, and any thesis may state a retrieved fact:
+    # only the instructions count as an echo.
+    own_prompt = _instructions_of(_prompt_text(messages[1:]), state)
     hollow = quality.hollow_reason(text, prompt=own_prompt, task=state["task"])
     if hollow and spec:
         # BRICK asked for a tool before giving a thesis: the forge (or its refusal) comes first.
@@ -361,7 +364,8 @@ def brick_thesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         retry = prompts.thesis_retry(_persona(deps, "BRICK"), state)
         result = _chat(step, "BRICK", retry, stream=True, max_tokens=deps.settings.max_tokens)
         text, _ = parse_tool_request(result.content)
-        hollow = quality.hollow_reason(text, prompt=own_prompt + "\n" + _prompt_text(retry[1:]), task=state["task"])
+        own_prompt += "\n" + _instructions_of(_prompt_text(retry[1:]), state)
+        hollow = quality.hollow_reason(text, prompt=own_prompt, task=state["task"])
     fallback = False
     if hollow:
         fallback = True
@@ -453,14 +457,14 @@ def robin_respond(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     text = result.content.strip()
     notes = []
     # Agreeing with BRICK in BRICK's words is an answer; only the instructions count as an echo.
-    seen = _prompt_text(messages[1:]).replace(state.get("thesis", "") or "\x00", " ")
+    seen = _instructions_of(_prompt_text(messages[1:]), state)
     hollow = quality.hollow_reason(text, prompt=seen, task=state["task"])
     if hollow:
         notes.append(f"the first answer was hollow ({hollow}): asked again, shorter")
         retry = prompts.respond_retry(_persona(deps, "ROBIN"), state)
         result = _chat(step, "ROBIN", retry, stream=True, max_tokens=deps.settings.max_tokens)
         text = result.content.strip()
-        seen += "\n" + _prompt_text(retry[1:]).replace(state.get("thesis", "") or "\x00", " ")
+        seen += "\n" + _instructions_of(_prompt_text(retry[1:]), state)
         hollow = quality.hollow_reason(text, prompt=seen, task=state["task"])
     if hollow:
         step.fallback("antithesis")
@@ -564,12 +568,17 @@ def _team_notes(state: GraphState) -> str:
     return "\n".join(lines)
 
 
-def _strip_team(prompt: str, state: GraphState) -> str:
-    """The prompt without what the team said (contributions an answer may rightly repeat)."""
-    for text in [_team_notes(state), *(t.get("content", "") for t in state.get("dialogue", [])),
-                 state.get("thesis", ""), state.get("babs_report", ""), *(state.get("candidates") or [])]:
-        if text:
-            prompt = prompt.replace(text, " ")
+def _instructions_of(prompt: str, state: GraphState) -> str:
+    """The prompt without what the team found or said — facts from memory, tool results, BABS's report,
+    earlier contributions — which a contribution may rightly repeat: only the instructions are left
+    for the echo check (a retrieved fact stated back is the answer, not an echo)."""
+    found = [_team_notes(state), *(t.get("content", "") for t in state.get("dialogue", [])),
+             state.get("thesis", ""), state.get("antithesis", ""), state.get("babs_report", ""),
+             *(state.get("candidates") or []), *(str(m.get("text", "")) for m in state.get("memories") or [])]
+    for result in state.get("tool_results", []):
+        found += [str(result.get("output", "")), str(result.get("note", "")), str(result.get("spec", ""))]
+    for text in sorted((t for t in found if t and t.strip()), key=len, reverse=True):
+        prompt = prompt.replace(text, " ")
     return prompt
 
 
@@ -591,14 +600,14 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     if isinstance(result, _Partial) and result.reason == "time":
         notes.append(f"cut at the step limit ({deps.settings.step_seconds} s)")
     # The answer may take the team's words; only the instructions (and the task copied back) are hollow.
-    seen = _strip_team(_prompt_text(messages[1:]), state)
+    seen = _instructions_of(_prompt_text(messages[1:]), state)
     hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"])
     if hollow:
         notes.append(f"the first answer was hollow ({hollow}): asked again, shorter")
         retry = prompts.synthesis_retry(persona, state, _team_notes(state))
         result = _chat(step, "ALFRED", retry, stream=True, max_tokens=deps.settings.max_tokens)
         answer = result.content.strip()
-        seen += "\n" + _strip_team(_prompt_text(retry[1:]), state)
+        seen += "\n" + _instructions_of(_prompt_text(retry[1:]), state)
         hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"])
     fallback = bool(hollow)
     if fallback:

@@ -318,3 +318,16 @@ def test_a_report_that_found_nothing_is_not_put_before_the_others():
     run_graph(model, rec, task="Who is the youngest?")
     thesis_prompt = [c for c in model.calls if c["kind"] == "thesis"][0]["messages"][-1]["content"]
     assert "research report" not in thesis_prompt and "Memory holds nothing" not in thesis_prompt
+
+
+def test_stating_a_retrieved_fact_back_is_an_answer_not_an_echo():
+    fact = "The codename for the autumn release of the billing service is COPPER LANTERN."
+    memories = [{"id": "a", "text": fact, "relevance": 0.9}]
+    model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": f"Memory [1] says: {fact}",
+                           "thesis": fact, "antithesis": f"I agree. {fact}", "answer": fact})
+    rec = Recorder()
+    final = run_graph(model, rec, task="What is the codename of the autumn release of the billing service?",
+                      memory_search=lambda q, k: memories)
+    assert model.kinds().count("thesis") == 1 and model.kinds().count("answer") == 1  # no second asks
+    assert final["final_answer"] == fact and not final.get("answer_fallback")
+    assert not final.get("fallbacks")
