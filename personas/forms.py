@@ -14,11 +14,14 @@ class TaskForm(forms.Form):
                                    widget=forms.NumberInput(attrs={"placeholder": "settings"}))
     temperature = forms.FloatField(required=False, min_value=0, max_value=2, label="Temperature",
                                    widget=forms.NumberInput(attrs={"step": "0.1", "placeholder": "model default"}))
+    model = forms.RegexField(regex=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$", required=False, label="Model (Ollama)",
+                             max_length=200, widget=forms.TextInput(attrs={"placeholder": "each persona's own"}),
+                             error_messages={"invalid": "Use a model name like llama3.1:8b."})
     no_tools = forms.BooleanField(required=False, label="No tools")
     no_memory = forms.BooleanField(required=False, label="No memory")
     parent = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
-    OPTION_FIELDS = ("max_turns", "temperature", "no_tools", "no_memory")
+    OPTION_FIELDS = ("max_turns", "temperature", "model", "no_tools", "no_memory")
 
     def options(self) -> dict[str, object]:
         data = self.cleaned_data
@@ -27,6 +30,8 @@ class TaskForm(forms.Form):
             chosen["max_turns"] = data["max_turns"]
         if data.get("temperature") is not None:
             chosen["temperature"] = data["temperature"]
+        if data.get("model"):
+            chosen["model"] = data["model"]
         if data.get("no_tools"):
             chosen["tools"] = False
         if data.get("no_memory"):
@@ -38,6 +43,7 @@ class TaskForm(forms.Form):
         """The form filled in from an earlier run, for "edit and resubmit"."""
         options = run.options or {}
         return {"task": run.task, "max_turns": options.get("max_turns"), "temperature": options.get("temperature"),
+                "model": options.get("model", ""),
                 "no_tools": options.get("tools") is False, "no_memory": options.get("memory") is False,
                 "parent": run.pk}
 

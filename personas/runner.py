@@ -99,6 +99,20 @@ class Heartbeat(threading.Thread):
         self.stop_event.set()
 
 
+class PinnedModel:
+    """The model manager with every persona speaking through one model (a run's "model" option)."""
+
+    def __init__(self, manager: Any, model: str) -> None:
+        self.manager, self.model = manager, model
+        self.lock = getattr(manager, "lock", None)
+
+    def chat(self, persona_or_model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        return self.manager.chat(self.model, messages, **kwargs)
+
+    def embed(self, texts: list[str]) -> Any:
+        return self.manager.embed(texts)
+
+
 def build_deps(run: Run, *, record_step: Callable[..., Any], overrides: dict[str, Any] | None = None) -> GraphDeps:
     """Connect the graph's seams to the real services for this run (memory, forge and tools through
     the ports their apps filled in)."""
@@ -169,6 +183,8 @@ def build_deps(run: Run, *, record_step: Callable[..., Any], overrides: dict[str
         wait_for_decision=bool(codex_services.codex_settings()["wait_for_decision"]),
     )
     chosen: dict[str, Any] = {}
+    if options.get("model"):
+        chosen["model"] = PinnedModel(manager, str(options["model"]))
     if options.get("temperature") is not None:
         chosen["chat_options"] = {"temperature": float(options["temperature"])}
     if options.get("tools") is False:

@@ -6,6 +6,7 @@ amendment decisions in PersonasConfig.ready(); this module enqueues nothing itse
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import timedelta
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from a4ps_site.realtime import DASHBOARD_GROUP, RUNS_GROUP, broadcast, group_for
 from personas.events import event_publish
+from personas.llm import model_manager
 from personas.models import CodexVersion, Run, RunStep
 from personas.persona_state import persona_activity_set, persona_count_contribution
 from personas.runner import WAITING, RunCancelled, execute
@@ -39,6 +41,9 @@ def run_broadcast(*, run: Run, created: bool = False) -> None:
                   html=render_to_string("personas/_goals.html", {"goals": goals_recent(), "oob": True}))
 
 
+MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}"
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """What a person may change for one run; anything left out follows settings.toml."""
@@ -47,6 +52,7 @@ class RunOptions:
     temperature: float | None = None  # sampling temperature of every contribution (0–2)
     tools: bool = True  # False: no tools bound and no tool forged
     memory: bool = True  # False: BABS does not search memory and the run is not stored
+    model: str | None = None  # every persona speaks through this Ollama model in this run
 
     @classmethod
     def from_dict(cls, data: Any) -> RunOptions:
@@ -58,7 +64,7 @@ class RunOptions:
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"Unknown run option(s): {', '.join(sorted(unknown))}; known: max_turns, temperature, "
-                             "tools, memory.")
+                             "tools, memory, model.")
         turns, temperature = data.get("max_turns"), data.get("temperature")
         if turns is not None and (isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= 10):
             raise ValueError("max_turns must be a whole number from 1 to 10.")
@@ -68,8 +74,11 @@ class RunOptions:
         for name in ("tools", "memory"):
             if name in data and not isinstance(data[name], bool):
                 raise ValueError(f"{name} must be true or false.")
+        model = data.get("model")
+        if model is not None and (not isinstance(model, str) or not re.fullmatch(MODEL_NAME, model)):
+            raise ValueError("model must be a model name like llama3.1:8b (letters, digits, . _ : / - @ +).")
         return cls(max_turns=turns, temperature=None if temperature is None else float(temperature),
-                   tools=data.get("tools", True), memory=data.get("memory", True))
+                   tools=data.get("tools", True), memory=data.get("memory", True), model=model or None)
 
     def as_dict(self) -> dict[str, Any]:
         """Only what differs from the defaults (what the run page lists)."""
@@ -90,6 +99,9 @@ def run_submit(*, task: str, source: str = Run.Source.ARCHITECT, user: Any = Non
     """Queue a task for the graph; the dispatcher runs queued tasks one at a time, oldest first.
     `options` (RunOptions or its dict) change this run only; `parent` links a follow-up or retry."""
     options = options if isinstance(options, RunOptions) else RunOptions.from_dict(options)
+    if options.model and getattr(model_manager(), "backend", "") != "ollama":
+        raise ValueError(f"A model for one run ({options.model}) needs the Ollama backend; the embedded backend "
+                         "speaks through its one local model. Leave the model empty, or start Ollama.")
     task = (task or "").strip()
     if not task:
         raise ValueError("The task is empty: say what the personas should work on.")

@@ -210,3 +210,24 @@ def test_follow_up_retry_and_edit_keep_the_link_to_the_parent(auth_client, scrip
     auth_client.post(reverse("run_submit"), {"task": "Name a river in Bern.", "parent": str(parent.pk)})
     assert Run.objects.get(task="Name a river in Bern.").parent == parent
     assert Client().post(url, {"action": "retry"}).status_code == 302  # login required
+
+
+def test_a_run_may_speak_through_one_ollama_model(auth_client, scripted_model, personas_seeded):
+    bad = auth_client.post(reverse("api_runs"), {"task": "Q", "options": {"model": "llama3.1:8b"}},
+                           content_type="application/json")
+    assert bad.status_code == 400 and "needs the Ollama backend" in bad.json()["error"]
+    assert auth_client.post(reverse("run_submit"), {"task": "Q", "model": "bad name!"}).status_code == 400
+    scripted_model.backend = "ollama"  # the double now answers as an Ollama-backed manager would
+    scripted_model.resolve = lambda name: ("ollama", name)
+    original = scripted_model.chat
+    asked: list[str] = []
+
+    def chat(persona_or_model, messages, **kwargs):
+        asked.append(persona_or_model)
+        return original("ALFRED" if persona_or_model == "llama3.1:8b" else persona_or_model, messages, **kwargs)
+
+    scripted_model.chat = chat
+    auth_client.post(reverse("run_submit"), {"task": "Q with a model", "model": "llama3.1:8b"})
+    run = Run.objects.get(task="Q with a model")
+    assert run.options == {"model": "llama3.1:8b"} and run.status == Run.Status.DONE
+    assert asked and set(asked) == {"llama3.1:8b"}
