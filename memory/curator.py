@@ -96,6 +96,7 @@ def conversations_from_run(run: Run, steps: list[RunStep] | None = None) -> dict
             if memories:  # without memories BABS was not asked anything
                 add_turn("BABS", prompts.research(persona, run.task, memories), step.content)
             state["babs_report"] = step.content
+            state["memories"] = memories  # the graph shows BABS's report only when memories were found
         elif step.kind == "thoughts":
             state["candidates"] = list(data.get("thoughts") or [])
         elif step.kind == "evaluation":

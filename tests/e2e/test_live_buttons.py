@@ -12,13 +12,19 @@ pytestmark = [pytest.mark.e2e, pytest.mark.stack]
 
 
 def _shell(stack, code: str) -> str:
-    return stack.manage("shell", "-c", code).stdout.strip().splitlines()[-1]
+    import subprocess
+
+    try:
+        return stack.manage("shell", "-c", code).stdout.strip().splitlines()[-1]
+    except subprocess.CalledProcessError as exc:
+        raise AssertionError(f"manage.py shell failed:\n{exc.stderr[-3000:]}") from None
 
 
 def _queued_run(stack, task: str) -> int:
-    """A queued run that no worker is woken for (the periodic dispatcher may still take it)."""
+    """An active run no worker will take: one waiting for a person's decision (the dispatcher only
+    claims queued runs), so it stays cancellable however busy the stack's worker is."""
     return int(_shell(stack, "from personas.models import Run; "
-                             f"print(Run.objects.create(task={task!r}).pk)"))
+                             f"print(Run.objects.create(task={task!r}, status='waiting').pk)"))
 
 
 def _push_run(stack, run_id: int) -> None:
@@ -100,7 +106,7 @@ def test_fine_tune_cancel_inside_a_pushed_status(browser, scripted_stack):
 
     dataset_id = _prepare(scripted_stack, name="e2e cancel")
     job_id = int(_shell(scripted_stack, (
-        "from memory.datasets.models import GoldenDataset; from memory.finetunes.services import finetune_create; "
+        "from memory.models import GoldenDataset; from memory.finetunes.services import finetune_create; "
         f"job = finetune_create(dataset=GoldenDataset.objects.get(pk={dataset_id}), "
         "hyperparameters={'epochs': 100, 'max_steps': 0, 'learning_rate': 0.001, 'eval_fraction': 0.2}); "
         "print(job.pk)")))
