@@ -3,7 +3,6 @@ model; the product stays up, the worker comes back, and the run finishes exactly
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import tempfile
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.livestack import ROOT, cleanup, start_stack
+from tests.livestack import cleanup, start_stack
+from tests.personas.test_run_real_model import small_config
 from tests.test_live_stack import _alive, _children_of
 
 pytestmark = pytest.mark.stack
@@ -27,15 +27,6 @@ run_tokens = 600
 """
 
 
-def _small_config() -> Path:
-    config = Path(tempfile.mkdtemp(prefix="a4ps-cfg-"))
-    shutil.copy(ROOT / "config" / "codex.toml", config / "codex.toml")
-    text = (ROOT / "config" / "settings.toml").read_text().replace('backend = "auto"', 'backend = "embedded"')
-    text = re.sub(r"\[graph\].*?(?=\n\[|\Z)", SMALL.strip() + "\n", text, flags=re.S)
-    (config / "settings.toml").write_text(text)
-    return config
-
-
 def _worker_pid(supervisor: int) -> int:
     for pid in _children_of(supervisor):
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
@@ -45,7 +36,7 @@ def _worker_pid(supervisor: int) -> int:
 
 
 def test_a_killed_worker_is_restarted_and_the_run_finishes_once():
-    config = _small_config()
+    config = small_config(SMALL)
     stack = start_stack(extra_env={"A4PS_CONFIG_DIR": str(config)})
     try:
         first_worker = _worker_pid(stack.proc.pid)

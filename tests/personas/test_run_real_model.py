@@ -24,13 +24,13 @@ json_max_tokens = 160
 """
 
 
-def small_config() -> Path:
+def small_config(graph: str = SMALL) -> Path:
     """The shipped config with the embedded backend and short contributions (2 cores, no GPU)."""
     config = Path(tempfile.mkdtemp(prefix="a4ps-cfg-"))
     shutil.copy(ROOT / "config" / "codex.toml", config / "codex.toml")
     text = (ROOT / "config" / "settings.toml").read_text()
     text = text.replace('backend = "auto"', 'backend = "embedded"')
-    text = re.sub(r"\[graph\].*?(?=\n\[|\Z)", SMALL.strip() + "\n", text, flags=re.S)
+    text = re.sub(r"\[graph\].*?(?=\n\[|\Z)", graph.strip() + "\n", text, flags=re.S)
     (config / "settings.toml").write_text(text)
     return config
 
