@@ -68,13 +68,17 @@ def memory_search(*, query: str, k: int) -> list[dict[str, Any]]:
     if not hits:
         return []
     # Relevance is the cosine similarity of query and hit (the fused rank score says only "better than
-    # the others"), so BABS can leave out what merely came first among unrelated memories.
-    vectors = model_manager().embed([query, *[h.text for h in hits]])
+    # the others"), so BABS can leave out what merely came first among unrelated memories. Vector matches
+    # carry their cosine distance from the search already; only full-text-only matches are embedded here.
+    relevance = {h.id: 1.0 - h.distance for h in hits if h.distance is not None}
+    missing = [h for h in hits if h.distance is None]
+    if missing:
+        vectors = model_manager().embed([query, *[h.text for h in missing]])
+        relevance.update({h.id: cosine_similarity(vectors[0], vectors[i + 1]) for i, h in enumerate(missing)})
     return [
         {"id": h.id, "text": h.text, "score": round(h.score, 4), "run_id": h.run_id, "persona": h.persona,
-         "summary": h.parent_text, "summary_id": h.parent_id,
-         "relevance": round(cosine_similarity(vectors[0], vectors[i + 1]), 4)}
-        for i, h in enumerate(hits)
+         "summary": h.parent_text, "summary_id": h.parent_id, "relevance": round(relevance[h.id], 4)}
+        for h in hits
     ]
 
 
