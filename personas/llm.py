@@ -107,8 +107,9 @@ def model_pull_progress(*, model: str, update: dict[str, Any]) -> None:
     broadcast(MODELS_GROUP, "ui.html", html=html)
 
 
-def models_settings_save(*, backend: str, mapping: dict[str, str]) -> None:
-    """Write the backend choice and persona → model mapping into settings.toml (validated, atomic)."""
+def models_settings_save(*, backend: str, mapping: dict[str, str], embedded: dict[str, str] | None = None) -> None:
+    """Write the backend choice, the persona → model mapping and the embedded backend's persona → packaged
+    model or GGUF (an empty value: the default model) into settings.toml (validated, atomic)."""
     path = settings_path()
     doc = tomlkit.parse(path.read_text(encoding="utf-8"))
     models = doc.setdefault("models", tomlkit.table())
@@ -116,10 +117,19 @@ def models_settings_save(*, backend: str, mapping: dict[str, str]) -> None:
     personas = models.setdefault("personas", tomlkit.table())
     for name, model in mapping.items():
         personas[name] = model.strip()
+    if embedded is not None:
+        emb = models.setdefault("embedded", tomlkit.table())
+        chosen = emb.setdefault("persona_models", tomlkit.table())
+        for name, model in embedded.items():
+            if model.strip():
+                chosen[name] = model.strip()
+            elif name in chosen:
+                del chosen[name]
     data = doc.unwrap()
     parse_settings(data)
     ModelsConfig.from_dict(data.get("models"))  # raises ValueError naming the bad key
     write_atomically(path, tomlkit.dumps(doc))
     event_publish(kind="models.configured", source="architect", payload={
         "backend": backend, "message": f"Model settings saved: backend {backend}, " +
-        ", ".join(f"{k} → {v}" for k, v in mapping.items())})
+        ", ".join(f"{k} → {v}" for k, v in mapping.items()) +
+        ("; embedded: " + ", ".join(f"{k} → {v or 'default'}" for k, v in embedded.items()) if embedded else "")})

@@ -146,13 +146,15 @@ def models_page(request: HtmxHttpRequest) -> HttpResponse:
     """Backend in use and why, the editable mapping, the loaded model, the swap timeline, pulls."""
     config = models_config()
     names = list(config.personas)
-    initial = {"backend": config.backend, **{f"model_{n}": m for n, m in config.personas.items()}}
-    form = ModelsForm(request.POST or None, initial=initial, personas=names)
+    initial = {"backend": config.backend, **{f"model_{n}": m for n, m in config.personas.items()},
+               **{f"embedded_{n}": m for n, m in config.embedded.persona_models.items()}}
+    form = ModelsForm(request.POST or None, initial=initial, personas=names, embedded=config.embedded.persona_models)
     status_code = 200
     if request.method == "POST":
         if form.is_valid():
             try:
-                models_settings_save(backend=form.cleaned_data["backend"], mapping=form.mapping())
+                models_settings_save(backend=form.cleaned_data["backend"], mapping=form.mapping(),
+                                     embedded=form.embedded_mapping())
             except ValueError as exc:
                 form.add_error(None, str(exc))
             else:

