@@ -27,6 +27,7 @@ class ForgeSettings:
     max_tokens: int = 384  # per code-writing reply
     temperature: float = 0.2
     allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS
+    idle_after_runs: int = 5  # finished runs without a model calling a tool before BRICK stops being offered it
     limits: Limits = field(default_factory=lambda: Limits(**DEFAULT_LIMITS))
 
     @classmethod
@@ -58,6 +59,9 @@ class ForgeSettings:
             raise ValueError("forge.max_spec_chars must be an integer between 20 and 100000")
         if not isinstance(values.max_tokens, int) or not 32 <= values.max_tokens <= 8192:
             raise ValueError("forge.max_tokens must be an integer between 32 and 8192")
+        if isinstance(values.idle_after_runs, bool) or not isinstance(values.idle_after_runs, int) \
+                or not 0 <= values.idle_after_runs <= 10_000:
+            raise ValueError("forge.idle_after_runs must be an integer between 0 (never) and 10000")
         if not isinstance(values.temperature, (int, float)) or not 0 <= values.temperature <= 2:
             raise ValueError("forge.temperature must be between 0 and 2")
         return values

@@ -15,6 +15,8 @@ class Tool(models.Model):
     current_version = models.ForeignKey("ToolVersion", null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+")
     created = models.DateTimeField(auto_now_add=True)
+    # "Offer again" on the tool's page: idleness is counted from here (or from a newer current version).
+    offered_since = models.DateTimeField(null=True, blank=True)
     # Set on every change (new version, enable, disable, rollback): processes compare it to reload.
     updated = models.DateTimeField(auto_now=True, db_index=True)
 

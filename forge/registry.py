@@ -12,8 +12,10 @@ from typing import Any
 from django.db.models import Count, Max
 
 from forge import sandbox
-from forge.models import Tool
+from forge.config import forge_settings
+from forge.models import Tool, ToolCall
 from forge.toolforge import CALL_HARNESS, parse_result_line
+from personas.models import Run
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,47 @@ def signature_text(code: str, name: str) -> str:
     return f"{name}(…)"
 
 
+def ignores_input(code: str, name: str) -> bool:
+    """Whether the function `name` never reads any of its parameters: whatever it is given, it returns
+    the same (a restated text or a constant). Such a tool helps no task."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    if fn is None:
+        return False
+    params = {a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs,
+                              *(x for x in (fn.args.vararg, fn.args.kwarg) if x)]}
+    used = {n.id for stmt in fn.body for n in ast.walk(stmt) if isinstance(n, ast.Name)}
+    return bool(params) and not params & used
+
+
+def standings(tools: dict[str, LoadedTool]) -> dict[str, str]:
+    """The enabled tools BRICK is not offered, with why: one that takes no input or ignores it only
+    restates text; one never called by a model in `[forge] idle_after_runs` finished runs since it was
+    (re)offered sits idle. A new version, or "Offer again" on its page, gives a tool a fresh start."""
+    out: dict[str, str] = {}
+    idle_after = forge_settings().idle_after_runs
+    for name, tool in tools.items():
+        if not tool.schema.get("function", {}).get("parameters", {}).get("properties"):
+            out[name] = "takes no input: it only restates a fixed text"
+        elif ignores_input(tool.code, name):
+            out[name] = "ignores its input: it returns the same whatever it is given"
+    if not idle_after:
+        return out
+    rows = Tool.objects.filter(name__in=[n for n in tools if n not in out]).select_related("current_version")
+    for row in rows:
+        since = max(filter(None, [row.offered_since, row.current_version.created if row.current_version else None]))
+        runs = Run.objects.filter(status=Run.Status.DONE, finished__gte=since).exclude(source=Run.Source.EVAL)
+        if runs.count() < idle_after:
+            continue
+        called = ToolCall.objects.filter(tool_version__tool=row, run__isnull=False, created__gte=since).exists()
+        if not called:
+            out[row.name] = f"never called in the {idle_after}+ runs since {since:%Y-%m-%d %H:%M}"
+    return out
+
+
 # --------------------------------------------------------------------------------- the registry
 @dataclass(frozen=True)
 class LoadedTool:
@@ -232,10 +275,11 @@ class ToolRegistry:
         return self.refresh()
 
     def schemas(self) -> list[dict[str, Any]]:
-        """Every enabled tool that takes input, as an OpenAI-style function schema, by name. A tool with
-        no parameters only restates a fixed text: it stays listed (and removable) but is never bound."""
-        return [t.schema for _, t in sorted(self.refresh().items())
-                if t.schema.get("function", {}).get("parameters", {}).get("properties")]
+        """The tools BRICK is offered, as OpenAI-style function schemas, by name: every enabled tool that
+        has earned its place (see `standings`). The others stay listed and removable on the Forge page."""
+        tools = self.refresh()
+        left_out = standings(tools)
+        return [t.schema for name, t in sorted(tools.items()) if name not in left_out]
 
     def get(self, name: str) -> LoadedTool | None:
         return self.refresh().get(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.db.models import Count, QuerySet
 from django.template.loader import render_to_string
 
+from forge import registry as registry_mod
 from forge import sandbox
 from forge.config import forge_settings
 from forge.models import ForgeAttempt, ForgeRequest, Tool, ToolCall, ToolVersion
@@ -11,6 +12,11 @@ from forge.models import ForgeAttempt, ForgeRequest, Tool, ToolCall, ToolVersion
 
 def tools_list() -> QuerySet[Tool]:
     return Tool.objects.select_related("current_version").annotate(n_versions=Count("versions")).order_by("name")
+
+
+def tool_standings() -> dict[str, str]:
+    """Enabled tools BRICK is not offered, with why (registry.standings)."""
+    return registry_mod.standings(registry_mod.registry().tools())
 
 
 def tool_versions(*, tool: Tool) -> list[ToolVersion]:

@@ -254,6 +254,18 @@ def tool_set_enabled(*, tool: Tool, enabled: bool) -> Tool:
     return tool
 
 
+def tool_offer_again(*, tool: Tool) -> Tool:
+    """Offer a tool that sat idle to BRICK again: its idle count starts afresh from now."""
+    with transaction.atomic():
+        tool = Tool.objects.select_for_update().get(pk=tool.pk)
+        tool.offered_since = timezone.now()
+        tool.save()
+        event_publish(kind="tool_offered", source="architect",
+                      payload={"tool": tool.name, "message": f"Tool {tool.name} offered to BRICK again"})
+    registry_mod.registry().refresh(force=True)
+    return tool
+
+
 def tool_rollback(*, tool: Tool, number: int) -> Tool:
     """Make an earlier (or any) version of a tool the current one."""
     with transaction.atomic():

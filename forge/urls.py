@@ -11,6 +11,7 @@ urlpatterns = [
     path("requests/<int:request_id>/overrule/", views.forge_request_overrule, name="forge_request_overrule"),
     path("tools/<slug:name>/", views.tool_detail, name="forge_tool"),
     path("tools/<slug:name>/toggle/", views.tool_toggle, name="forge_tool_toggle"),
+    path("tools/<slug:name>/offer/", views.tool_offer, name="forge_tool_offer"),
     path("tools/<slug:name>/rollback/", views.tool_rollback, name="forge_tool_rollback"),
     path("tools/<slug:name>/try/", views.tool_try, name="forge_tool_try"),
     path("tools/<slug:name>/delete/", views.tool_delete, name="forge_tool_delete"),

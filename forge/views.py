@@ -14,8 +14,12 @@ from forge.models import ForgeRequest, Tool
 
 
 def _home(request: HtmxHttpRequest, form: ForgeForm, status: int = 200) -> HttpResponse:
+    tools = list(selectors.tools_list())
+    standings = selectors.tool_standings()
+    for tool in tools:
+        tool.left_out = standings.get(tool.name, "") if tool.enabled else ""
     return render(request, "forge/forge.html", {
-        "form": form, "tools": selectors.tools_list(), "requests": selectors.forge_requests_recent(),
+        "form": form, "tools": tools, "requests": selectors.forge_requests_recent(),
         "sandbox": selectors.sandbox_status(),
     }, status=status)
 
@@ -97,6 +101,7 @@ def _tool_page(request: HtmxHttpRequest, tool: Tool, call_form: ToolCallForm, st
                last_call=None) -> HttpResponse:
     return render(request, "forge/tool_detail.html", {
         "tool": tool, "version": tool.current_version, "versions": selectors.tool_versions(tool=tool),
+        "left_out": selectors.tool_standings().get(tool.name, "") if tool.enabled else "",
         "calls": selectors.tool_calls_recent(tool=tool), "call_form": call_form, "last_call": last_call,
     }, status=status)
 
@@ -106,6 +111,15 @@ def _tool_page(request: HtmxHttpRequest, tool: Tool, call_form: ToolCallForm, st
 def tool_toggle(request: HtmxHttpRequest, name: str) -> HttpResponse:
     tool = get_object_or_404(Tool, name=name)
     services.tool_set_enabled(tool=tool, enabled=request.POST.get("enabled") == "1")
+    return redirect("forge_tool", name=tool.name)
+
+
+@login_required
+@require_POST
+def tool_offer(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    tool = get_object_or_404(Tool, name=name)
+    services.tool_offer_again(tool=tool)
+    messages.success(request, f"{name} is offered to BRICK again; it is counted idle afresh from now.")
     return redirect("forge_tool", name=tool.name)
 
 

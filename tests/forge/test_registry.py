@@ -6,7 +6,7 @@ import os
 import pytest
 
 from forge.models import Tool, ToolCall
-from forge.registry import ToolRegistry, registry, schema_from_source
+from forge.registry import ToolRegistry, registry, schema_from_source, standings
 from forge.services import tool_call, tool_rollback, tool_set_enabled, tool_version_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -148,3 +148,66 @@ def test_the_forge_refuses_a_function_without_inputs():
     check = static_check('def forge_note() -> str:\n    """A fixed note."""\n    return "gave up"\n', "", ())
     assert not check.ok and any("takes no input" in e for e in check.errors)
     assert static_check(ADD, "", ()).ok
+
+
+def test_a_tool_that_ignores_its_input_is_not_offered():
+    echo = ('def forge_failure(spec: str) -> str:\n    """Say the forge could not build a tool."""\n'
+            '    return "The forge could not build this tool: gave up after 3 attempt(s)"\n')
+    tool_version_create(name="forge_failure", code=echo, tests="", spec="junk")
+    tool_version_create(name="combine", code=ADD, tests="", spec="add")
+    assert [s["function"]["name"] for s in registry().schemas()] == ["combine"]
+    assert "ignores its input" in standings(registry().tools())["forge_failure"]
+
+
+def test_a_tool_no_model_calls_in_five_runs_sits_idle_until_offered_again(django_user_model):
+    from django.utils import timezone
+
+    from forge.services import tool_offer_again
+    from personas.models import Run
+
+    version = tool_version_create(name="combine", code=ADD, tests="", spec="add")
+
+    def finished_run(source=Run.Source.ARCHITECT) -> Run:
+        return Run.objects.create(task="t", status=Run.Status.DONE, finished=timezone.now(), source=source)
+
+    for _ in range(4):
+        finished_run()
+    finished_run(source=Run.Source.EVAL)  # eval runs do not count
+    Run.objects.create(task="t", status=Run.Status.FAILED, finished=timezone.now())  # nor failed ones
+    assert [s["function"]["name"] for s in registry().schemas()] == ["combine"]
+    fifth = finished_run()
+    assert registry().schemas() == []
+    assert "never called in the 5+ runs" in standings(registry().tools())["combine"]
+    # A call by a model during a run keeps it offered; a call from its page does not count.
+    ToolCall.objects.create(tool_version=version, arguments={"a": 1, "b": 2}, result=3, ok=True)
+    assert registry().schemas() == []
+    ToolCall.objects.create(tool_version=version, arguments={"a": 1, "b": 2}, result=3, ok=True, run=fifth)
+    assert [s["function"]["name"] for s in registry().schemas()] == ["combine"]
+    ToolCall.objects.all().delete()
+    assert registry().schemas() == []
+    tool_offer_again(tool=Tool.objects.get(name="combine"))
+    assert [s["function"]["name"] for s in registry().schemas()] == ["combine"]
+
+
+def test_the_forge_page_says_which_tools_are_not_offered_and_offers_one_again(auth_client, settings, config_dir):
+    from django.test import Client
+    from django.urls import reverse
+
+    path = config_dir / "settings.toml"
+    path.write_text(path.read_text().replace("idle_after_runs = 5", "idle_after_runs = 1"))
+    from django.utils import timezone
+
+    from personas.models import Run
+
+    tool_version_create(name="combine", code=ADD, tests="", spec="add")
+    Run.objects.create(task="t", status=Run.Status.DONE, finished=timezone.now())
+    home = auth_client.get(reverse("forge")).content.decode()
+    assert "never called in the 1+ runs" in home
+    page = auth_client.get(reverse("forge_tool", args=["combine"])).content.decode()
+    assert "Not offered to BRICK: never called" in page and 'id="tool-offer"' in page
+    url = reverse("forge_tool_offer", args=["combine"])
+    assert Client().post(url).status_code == 302 and registry().schemas() == []  # login first
+    done = auth_client.post(url, follow=True).content.decode()
+    assert "offered to BRICK again" in done and 'id="tool-left-out"' not in done
+    assert [s["function"]["name"] for s in registry().schemas()] == ["combine"]
+    assert ">yes<" in auth_client.get(reverse("forge")).content.decode()
