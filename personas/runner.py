@@ -181,10 +181,12 @@ def build_deps(run: Run, *, record_step: Callable[..., Any], overrides: dict[str
             for a in codex_services.rejected_amendments()
         ],
         wait_for_decision=bool(codex_services.codex_settings()["wait_for_decision"]),
+        model_of=lambda persona: (manager.backend, manager.resolve(persona)[1]),
     )
     chosen: dict[str, Any] = {}
     if options.get("model"):
         chosen["model"] = PinnedModel(manager, str(options["model"]))
+        chosen["model_of"] = lambda persona: (manager.backend, str(options["model"]))
     if options.get("temperature") is not None:
         chosen["chat_options"] = {"temperature": float(options["temperature"])}
     if options.get("tools") is False:

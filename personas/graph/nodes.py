@@ -108,6 +108,12 @@ def _persona(deps: GraphDeps, name: str) -> dict[str, Any] | None:
     return deps.personas().get(name)
 
 
+def _size(deps: GraphDeps, name: str) -> str:
+    """"small" or "large" prompts for this persona: graph.prompt_style, or by its model's size."""
+    backend, model = deps.model_of(name)
+    return prompts.prompt_size(deps.settings.prompt_style, backend, model)
+
+
 class _Partial:
     """A contribution cut at graph.step_seconds: the text generated so far stands as the reply."""
 
@@ -253,7 +259,7 @@ def brick_candidates(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     kept: list[str] = []
     dropped: list[str] = []
     result: Any = None
-    asks = [prompts.candidates(_persona(deps, "BRICK"), state, k),
+    asks = [prompts.candidates(_persona(deps, "BRICK"), state, k, _size(deps, "BRICK")),
             prompts.candidates_retry(_persona(deps, "BRICK"), state, k)]
     notes: list[str] = []
     instructions = ""
@@ -329,7 +335,7 @@ def brick_thesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     the chosen line of thought stands in, recorded as a fallback."""
     step = _Step(state, "brick_thesis", deps)
     tools = deps.tools()
-    messages = prompts.thesis(_persona(deps, "BRICK"), state)
+    messages = prompts.thesis(_persona(deps, "BRICK"), state, _size(deps, "BRICK"))
     kwargs: dict[str, Any] = {"max_tokens": deps.settings.max_tokens}
     if tools:
         kwargs["tools"] = tools
@@ -341,7 +347,8 @@ def brick_thesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
             tool_results.append({"spec": call["name"], "arguments": call.get("arguments", {}), "output": output})
             step.record(persona="BRICK", kind="tool_call", content=f"{call['name']}({call.get('arguments', {})})",
                         data={"output": output})
-        messages = prompts.thesis(_persona(deps, "BRICK"), {**state, "tool_results": tool_results})
+        messages = prompts.thesis(_persona(deps, "BRICK"), {**state, "tool_results": tool_results},
+                                  _size(deps, "BRICK"))
         result = _chat(step, "BRICK", messages, stream=True, max_tokens=deps.settings.max_tokens)
     text, spec = parse_tool_request(result.content)
     can_forge = state.get("tool_requests", 0) < deps.settings.max_tool_requests
@@ -452,7 +459,7 @@ def robin_respond(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     """ROBIN answers the thesis with an antithesis and/or a synthesis; an echo of the instructions or an
     empty answer is asked for again once, then recorded as missing (the critic is then skipped)."""
     step = _Step(state, "robin_respond", deps)
-    messages = prompts.respond(_persona(deps, "ROBIN"), state)
+    messages = prompts.respond(_persona(deps, "ROBIN"), state, _size(deps, "ROBIN"))
     result = _chat(step, "ROBIN", messages, stream=True, max_tokens=deps.settings.max_tokens)
     text = result.content.strip()
     notes = []
@@ -593,7 +600,7 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
                     content=f"Budget: {out_of_budget}. ALFRED answers from what the team has so far.",
                     data={"budget_out": out_of_budget})
     persona = _persona(deps, "ALFRED")
-    messages = prompts.synthesis(persona, state)
+    messages = prompts.synthesis(persona, state, _size(deps, "ALFRED"))
     result = _chat(step, "ALFRED", messages, stream=True, max_tokens=deps.settings.max_tokens)
     answer = result.content.strip()
     notes = []

@@ -1,6 +1,7 @@
 """Prompt builders and JSON schemas for each persona's contribution."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,6 +50,31 @@ def evaluation_schema(k: int) -> dict[str, Any]:
     }
 
 
+_SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)([bm])(?![a-z])", re.IGNORECASE)
+LARGE_FROM_B = 3.0  # models from this many billion parameters get the richer prompts
+
+
+def model_billions(name: str) -> float | None:
+    """Parameters in billions as a model's name states them: "gemma2:9b" 9, "…-coder-1.5b-instruct…" 1.5,
+    "SmolLM2-135M-…" 0.135; None when the name does not say ("phi3:mini")."""
+    match = _SIZE.search(name or "")
+    if not match:
+        return None
+    number = float(match.group(1))
+    return number / 1000 if match.group(2).lower() == "m" else number
+
+
+def prompt_size(style: str, backend: str, model: str) -> str:
+    """"small" (short prompts, one job per call) or "large" (fuller instructions): the setting, or with
+    "auto" the model's size; a model whose name gives no size is large on Ollama, small embedded."""
+    if style in ("small", "large"):
+        return style
+    billions = model_billions(model)
+    if billions is not None:
+        return "large" if billions >= LARGE_FROM_B else "small"
+    return "large" if backend == "ollama" else "small"
+
+
 def system(persona: dict[str, Any] | None, fallback: str) -> dict[str, str]:
     """The persona's system prompt from the codex, with its principles."""
     if not persona:
@@ -94,14 +120,16 @@ def research(persona: dict[str, Any] | None, task: str, memories: list[dict[str,
     ]
 
 
-def candidates(persona: dict[str, Any] | None, state: Mapping[str, Any], k: int) -> list[dict[str, str]]:
-    return [
-        system(persona, "You are BRICK, the analyst."),
-        {"role": "user", "content": (
-            f"{_context(state)}\n\nPropose {k} distinct candidate lines of thought for approaching this task, "
-            f"one or two sentences each. Reply as JSON: {{\"thoughts\": [{k} strings]}}."
-        )},
-    ]
+def candidates(persona: dict[str, Any] | None, state: Mapping[str, Any], k: int,
+               size: str = "small") -> list[dict[str, str]]:
+    ask = (f"Propose {k} distinct candidate lines of thought for approaching this task, one or two sentences "
+           f"each. Reply as JSON: {{\"thoughts\": [{k} strings]}}.")
+    if size == "large":
+        ask = (f"Propose {k} candidate lines of thought that differ in method, not only in wording: for example "
+               "computing it directly, checking it from another side, or questioning what the task takes for "
+               "granted. Each is one or two sentences that say what you would do and why it could work. "
+               f"Reply as JSON: {{\"thoughts\": [{k} strings]}}.")
+    return [system(persona, "You are BRICK, the analyst."), {"role": "user", "content": f"{_context(state)}\n\n{ask}"}]
 
 
 def evaluate(persona: dict[str, Any] | None, state: Mapping[str, Any], thoughts: list[str]) -> list[dict[str, str]]:
@@ -116,7 +144,7 @@ def evaluate(persona: dict[str, Any] | None, state: Mapping[str, Any], thoughts:
     ]
 
 
-def thesis(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
+def thesis(persona: dict[str, Any] | None, state: Mapping[str, Any], size: str = "small") -> list[dict[str, str]]:
     msgs = [system(persona, "You are BRICK, the analyst.")]
     chosen = ""
     cands = state.get("candidates") or []
@@ -126,9 +154,16 @@ def thesis(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dic
         prompt = f"{_context(state)}\n\n"
         if chosen:
             prompt += f"Develop this line of thought into your thesis: {chosen}\n\n"
-        prompt += ("Give your thesis: a clear answer with its justification, step by step. "
-                   "Only if an exact computation is beyond you, end with one line "
-                   f"'{TOOL_LINE} <function name>(<inputs>) returns <result>, e.g. <a call> == <its result>'.")
+        if size == "large":
+            prompt += ("Give your thesis. First say what exactly is asked and which facts you have; then reason "
+                       "step by step to an answer, checking each computation; end with the answer itself in one "
+                       "sentence. If an exact computation would be more reliable as a small tested function, "
+                       f"end instead with one line '{TOOL_LINE} <function name>(<inputs>) returns <result>, "
+                       "e.g. <a call> == <its result>' (a pure function of its inputs, not the task itself).")
+        else:
+            prompt += ("Give your thesis: a clear answer with its justification, step by step. "
+                       "Only if an exact computation is beyond you, end with one line "
+                       f"'{TOOL_LINE} <function name>(<inputs>) returns <result>, e.g. <a call> == <its result>'.")
     else:
         prompt = (f"{_context(state)}\n\nYour previous thesis:\n{state['thesis']}\n\n"
                   f"ROBIN answered:\n{state.get('antithesis', '')}\n\n"
@@ -137,14 +172,17 @@ def thesis(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dic
     return msgs
 
 
-def respond(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
+def respond(persona: dict[str, Any] | None, state: Mapping[str, Any], size: str = "small") -> list[dict[str, str]]:
+    ask = ("Answer it: where you disagree give your antithesis, where you can, a synthesis. "
+           "If you fully agree, begin with 'I agree'. Keep it short.")
+    if size == "large":
+        ask = ("Examine it as a careful colleague: redo its key computation or check its key claim, name any "
+               "error, gap or unkind wording, and give your antithesis where you disagree. Then offer a synthesis "
+               "that keeps what holds. If after checking you fully agree, begin with 'I agree' and say what you "
+               "checked. A short paragraph.")
     return [
         system(persona, "You are ROBIN, the synthesiser."),
-        {"role": "user", "content": (
-            f"{_context(state)}\n\nBRICK's thesis:\n{state['thesis']}\n\n"
-            "Answer it: where you disagree give your antithesis, where you can, a synthesis. "
-            "If you fully agree, begin with 'I agree'. Keep it short."
-        )},
+        {"role": "user", "content": f"{_context(state)}\n\nBRICK's thesis:\n{state['thesis']}\n\n{ask}"},
     ]
 
 
@@ -159,15 +197,17 @@ def critic(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dic
     ]
 
 
-def synthesis(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
+def synthesis(persona: dict[str, Any] | None, state: Mapping[str, Any], size: str = "small") -> list[dict[str, str]]:
     turns = "\n\n".join(f"{t['persona']}: {t['content']}" for t in state.get("dialogue", []))
+    ask = ("Write the final answer for the person who asked: clear, complete and honest about uncertainty. "
+           "Do not describe the discussion; answer the task.")
+    if size == "large":
+        ask = ("Write the final answer for the person who asked. Where BRICK and ROBIN still disagree, decide "
+               "yourself by checking the point against the task and the facts above. Give the answer first, then "
+               "a short justification, and say plainly what remains uncertain. Do not describe the discussion.")
     return [
         system(persona, "You are ALFRED, the supervisor."),
-        {"role": "user", "content": (
-            f"{_context(state)}\n\nThe team's discussion:\n{turns}\n\n"
-            "Write the final answer for the person who asked: clear, complete and honest about uncertainty. "
-            "Do not describe the discussion; answer the task."
-        )},
+        {"role": "user", "content": f"{_context(state)}\n\nThe team's discussion:\n{turns}\n\n{ask}"},
     ]
 
 

@@ -56,6 +56,9 @@ class ChatModel(Protocol):
     def embed(self, texts: list[str]) -> Any: ...
 
 
+PROMPT_STYLES = ("auto", "small", "large")
+
+
 @dataclass(frozen=True)
 class GraphSettings:
     """Knobs from settings.toml [graph]."""
@@ -72,6 +75,7 @@ class GraphSettings:
     run_tokens: int = 3000  # generated tokens per run; then ALFRED answers from what exists (0 = no limit)
     run_seconds: int = 240  # wall-clock seconds per run, not counting waits for the model or a person (0 = none)
     step_seconds: int = 75  # generation seconds per contribution; a longer one is cut and kept as it is (0 = none)
+    prompt_style: str = "auto"  # small | large | auto (by the size of the model each persona speaks with)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> GraphSettings:
@@ -83,8 +87,11 @@ class GraphSettings:
             wanted = type(getattr(cls, name))
             ok = isinstance(value, (int, float)) if wanted is float else isinstance(value, wanted)
             if not ok or isinstance(value, bool):
-                raise ValueError(f"graph.{name} must be a number, not {value!r}")
+                raise ValueError(f"graph.{name} must be {'a string' if wanted is str else 'a number'}, not {value!r}")
         values = cls(**data)
+        if values.prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"graph.prompt_style must be one of {', '.join(PROMPT_STYLES)}, "
+                             f"not {values.prompt_style!r}")
         if not 1 <= values.thoughts <= 8:
             raise ValueError("graph.thoughts must be between 1 and 8")
         if not 1 <= values.max_turns <= 10:
@@ -134,3 +141,5 @@ class GraphDeps:
     wait_for_decision: bool = True
     clock: Callable[[], float] = time.time
     chat_options: dict[str, Any] = field(default_factory=dict)  # added to every model call (a run's temperature)
+    # (backend, model name) a persona speaks with: picks its prompts' size when graph.prompt_style is auto.
+    model_of: Callable[[str], tuple[str, str]] = lambda persona: ("", "")

@@ -73,7 +73,11 @@ class ScriptedModel:
     `wants_messages = True` is called as (call_number, messages); a callable may raise, as a failing
     model would. Each call is recorded with its messages and options in `calls`."""
 
-    def __init__(self, rules: dict[str, Any] | None = None, *, delay_s: float = 0.0) -> None:
+    backend = "scripted"
+
+    def __init__(self, rules: dict[str, Any] | None = None, *, delay_s: float = 0.0,
+                 model_name: str = "scripted-0.5b") -> None:
+        self.model_name = model_name  # what resolve() names, as a manager would (it sizes the prompts)
         self.rules = {
             "route": {"research": False, "reason": "The task is self-contained."},
             "thoughts": {"thoughts": ["Work from first principles.", "Check known cases.", "Estimate roughly."]},
@@ -90,6 +94,9 @@ class ScriptedModel:
         }
         self.delay_s = delay_s
         self.calls: list[dict[str, Any]] = []
+
+    def resolve(self, persona_or_model: str) -> tuple[str, str]:
+        return persona_or_model, self.model_name
 
     def chat(self, persona_or_model: str, messages: list[dict], *, tools=None, json_schema=None, on_token=None,
              max_tokens=None, temperature=None, stop=None) -> Reply:

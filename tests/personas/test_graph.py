@@ -156,3 +156,41 @@ def test_junk_structured_replies_degrade_to_fallbacks_instead_of_failing_the_run
     assert [s["kind"] for s in unparsed] == ["route", "thoughts", "dissonance"]  # one thought: nothing to score
     critic = [s for s in rec.steps if s["kind"] == "dissonance"][0]
     assert critic["dissonance"] == critic["data"]["embedding_distance"]
+
+
+@pytest.mark.parametrize(("name", "billions"), [
+    ("gemma2:9b", 9.0), ("llama3.1:8b", 8.0), ("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 1.5),
+    ("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 0.5), ("SmolLM2-135M-Instruct.Q4_1.gguf", 0.135),
+    ("phi3:mini", None), ("mistral:7b-instruct-q4_0", 7.0), ("", None),
+])
+def test_a_models_size_is_read_from_its_name(name, billions):
+    from personas.graph.prompts import model_billions
+
+    assert model_billions(name) == billions
+
+
+def test_prompts_are_sized_by_the_model_each_persona_speaks_with_or_by_the_setting():
+    from personas.graph.prompts import prompt_size
+
+    assert prompt_size("auto", "embedded", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf") == "small"
+    assert prompt_size("auto", "ollama", "llama3.1:8b") == "large"
+    assert prompt_size("auto", "ollama", "phi3:mini") == "large"  # no size in the name: Ollama's are large
+    assert prompt_size("auto", "embedded", "my-model.gguf") == "small"
+    assert prompt_size("small", "ollama", "llama3.1:8b") == "small"
+    assert prompt_size("large", "embedded", "x-0.5b.gguf") == "large"
+    with pytest.raises(ValueError, match="prompt_style must be one of auto, small, large"):
+        GraphSettings.from_dict({"prompt_style": "huge"})
+
+    def asked(model_of) -> dict[str, str]:
+        model, rec = ScriptedModel(), Recorder()
+        run_graph(model, rec, model_of=model_of)
+        return {c["kind"]: c["messages"][-1]["content"] for c in model.calls}
+
+    small = asked(lambda persona: ("embedded", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"))
+    large = asked(lambda persona: ("ollama", "gemma2:9b" if persona == "ALFRED" else "llama3.1:8b"))
+    mixed = asked(lambda persona: ("ollama", "gemma2:9b") if persona == "ALFRED" else ("embedded", "x-0.5b.gguf"))
+    assert "First say what exactly is asked" in large["thesis"] and "First say" not in small["thesis"]
+    assert "differ in method" in large["thoughts"] and "differ in method" not in small["thoughts"]
+    assert "redo its key computation" in large["antithesis"] and "redo" not in small["antithesis"]
+    assert "decide yourself" in large["answer"] and "decide yourself" not in small["answer"]
+    assert "decide yourself" in mixed["answer"] and "First say" not in mixed["thesis"]  # per persona
