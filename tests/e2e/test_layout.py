@@ -38,12 +38,19 @@ def test_pages_fit_wide_and_narrow_windows(browser, scripted_stack):
         "base_model='/a/very/long/path/' + 'to-a-model-directory-' * 8 + 'model.gguf', "
         "adapter_path='/var/lib/a4ps/finetune/' + 'x' * 120 + '/adapter', examples=12); print(j.pk)"
     )).stdout.strip().splitlines()[-1])
+    scripted_stack.manage("shell", "-c", (  # one tool BRICK is offered, one it is not (and why)
+        "from forge.services import tool_version_create as make; "
+        "make(name='add_two', code='def add_two(a: int, b: int) -> int:\\n    \"\"\"Add.\"\"\"\\n    return a + b\\n', "
+        "tests='', spec='add'); "
+        "make(name='forge_note', code='def forge_note(spec: str) -> str:\\n    \"\"\"Note.\"\"\"\\n    return \"gave up\"\\n', "
+        "tests='', spec='junk')"))
     shots = Path(os.environ.get("A4PS_SCREENSHOTS") or scripted_stack.var_dir)
     shots.mkdir(parents=True, exist_ok=True)
     page = browser.new_page()
     try:
         login(page, scripted_stack)
-        pages = {"dashboard": "/", "run": f"/runs/{run_id}/", "finetune": f"/memory/finetunes/{job_id}/"}
+        pages = {"dashboard": "/", "run": f"/runs/{run_id}/", "finetune": f"/memory/finetunes/{job_id}/",
+                 "models": "/models/", "forge": "/forge/"}
         for width in (1280, 800):
             page.set_viewport_size({"width": width, "height": 900})
             for name, path in pages.items():
@@ -51,6 +58,11 @@ def test_pages_fit_wide_and_narrow_windows(browser, scripted_stack):
                 expect(page.locator("main")).to_be_visible()
                 if name == "run":
                     expect(page.locator("#run-head")).to_have_attribute("data-status", "done")
+                if name == "models":
+                    expect(page.locator("#embedded-models select")).to_have_count(4)
+                if name == "forge":
+                    expect(page.locator("#tool-row-add_two .offered")).to_have_text("yes")
+                    expect(page.locator("#tool-row-forge_note .offered")).to_contain_text("ignores its input")
                 found = page.evaluate(OVERFLOWING)
                 assert found["scroll"] <= found["width"] + 1 and not found["out"], (name, width, found)
                 page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=width == 1280)
