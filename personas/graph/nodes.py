@@ -235,7 +235,7 @@ def babs_research(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     result = _chat(step, "BABS", messages, stream=True, max_tokens=deps.settings.max_tokens)
     report = result.content.strip()
     # Reporting what a memory says is the job: only the instructions count as an echo.
-    instructions = _instructions_of(_prompt_text(messages[1:]), {**state, "memories": memories})
+    instructions = _instructions_of(_prompt_text(messages), {**state, "memories": memories})
     if quality.hollow_reason(report, prompt=instructions):
         listing = "; ".join(f"[{i + 1}] {_clip(m.get('text', ''), 160)}" for i, m in enumerate(memories))
         report = f"Memories that may bear on this task: {listing}"
@@ -269,7 +269,7 @@ def brick_candidates(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         raw = result.parsed.get("thoughts", []) if isinstance(result.parsed, dict) else []
         if isinstance(result, _Unparsed):
             notes.append("the reply was cut off or unreadable" if attempt == 0 else "the second reply was unreadable")
-        instructions += "\n" + _prompt_text(messages[1:]).replace(state["task"], " ")
+        instructions += "\n" + _prompt_text(messages).replace(state["task"], " ")
         kept, newly_dropped = quality.distinct_lines([*kept, *[str(t) for t in raw]], task=state["task"],
                                                      instructions=instructions, embed=deps.model.embed)
         dropped += newly_dropped
@@ -359,7 +359,7 @@ def brick_thesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         notes.append(f"cut at the step limit ({deps.settings.step_seconds} s)")
     # A revision may keep sentences of the previous thesis, and any thesis may state a retrieved fact:
     # only the instructions count as an echo.
-    own_prompt = _instructions_of(_prompt_text(messages[1:]), state)
+    own_prompt = _instructions_of(_prompt_text(messages), state)
     hollow = quality.hollow_reason(text, prompt=own_prompt, task=state["task"])
     if hollow and spec:
         # BRICK asked for a tool before giving a thesis: the forge (or its refusal) comes first.
@@ -371,7 +371,7 @@ def brick_thesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         retry = prompts.thesis_retry(_persona(deps, "BRICK"), state)
         result = _chat(step, "BRICK", retry, stream=True, max_tokens=deps.settings.max_tokens)
         text, _ = parse_tool_request(result.content)
-        own_prompt += "\n" + _instructions_of(_prompt_text(retry[1:]), state)
+        own_prompt += "\n" + _instructions_of(_prompt_text(retry), state)
         hollow = quality.hollow_reason(text, prompt=own_prompt, task=state["task"])
     fallback = False
     if hollow:
@@ -464,14 +464,14 @@ def robin_respond(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     text = result.content.strip()
     notes = []
     # Agreeing with BRICK in BRICK's words is an answer; only the instructions count as an echo.
-    seen = _instructions_of(_prompt_text(messages[1:]), state)
+    seen = _instructions_of(_prompt_text(messages), state)
     hollow = quality.hollow_reason(text, prompt=seen, task=state["task"])
     if hollow:
         notes.append(f"the first answer was hollow ({hollow}): asked again, shorter")
         retry = prompts.respond_retry(_persona(deps, "ROBIN"), state)
         result = _chat(step, "ROBIN", retry, stream=True, max_tokens=deps.settings.max_tokens)
         text = result.content.strip()
-        seen += "\n" + _instructions_of(_prompt_text(retry[1:]), state)
+        seen += "\n" + _instructions_of(_prompt_text(retry), state)
         hollow = quality.hollow_reason(text, prompt=seen, task=state["task"])
     if hollow:
         step.fallback("antithesis")
@@ -607,14 +607,14 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     if isinstance(result, _Partial) and result.reason == "time":
         notes.append(f"cut at the step limit ({deps.settings.step_seconds} s)")
     # The answer may take the team's words; only the instructions (and the task copied back) are hollow.
-    seen = _instructions_of(_prompt_text(messages[1:]), state)
+    seen = _instructions_of(_prompt_text(messages), state)
     hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"])
     if hollow:
         notes.append(f"the first answer was hollow ({hollow}): asked again, shorter")
         retry = prompts.synthesis_retry(persona, state, _team_notes(state))
         result = _chat(step, "ALFRED", retry, stream=True, max_tokens=deps.settings.max_tokens)
         answer = result.content.strip()
-        seen += "\n" + _instructions_of(_prompt_text(retry[1:]), state)
+        seen += "\n" + _instructions_of(_prompt_text(retry), state)
         hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"])
     fallback = bool(hollow)
     if fallback:

@@ -331,3 +331,15 @@ def test_stating_a_retrieved_fact_back_is_an_answer_not_an_echo():
     assert model.kinds().count("thesis") == 1 and model.kinds().count("answer") == 1  # no second asks
     assert final["final_answer"] == fact and not final.get("answer_fallback")
     assert not final.get("fallbacks")
+
+
+def test_robin_reciting_its_own_system_prompt_is_hollow_too():
+    system_prompt = ("You are ROBIN, the team's synthesiser. You read BRICK's analysis with an open heart: you weigh "
+                     "what it means for the people involved, find what it leaves out and weave the threads together.")
+    personas = {"ROBIN": {"system_prompt": system_prompt, "principles": ["Speak for the people a plan is for."]}}
+    model = ScriptedModel({"antithesis": sequence(system_prompt + " I agree.", "Welcome them in small groups.")})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK, personas=lambda: personas)
+    assert model.kinds().count("antithesis") == 2  # the recital was asked again
+    assert "repeated its own instructions" in steps_of(rec, "antithesis")[0]["content"]
+    assert final["antithesis"] == "Welcome them in small groups."
