@@ -20,7 +20,7 @@ from memory.finetunes.models import FineTuneJob
 from memory.finetunes.selectors import loss_chart
 from memory.models import GoldenDataset
 from personas.events import event_publish
-from personas.inference import ModelError
+from personas.inference import ModelError, ModelsConfig
 from personas.inference.embedded_backend import PACKAGED_GGUF_NAME, ensure_packaged_gguf, packaged_for_file
 from personas.inference.packaged import PACKAGED_MODELS
 from personas.llm import model_manager
@@ -45,13 +45,13 @@ def base_model_for(persona: str) -> str:
     override = str(finetune_settings().get("base_model_dir", "") or "").strip()
     if override:
         return override
-    embedded = app_settings().get("models", {}).get("embedded", {}) or {}
-    per_persona = (embedded.get("persona_models") or {}).get(persona, "")
+    embedded = ModelsConfig.from_dict(app_settings().get("models")).embedded
+    chosen = embedded.persona_model(persona) or embedded.gguf_path
     # A packaged model is assembled lazily by the job (seconds of I/O) rather than in the web request.
-    if per_persona in PACKAGED_MODELS:
-        return str(Path(settings.VAR_DIR) / "models" / PACKAGED_MODELS[per_persona].file_name)
-    if per_persona or embedded.get("gguf_path"):
-        return str(Path(per_persona or embedded["gguf_path"]).expanduser())
+    if chosen in PACKAGED_MODELS:
+        return str(Path(settings.VAR_DIR) / "models" / PACKAGED_MODELS[chosen].file_name)
+    if chosen:
+        return str(Path(chosen).expanduser())
     return str(Path(settings.VAR_DIR) / "models" / PACKAGED_GGUF_NAME)
 
 

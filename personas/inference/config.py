@@ -97,6 +97,15 @@ class EmbeddedConfig:
     max_tokens: int = 512
     persona_models: dict[str, str] = field(default_factory=dict)
 
+    def persona_model(self, persona: str | None) -> str:
+        """The persona's own entry in persona_models ("" when none applies). A GGUF path always applies;
+        a packaged model's name only while gguf_path is empty, so one gguf_path still sets every persona
+        the shipped lineup does not give a file of its own."""
+        chosen = self.persona_models.get(persona or "", "")
+        if chosen in PACKAGED_MODELS and self.gguf_path:
+            return ""
+        return chosen
+
     def effective_threads(self) -> int:
         """llama.cpp threads. On all cores generation collapses as soon as anything else runs (on 2 busy
         cores: 3.5 tok/s with 2 threads, 8.8 with 1 — bench/threads.py), so the default leaves one free."""

@@ -224,10 +224,10 @@ class EmbeddedBackend:
 
     def gguf_for(self, persona: str | None, model_name: str | None = None) -> Path:
         """Which GGUF answers for this persona (or explicit .gguf model name)."""
-        if persona and persona in self.config.persona_models:
-            chosen = self.config.persona_models[persona]
-            if chosen in PACKAGED_MODELS:
-                return ensure_packaged_gguf(self.var_dir / "models", chosen)
+        chosen = self.config.persona_model(persona)
+        if chosen in PACKAGED_MODELS:
+            return ensure_packaged_gguf(self.var_dir / "models", chosen)
+        if chosen:
             return check_user_gguf(Path(chosen))
         if model_name and model_name.endswith(".gguf"):
             return check_user_gguf(Path(model_name))
@@ -237,8 +237,8 @@ class EmbeddedBackend:
 
     def describe_model(self, persona: str | None, model_name: str | None = None) -> str:
         """Model name for status pages without touching the disk."""
-        if persona and persona in self.config.persona_models:
-            chosen = self.config.persona_models[persona]
+        chosen = self.config.persona_model(persona)
+        if chosen:
             return PACKAGED_MODELS[chosen].file_name if chosen in PACKAGED_MODELS else Path(chosen).name
         if not persona and model_name and model_name.endswith(".gguf"):
             return Path(model_name).name

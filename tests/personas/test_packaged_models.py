@@ -75,13 +75,27 @@ def test_a_fine_tune_starts_from_the_packaged_model_its_persona_speaks_with(conf
 
     settings.VAR_DIR = tmp_path / "var"
     path = config_dir / "settings.toml"
-    path.write_text(path.read_text().replace(
-        "[graph]", '[models.embedded.persona_models]\nROBIN = "tiny-1m"\n\n[graph]', 1))
+    text = path.read_text()
+    assert 'ROBIN = "qwen2.5-coder-0.5b"' in text  # the shipped lineup
+    path.write_text(text.replace('ROBIN = "qwen2.5-coder-0.5b"', 'ROBIN = "tiny-1m"', 1))
     robin = base_model_for("ROBIN")
     assert robin == str(tmp_path / "var" / "models" / "tiny.gguf")
-    assert base_model_for("BRICK").endswith("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+    assert base_model_for("BABS").endswith("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+    assert base_model_for("BRICK").endswith("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
 
     class Job:
         base_model = robin
 
     assert _resolve_base(Job()).read_bytes() == tiny_model[2]  # the job assembles it, checked
+
+
+def test_one_gguf_path_still_sets_every_persona_the_lineup_gives_no_file_of_its_own(tmp_path):
+    cfg = ModelsConfig.from_dict({"embedded": {"gguf_path": "/m/mine.gguf", "persona_models": {
+        "alfred": "qwen2.5-coder-1.5b", "robin": "/m/robin.gguf"}}})
+    backend = EmbeddedBackend(cfg.embedded, var_dir=tmp_path)
+    assert backend.describe_model("ALFRED") == "mine.gguf"  # a packaged name yields to gguf_path
+    assert backend.describe_model("ROBIN") == "robin.gguf"  # a file of its own does not
+    assert backend.describe_model("BABS") == "mine.gguf"
+    shipped = ModelsConfig.from_dict({"embedded": {"persona_models": {"alfred": "qwen2.5-coder-1.5b"}}})
+    assert EmbeddedBackend(shipped.embedded, var_dir=tmp_path).describe_model("ALFRED") == \
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
