@@ -122,20 +122,38 @@ class _Partial:
         self.parsed = None
         self.tool_calls: list[dict[str, Any]] = []
         self.reason = reason
-        self.error = "cut off at the step's time limit" if reason == "time" else "stopped once complete"
+        self.error = {"time": "cut off at the step's time limit", "budget": "cut off when the run's time budget "
+                      "ran out"}.get(reason, "stopped once complete")
         self.prompt_tokens = 0
         self.completion_tokens = max(1, len(text) // 4) if text else 0
         self.total_ms = (time.perf_counter() - started) * 1000
 
 
+def _run_seconds_left(step: _Step) -> float | None:
+    """Seconds the run's time budget has left (None without one): waits for the model don't count."""
+    settings, state = step.deps.settings, step.state
+    if not settings.run_seconds or not state.get("started_at"):
+        return None
+    spent = step.deps.clock() - state["started_at"] - state.get("waited_s", 0.0) - step.waited
+    return settings.run_seconds - spent
+
+
 def _chat(step: _Step, persona: str, messages: list[dict[str, str]], *, stream: bool = False,
-          until: Any = None, **kwargs: Any) -> Any:
+          until: Any = None, answering: bool = False, **kwargs: Any) -> Any:
     """One model call for this step: streamed to the run page when asked, cut at graph.step_seconds
     (counted from the first token, so waiting for the model and reading the prompt do not count), and
-    stopped early once `until(text so far)` is true."""
+    stopped early once `until(text so far)` is true. A call also ends when the run's time budget does
+    (counted from the call's start); ALFRED's answer (`answering`) still gets its step limit after the
+    budget ran out, then counted from the call's start too, so the run ends within one step of it."""
     deps = step.deps
     sink = deps.token_sink(persona, step.node) if stream else None
-    limit = deps.settings.step_seconds
+    limit = float(deps.settings.step_seconds)
+    from_start, reason = False, "time"
+    left = _run_seconds_left(step)
+    if left is not None and not answering and (not limit or left < limit):
+        limit, from_start, reason = max(left, 1.0), True, "budget"
+    elif left is not None and answering and left <= 0 and limit:
+        from_start = True
     pieces: list[str] = []
     first: list[float] = []
     started = time.perf_counter()
@@ -146,9 +164,9 @@ def _chat(step: _Step, persona: str, messages: list[dict[str, str]], *, stream: 
             sink(piece)
         now = time.perf_counter()
         if not first:
-            first.append(now)
+            first.append(started if from_start else now)
         if limit and now - first[0] > limit:
-            raise StepCut("time")
+            raise StepCut(reason)
         if until and "\n" in piece and until("".join(pieces)):
             raise StepCut("complete")
 
@@ -357,6 +375,8 @@ def brick_thesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     notes: list[str] = []
     if isinstance(result, _Partial) and result.reason == "time":
         notes.append(f"cut at the step limit ({deps.settings.step_seconds} s)")
+    elif isinstance(result, _Partial) and result.reason == "budget":
+        notes.append("cut when the run's time budget ran out")
     # A revision may keep sentences of the previous thesis, and any thesis may state a retrieved fact:
     # only the instructions count as an echo.
     own_prompt = _instructions_of(_prompt_text(messages), state)
@@ -601,7 +621,7 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
                     data={"budget_out": out_of_budget})
     persona = _persona(deps, "ALFRED")
     messages = prompts.synthesis(persona, state, _size(deps, "ALFRED"))
-    result = _chat(step, "ALFRED", messages, stream=True, max_tokens=deps.settings.max_tokens)
+    result = _chat(step, "ALFRED", messages, stream=True, answering=True, max_tokens=deps.settings.max_tokens)
     answer = result.content.strip()
     notes = []
     if isinstance(result, _Partial) and result.reason == "time":
@@ -609,10 +629,12 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     # The answer may take the team's words; only the instructions (and the task copied back) are hollow.
     seen = _instructions_of(_prompt_text(messages), state)
     hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"])
-    if hollow:
+    if hollow and out_of_budget:
+        notes.append(f"the answer was hollow ({hollow}) and the budget is spent: not asked again")
+    elif hollow:
         notes.append(f"the first answer was hollow ({hollow}): asked again, shorter")
         retry = prompts.synthesis_retry(persona, state, _team_notes(state))
-        result = _chat(step, "ALFRED", retry, stream=True, max_tokens=deps.settings.max_tokens)
+        result = _chat(step, "ALFRED", retry, stream=True, answering=True, max_tokens=deps.settings.max_tokens)
         answer = result.content.strip()
         seen += "\n" + _instructions_of(_prompt_text(retry), state)
         hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"])

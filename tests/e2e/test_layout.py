@@ -40,10 +40,10 @@ def test_pages_fit_wide_and_narrow_windows(browser, scripted_stack):
     )).stdout.strip().splitlines()[-1])
     scripted_stack.manage("shell", "-c", (  # one tool BRICK is offered, one it is not (and why)
         "from forge.services import tool_version_create as make; "
-        "make(name='add_two', code='def add_two(a: int, b: int) -> int:\\n    \"\"\"Add.\"\"\"\\n    return a + b\\n', "
-        "tests='', spec='add'); "
-        "make(name='forge_note', code='def forge_note(spec: str) -> str:\\n    \"\"\"Note.\"\"\"\\n    return \"gave up\"\\n', "
-        "tests='', spec='junk')"))
+        "make(name='add_two', tests='', spec='add', "
+        "code='def add_two(a: int, b: int) -> int:\\n    \"\"\"Add.\"\"\"\\n    return a + b\\n'); "
+        "make(name='forge_note', tests='', spec='junk', "
+        "code='def forge_note(spec: str) -> str:\\n    \"\"\"Note.\"\"\"\\n    return \"gave up\"\\n')"))
     shots = Path(os.environ.get("A4PS_SCREENSHOTS") or scripted_stack.var_dir)
     shots.mkdir(parents=True, exist_ok=True)
     page = browser.new_page()

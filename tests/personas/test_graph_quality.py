@@ -343,3 +343,28 @@ def test_robin_reciting_its_own_system_prompt_is_hollow_too():
     assert model.kinds().count("antithesis") == 2  # the recital was asked again
     assert "repeated its own instructions" in steps_of(rec, "antithesis")[0]["content"]
     assert final["antithesis"] == "Welcome them in small groups."
+
+
+def test_a_contribution_ends_when_the_runs_time_budget_does_and_alfred_still_answers():
+    class Slow(ScriptedModel):
+        def chat(self, persona_or_model, messages, **kwargs):
+            on_token = kwargs.get("on_token")
+            if persona_or_model == "BRICK" and kwargs.get("json_schema") is None and on_token:
+                self.calls.append({"persona": "BRICK", "kind": "thesis", "messages": messages, "tools": None,
+                                   "max_tokens": None, "temperature": None, "stop": None})
+                for word in ["Pair ", "each ", "newcomer ", "with ", "a ", "mentor ", "for ", "a ", "month."]:
+                    on_token(word)
+                    time.sleep(0.5)
+                return Reply(content="Pair each newcomer with a mentor for a month.")
+            return super().chat(persona_or_model, messages, **kwargs)
+
+    rec = Recorder()
+    started = time.perf_counter()
+    # The step limit alone (75 s) would let the 4.5 s thesis finish; the run's 2 s budget does not.
+    final = run_graph(Slow(), rec, task=TASK, settings=GraphSettings(run_seconds=2, step_seconds=75, max_turns=2))
+    elapsed = time.perf_counter() - started
+    thesis = steps_of(rec, "thesis")[0]
+    assert "cut when the run's time budget ran out" in thesis["content"]
+    assert final["thesis"].startswith("Pair each") and not final["thesis"].endswith("month.")
+    assert "time budget (2 s) ran out" in final["budget_out"] and final["final_answer"] == "The answer is 4."
+    assert elapsed < 4.0, elapsed
