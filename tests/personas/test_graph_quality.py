@@ -228,21 +228,27 @@ def test_the_time_budget_excludes_waiting_and_cuts_the_run_short():
     assert final["final_answer"]
 
 
-def test_a_contribution_past_the_step_limit_is_cut_and_kept():
+def slow_thesis(words: list[str], pause_s: float) -> ScriptedModel:
+    """A scripted model whose BRICK thesis streams `words` one every `pause_s` seconds."""
     class Slow(ScriptedModel):
         def chat(self, persona_or_model, messages, **kwargs):
             on_token = kwargs.get("on_token")
             if persona_or_model == "BRICK" and kwargs.get("json_schema") is None and on_token:
                 self.calls.append({"persona": "BRICK", "kind": "thesis", "messages": messages, "tools": None,
                                    "max_tokens": None, "temperature": None, "stop": None})
-                for word in ["Mentors ", "first, ", "then ", "rotas."]:
+                for word in words:
                     on_token(word)
-                    time.sleep(0.6)
-                return Reply(content="Mentors first, then rotas.")
+                    time.sleep(pause_s)
+                return Reply(content="".join(words))
             return super().chat(persona_or_model, messages, **kwargs)
 
+    return Slow()
+
+
+def test_a_contribution_past_the_step_limit_is_cut_and_kept():
     rec = Recorder()
-    final = run_graph(Slow(), rec, task=TASK, settings=GraphSettings(step_seconds=1, max_turns=1))
+    model = slow_thesis(["Mentors ", "first, ", "then ", "rotas."], 0.6)
+    final = run_graph(model, rec, task=TASK, settings=GraphSettings(step_seconds=1, max_turns=1))
     step = steps_of(rec, "thesis")[0]
     assert final["thesis"].startswith("Mentors first,") and final["thesis"] != "Mentors first, then rotas."
     assert "cut at the step limit (1 s)" in step["content"]
@@ -346,22 +352,11 @@ def test_robin_reciting_its_own_system_prompt_is_hollow_too():
 
 
 def test_a_contribution_ends_when_the_runs_time_budget_does_and_alfred_still_answers():
-    class Slow(ScriptedModel):
-        def chat(self, persona_or_model, messages, **kwargs):
-            on_token = kwargs.get("on_token")
-            if persona_or_model == "BRICK" and kwargs.get("json_schema") is None and on_token:
-                self.calls.append({"persona": "BRICK", "kind": "thesis", "messages": messages, "tools": None,
-                                   "max_tokens": None, "temperature": None, "stop": None})
-                for word in ["Pair ", "each ", "newcomer ", "with ", "a ", "mentor ", "for ", "a ", "month."]:
-                    on_token(word)
-                    time.sleep(0.5)
-                return Reply(content="Pair each newcomer with a mentor for a month.")
-            return super().chat(persona_or_model, messages, **kwargs)
-
+    model = slow_thesis(["Pair ", "each ", "newcomer ", "with ", "a ", "mentor ", "for ", "a ", "month."], 0.5)
     rec = Recorder()
     started = time.perf_counter()
     # The step limit alone (75 s) would let the 4.5 s thesis finish; the run's 2 s budget does not.
-    final = run_graph(Slow(), rec, task=TASK, settings=GraphSettings(run_seconds=2, step_seconds=75, max_turns=2))
+    final = run_graph(model, rec, task=TASK, settings=GraphSettings(run_seconds=2, step_seconds=75, max_turns=2))
     elapsed = time.perf_counter() - started
     thesis = steps_of(rec, "thesis")[0]
     assert "cut when the run's time budget ran out" in thesis["content"]
