@@ -21,8 +21,8 @@ from memory.finetunes.selectors import loss_chart
 from memory.models import GoldenDataset
 from personas.events import event_publish
 from personas.inference import ModelError, ModelsConfig
-from personas.inference.embedded_backend import PACKAGED_GGUF_NAME, ensure_packaged_gguf, packaged_for_file
-from personas.inference.packaged import PACKAGED_MODELS
+from personas.inference.embedded_backend import ensure_packaged_gguf
+from personas.inference.packaged import PACKAGED_MODELS, packaged_for_file
 from personas.llm import model_manager
 
 log = logging.getLogger(__name__)
@@ -45,14 +45,11 @@ def base_model_for(persona: str) -> str:
     override = str(finetune_settings().get("base_model_dir", "") or "").strip()
     if override:
         return override
-    embedded = ModelsConfig.from_dict(app_settings().get("models")).embedded
-    chosen = embedded.persona_model(persona) or embedded.gguf_path
+    chosen = ModelsConfig.from_dict(app_settings().get("models")).embedded.source_for(persona)
     # A packaged model is assembled lazily by the job (seconds of I/O) rather than in the web request.
     if chosen in PACKAGED_MODELS:
         return str(Path(settings.VAR_DIR) / "models" / PACKAGED_MODELS[chosen].file_name)
-    if chosen:
-        return str(Path(chosen).expanduser())
-    return str(Path(settings.VAR_DIR) / "models" / PACKAGED_GGUF_NAME)
+    return str(Path(chosen).expanduser())
 
 
 def finetune_create(*, dataset: GoldenDataset, hyperparameters: dict[str, Any], user: Any = None) -> FineTuneJob:

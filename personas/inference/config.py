@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .packaged import PACKAGED_MODELS
+from .packaged import DEFAULT_PACKAGED, PACKAGED_MODELS
 
 BACKENDS = ("auto", "ollama", "embedded")
 
@@ -105,6 +105,11 @@ class EmbeddedConfig:
         if chosen in PACKAGED_MODELS and self.gguf_path:
             return ""
         return chosen
+
+    def source_for(self, persona: str | None) -> str:
+        """What a persona's weights come from: its own entry, else gguf_path, else the default packaged model
+        (a packaged model's name or a GGUF path)."""
+        return self.persona_model(persona) or self.gguf_path or DEFAULT_PACKAGED
 
     def effective_threads(self) -> int:
         """llama.cpp threads. On all cores generation collapses as soon as anything else runs (on 2 busy

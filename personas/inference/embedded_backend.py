@@ -21,7 +21,7 @@ from typing import Any
 from .config import EmbeddedConfig
 from .errors import EmbeddedModelError, ModelError
 from .options import ChatOptions
-from .packaged import DEFAULT_PACKAGED, PACKAGED_MODELS, PackagedModel
+from .packaged import DEFAULT_PACKAGED, PACKAGED_MODELS
 from .toolcalls import calls_from_openai, calls_to_openai, parse_tool_calls
 
 PACKAGED_GGUF_NAME = PACKAGED_MODELS[DEFAULT_PACKAGED].file_name
@@ -29,11 +29,6 @@ PACKAGED_GGUF_SIZE = PACKAGED_MODELS[DEFAULT_PACKAGED].size
 PACKAGED_GGUF_SHA256 = PACKAGED_MODELS[DEFAULT_PACKAGED].sha256
 
 _CHUNK = 8 * 1024 * 1024
-
-
-def packaged_for_file(path: Path) -> PackagedModel | None:
-    """The catalogue entry whose assembled file this is, if any."""
-    return next((m for m in PACKAGED_MODELS.values() if m.file_name == Path(path).name), None)
 
 
 def _sha256(path: Path) -> str:

@@ -80,3 +80,8 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         ),
     )
 }
+
+
+def packaged_for_file(path: Path) -> PackagedModel | None:
+    """The catalogue entry whose assembled file this is, if any."""
+    return next((m for m in PACKAGED_MODELS.values() if m.file_name == Path(path).name), None)
