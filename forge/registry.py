@@ -195,13 +195,8 @@ def standings(tools: dict[str, LoadedTool]) -> dict[str, str]:
     """The enabled tools BRICK is not offered, with why: one that takes no input or ignores it only
     restates text; one never called by a model in `[forge] idle_after_runs` finished runs since it was
     (re)offered sits idle. A new version, or "Offer again" on its page, gives a tool a fresh start."""
-    out: dict[str, str] = {}
+    out = {name: tool.unfit for name, tool in tools.items() if tool.unfit}
     idle_after = forge_settings().idle_after_runs
-    for name, tool in tools.items():
-        if not tool.schema.get("function", {}).get("parameters", {}).get("properties"):
-            out[name] = "takes no input: it only restates a fixed text"
-        elif ignores_input(tool.code, name):
-            out[name] = "ignores its input: it returns the same whatever it is given"
     if not idle_after:
         return out
     rows = Tool.objects.filter(name__in=[n for n in tools if n not in out]).select_related("current_version")
@@ -226,6 +221,16 @@ class LoadedTool:
     number: int
     code: str
     schema: dict[str, Any]
+    unfit: str = ""  # why the tool cannot help a task whatever it is given ("" when it can); see unfit_reason
+
+
+def unfit_reason(code: str, name: str, schema: dict[str, Any]) -> str:
+    """A tool that takes no input or ignores it only restates text (read once, when a version loads)."""
+    if not schema.get("function", {}).get("parameters", {}).get("properties"):
+        return "takes no input: it only restates a fixed text"
+    if ignores_input(code, name):
+        return "ignores its input: it returns the same whatever it is given"
+    return ""
 
 
 @dataclass
@@ -259,7 +264,8 @@ class ToolRegistry:
             version = tool.current_version
             version.tool = tool
             code = _materialise(version)
-            tools[tool.name] = LoadedTool(tool.name, version.pk, version.number, code, version.schema)
+            tools[tool.name] = LoadedTool(tool.name, version.pk, version.number, code, version.schema,
+                                          unfit_reason(version.code, tool.name, version.schema))
         return tools
 
     def refresh(self, *, force: bool = False) -> dict[str, LoadedTool]:
