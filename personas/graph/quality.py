@@ -138,9 +138,15 @@ _DISAGREE = re.compile(r"\b(disagree|disagrees|disagreement|not agree|don't agre
                        r"differ|conflict)", re.I)
 
 
+# "without any errors or contradictions", "no conflict between them": disagreement denied is agreement.
+_DENIED = re.compile(r"\b(no|without|not any|free of|never)\s+(?:(?!but\b|yet\b|though\b)\w+\s+){0,3}?"
+                     r"(disagree|contradict|conflict|differ|oppos)\w*", re.I)
+
+
 def critic_says_agree(reason: str, consensus: Any, antithesis: str) -> bool:
     """Whether the critic (its flag or its own words) or ROBIN's answer says the two agree."""
-    if _DISAGREE.search(reason or ""):
+    denied = _DENIED.search(reason or "")
+    if _DISAGREE.search(_DENIED.sub(" ", reason or "")):
         return False
-    return bool(consensus is True or _AGREE.search(reason or "") or
+    return bool(consensus is True or denied or _AGREE.search(reason or "") or
                 (antithesis or "").strip().lower().startswith("i agree"))

@@ -363,3 +363,14 @@ def test_a_contribution_ends_when_the_runs_time_budget_does_and_alfred_still_ans
     assert final["thesis"].startswith("Pair each") and not final["thesis"].endswith("month.")
     assert "time budget (2 s) ran out" in final["budget_out"] and final["final_answer"] == "The answer is 4."
     assert elapsed < 4.0, elapsed
+
+
+@pytest.mark.parametrize("reason, agree", [
+    ("Both provided a clear and accurate calculation without any errors or contradictions.", True),
+    ("There is no conflict between them.", True),
+    ("They contradict each other on the total.", False),
+    ("No errors, but they disagree on the rounding.", False),
+    ("They reach the same answer.", True),
+])
+def test_the_critic_denying_a_disagreement_counts_as_agreement(reason, agree):
+    assert quality.critic_says_agree(reason, False, "Here is a synthesis.") is agree
