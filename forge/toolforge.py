@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -547,23 +548,38 @@ def normalise_functions(code: str, name: str | None, *, describe: str = "",
 
 
 # ---------------------------------------------------------------------------------- the judge
-# Runs inside the sandbox: imports the tool with its stdout sent to stderr, evaluates each check's call
-# on its own, compares with the expected literal, and prints one machine-readable line last.
+# The verdict is decided here, never in the sandbox. The code under test shares its process with the
+# harness, so anything the harness could say (a "passed" line, an exit status) the code could say too.
+# So the sandbox is told only the calls, never what they should return; it reports what each call
+# returned as plain data, and the comparison with the expected values happens in this process. Code
+# that prints a result line of its own can only claim values, and a value claimed is a value returned.
 CHECK_HARNESS = r'''
 import ast, contextlib, json, math, sys, traceback
 
-def same(a, b):
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a == b and type(a) is type(b)
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and type(a) is type(b):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    return a == b
+LIMIT = 100_000
 
-checks = json.loads(open("checks.json").read())
+def plain(value, depth=0):
+    """The value as literal source when it is plain data, else TypeError/ValueError in words."""
+    kind = type(value)
+    if depth > 40:
+        raise ValueError("nested over 40 deep")
+    if value is None or kind in (bool, int, str, bytes, complex):
+        return repr(value)
+    if kind is float:
+        if math.isnan(value):
+            raise ValueError("returned nan")
+        return repr(value) if math.isfinite(value) else ("1e999" if value > 0 else "-1e999")
+    if kind is list:
+        return "[" + ", ".join(plain(v, depth + 1) for v in value) + "]"
+    if kind is tuple:
+        return "(" + "".join(plain(v, depth + 1) + ", " for v in value) + ")"
+    if kind in (set, frozenset):
+        return "{" + ", ".join(sorted(plain(v, depth + 1) for v in value)) + "}" if value else "set()"
+    if kind is dict:
+        return "{" + ", ".join(plain(k, depth + 1) + ": " + plain(v, depth + 1) for k, v in value.items()) + "}"
+    raise TypeError(f"returned a {kind.__name__}, not plain data (numbers, strings, lists, tuples, dicts, sets, None)")
+
+calls = json.loads(open("calls.json").read())
 report = {"import_error": None, "results": []}
 with contextlib.redirect_stdout(sys.stderr):
     try:
@@ -572,18 +588,48 @@ with contextlib.redirect_stdout(sys.stderr):
     except BaseException as exc:
         report["import_error"] = f"{type(exc).__name__}: {exc}"
         namespace = None
-    for check in checks if namespace is not None else []:
+    for call in calls if namespace is not None else []:
         try:
-            value = eval(compile(ast.parse(check["call"], mode="eval"), "<check>", "eval"), dict(namespace))
+            value = eval(compile(ast.parse(call, mode="eval"), "<check>", "eval"), dict(namespace))
         except BaseException as exc:
             tb = traceback.extract_tb(sys.exc_info()[2])
             where = next((f" (tool.py line {f.lineno})" for f in reversed(tb) if f.filename.endswith("tool.py")), "")
-            report["results"].append({"ok": False, "value": None, "error": f"{type(exc).__name__}: {exc}{where}"})
+            report["results"].append({"value": None, "error": f"{type(exc).__name__}: {exc}{where}"[:1000]})
             continue
-        expected = ast.literal_eval(check["expected"])
-        report["results"].append({"ok": same(value, expected), "value": repr(value)[:300], "error": ""})
+        try:
+            text = plain(value)
+            if len(text) > LIMIT:
+                raise ValueError(f"its value is over {LIMIT} characters long")
+        except (TypeError, ValueError, RecursionError) as exc:
+            report["results"].append({"value": None, "error": str(exc)[:1000]})
+            continue
+        report["results"].append({"value": text, "error": ""})
 print("A4PS-RESULT " + json.dumps(report))
 '''
+VALUE_LIMIT = 100_000  # characters of one reported value; the harness refuses longer ones
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as plain data: a bool is not a number, int and float compare by value, containers by type."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b and type(a) is type(b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and type(a) is type(b):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def _reported(text: Any) -> tuple[bool, Any]:
+    """(readable, value) of a value the sandbox reported: only literal source is ever evaluated."""
+    if not isinstance(text, str) or len(text) > VALUE_LIMIT:
+        return False, None
+    try:
+        return True, ast.literal_eval(text)
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        return False, None
 
 
 @dataclass
@@ -598,19 +644,41 @@ class Verdict:
         return sum(1 for c, r in zip(checks, self.results) if c.origin == origin and r.get("ok"))
 
 
+def compare(checks: list[Check], reported: list[Any]) -> list[dict[str, Any]]:
+    """Each check against what the sandbox reported for its call: {"ok", "value" (shown), "error"}."""
+    results = []
+    for index, check in enumerate(checks):
+        row = reported[index] if index < len(reported) and isinstance(reported[index], dict) else None
+        if row is None:
+            results.append({"ok": False, "value": None, "error": "not run"})
+            continue
+        if row.get("error"):
+            results.append({"ok": False, "value": None, "error": str(row["error"])[:1000]})
+            continue
+        readable, value = _reported(row.get("value"))
+        if not readable:
+            results.append({"ok": False, "value": None, "error": "the sandbox reported a value that is not plain data"})
+            continue
+        expected = ast.literal_eval(check.expected)
+        results.append({"ok": same(value, expected), "value": str(row["value"])[:300], "error": ""})
+    return results
+
+
 def judge(code: str, checks: list[Check], *, backend: str, limits: sandbox.Limits) -> Verdict:
-    """Run every check against the code in the sandbox (never in this process)."""
-    payload = json.dumps([{"call": c.call, "expected": c.expected} for c in checks])
-    ran = sandbox.run(CHECK_HARNESS, files={"tool.py": code, "checks.json": payload}, backend=backend, limits=limits)
+    """Run every check's call against the code in the sandbox (never in this process) and compare what
+    each returned with the expected value here, where the code cannot reach."""
+    payload = json.dumps([c.call for c in checks])
+    ran = sandbox.run(CHECK_HARNESS, files={"tool.py": code, "calls.json": payload}, backend=backend, limits=limits)
     report = parse_result_line(ran.stdout)
     if report is None:
         reason = f"killed: {ran.killed_reason} {ran.detail}".strip() if ran.killed_reason else \
             f"the judge gave no verdict (exit code {ran.exit_code})"
         return Verdict(import_error=reason, results=[{"ok": False, "value": None, "error": reason} for _ in checks],
                        ran=ran)
-    results = list(report.get("results") or [])
-    results += [{"ok": False, "value": None, "error": "not run"}] * (len(checks) - len(results))
-    return Verdict(import_error=report.get("import_error"), results=results, ran=ran)
+    reported = report.get("results")
+    results = compare(checks, reported if isinstance(reported, list) else [])
+    import_error = report.get("import_error")
+    return Verdict(import_error=str(import_error) if import_error else None, results=results, ran=ran)
 
 # ------------------------------------------------------------------------------------- prompts
 # Stop at the closing fence: what a small model writes after its code block is never used.

@@ -17,14 +17,14 @@ from typing import Any
 
 from forge import sandbox
 from forge.config import ForgeSettings
-from forge.evals.suites import TaskItem, ToolItem, check_answer
+from forge.evals.suites import TaskItem, ToolItem, check_answer, hidden_checks
 from forge.toolforge import (
     CODE_STOP,
+    Check,
     extract_code,
     forge_loop,
     function_prompt,
     judge,
-    parse_result_line,
     requested_name,
     spec_checks,
     split_tests,
@@ -37,24 +37,6 @@ TASK_MAX_TOKENS = 256
 RESAMPLE_TEMPERATURE = 0.8
 MAX_RESAMPLES = 12  # a backstop: a model reporting no tokens would otherwise never exhaust the budget
 OUTPUT_CHARS = 4000
-
-# Runs inside the sandbox: the candidate's module, then the hidden tests (plain asserts) in its namespace.
-HIDDEN_HARNESS = r'''
-import contextlib, json, sys, traceback
-outcome = {"passed": False, "error": ""}
-with contextlib.redirect_stdout(sys.stderr):
-    try:
-        import tool
-        namespace = dict(vars(tool))
-        exec(compile(open("hidden_tests.py").read(), "hidden_tests.py", "exec"), namespace)
-        outcome["passed"] = True
-    except BaseException as exc:
-        frames = [f for f in traceback.extract_tb(sys.exc_info()[2]) if f.filename in ("hidden_tests.py", "tool.py")]
-        where = f" at {frames[-1].filename} line {frames[-1].lineno}: {frames[-1].line}" if frames else ""
-        outcome["error"] = f"{type(exc).__name__}: {exc}{where}"[:1000]
-print("A4PS-RESULT " + json.dumps(outcome))
-'''
-
 
 @dataclass
 class ItemResult:
@@ -87,18 +69,21 @@ class Produced:
 
 
 def run_hidden(code: str, item: ToolItem, config: ForgeSettings) -> tuple[bool, str]:
-    """The item's hidden tests against `code`, in the sandbox with the forge's limits."""
+    """The item's hidden tests against `code`: each test's expression is evaluated in the sandbox with
+    the forge's limits, its value compared with the expected one here (the forge's own judge), so the
+    code under test cannot forge a pass."""
     limits = config.limits
     if item.timeout_s > limits.wall_s:
         limits = sandbox.Limits(**{**asdict(limits), "wall_s": item.timeout_s})
-    ran = sandbox.run(HIDDEN_HARNESS, files={"tool.py": code, "hidden_tests.py": item.hidden_tests},
-                      backend=config.backend, limits=limits)
-    report = parse_result_line(ran.stdout)
-    if report is None:
-        reason = f"killed: {ran.killed_reason} {ran.detail}".strip() if ran.killed_reason else \
-            f"no verdict (exit code {ran.exit_code}): {ran.stderr[-500:]}"
-        return False, reason
-    return bool(report.get("passed")), str(report.get("error") or "")
+    checks = [Check(expression, expected, "hidden") for expression, expected in hidden_checks(item.hidden_tests)]
+    verdict = judge(code, checks, backend=config.backend, limits=limits)
+    if verdict.import_error:
+        return False, verdict.import_error
+    for check, result in zip(checks, verdict.results, strict=True):
+        if not result.get("ok"):
+            got = f"raised {result['error']}" if result.get("error") else f"returned {result.get('value')}"
+            return False, f"hidden test `{check.source()}` failed: the call {got}"[:1000]
+    return True, ""
 
 
 def _chat(model: Any, messages: list[dict[str, str]], *, config: ForgeSettings, temperature: float) -> tuple[str, int]:

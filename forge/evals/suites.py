@@ -5,6 +5,7 @@ The schema of both files, and the comparison rules `check_answer` applies, are i
 """
 from __future__ import annotations
 
+import ast
 import json
 import keyword
 import math
@@ -255,6 +256,10 @@ def _tool_item(line: _Line) -> ToolItem:
     spec = line.text("spec")
     examples = _examples(line, style)
     hidden_tests = line.python("hidden_tests")
+    try:
+        hidden_checks(hidden_tests)
+    except ValueError as exc:
+        line.fail(f"hidden_tests: {exc}")
     reference = line.python("reference")
     timeout_s = DEFAULT_TIMEOUT_S
     if "timeout_s" in line.obj:
@@ -479,6 +484,48 @@ def check_answer(item: TaskItem, text: str) -> tuple[bool, str]:
 
 
 # ----------------------------------------------------------------------------------- hidden tests
+_SINGLETONS = {"True", "False", "None"}
+
+
+def _literal_source(node: ast.expr) -> str | None:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return ast.unparse(node)
+
+
+def hidden_checks(hidden_tests: str) -> tuple[tuple[str, str], ...]:
+    """The hidden tests as (expression, expected literal) pairs, in order. Each statement must be
+    `assert <expression> == <literal>` (either side) or `assert <expression> is True|False|None`:
+    the expression is evaluated in the sandbox and only its value comes back, so the comparison
+    happens where the code under test cannot reach. ValueError names the first statement of any
+    other shape."""
+    pairs: list[tuple[str, str]] = []
+    for node in ast.parse(hidden_tests).body:
+        shown = ast.unparse(node).splitlines()[0][:120]
+        test = node.test if isinstance(node, ast.Assert) and node.msg is None else None
+        if not isinstance(test, ast.Compare) or len(test.ops) != 1:
+            raise ValueError(f"line {node.lineno} `{shown}` is not `assert <expression> == <literal>`")
+        left, op, right = test.left, test.ops[0], test.comparators[0]
+        if isinstance(op, ast.Eq):
+            for expression, value in ((left, right), (right, left)):
+                expected = _literal_source(value)
+                if expected is not None and _literal_source(expression) is None:
+                    pairs.append((ast.unparse(expression), expected))
+                    break
+            else:
+                raise ValueError(f"line {node.lineno} `{shown}` compares no expression with a literal")
+        elif isinstance(op, ast.Is) and isinstance(right, ast.Constant) and repr(right.value) in _SINGLETONS:
+            pairs.append((ast.unparse(left), repr(right.value)))
+        else:
+            raise ValueError(f"line {node.lineno} `{shown}` is not `assert <expression> == <literal>` "
+                             "or `is True/False/None`")
+    if not pairs:
+        raise ValueError("there is no assert")
+    return tuple(pairs)
+
+
 def _truncate(output: str, limit: int = OUTPUT_LIMIT) -> str:
     """Keep the head and the tail (where a traceback ends) of long output, limit characters in all."""
     if len(output) <= limit:

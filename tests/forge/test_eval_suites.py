@@ -24,6 +24,7 @@ from forge.evals.suites import (
     TaskItem,
     ToolItem,
     check_answer,
+    hidden_checks,
     load_tasks,
     load_tools,
     run_hidden_tests,
@@ -162,6 +163,13 @@ def test_a_solution_returning_none_fails_the_hidden_tests(item: ToolItem):
     assert "Traceback" in output and ("AssertionError" in output or "TypeError" in output)
 
 
+def test_hidden_checks_read_equality_either_way_round_and_identity_with_singletons():
+    tests = ("assert f(1) == [1, 2]\nassert 'x' == g('a', 2)\nassert h() is None\n"
+             "assert (lambda d: f(d) is d)([]) is True\n")
+    assert hidden_checks(tests) == (("f(1)", "[1, 2]"), ("g('a', 2)", "'x'"), ("h()", "None"),
+                                    ("(lambda d: f(d) is d)([])", "True"))
+
+
 def test_run_hidden_tests_reports_errors_timeouts_and_closed_stdin():
     item = next(item for item in TOOLS if item.name == "count_vowels")
     passed, output = run_hidden_tests("def count_vowels(text):\n    return len(text) // 0\n", item)
@@ -263,6 +271,11 @@ def test_loader_rejects_a_bad_json_line(tmp_path: Path):
     ({"timeout_s": 0}, "timeout_s must be greater than 0"),
     ({"timeout_s": True}, "timeout_s must be a number, not a boolean"),
     ({"examples": []}, "a docstring-style item shows one or two examples, not 0"),
+    ({"hidden_tests": "data = [1]\nassert count_vowels(data) == 0\n"},
+     r"hidden_tests: line 1 `data = \[1\]` is not `assert <expression> == <literal>`"),
+    ({"hidden_tests": "assert count_vowels('a') > 0\n"}, r"hidden_tests: line 1 .* is not `assert <expression> =="),
+    ({"hidden_tests": "assert count_vowels('a') == count_vowels('A')\n"},
+     "hidden_tests: line 1 .* compares no expression"),
 ])
 def test_loader_rejects_wrong_types_and_values_in_tools(tmp_path: Path, change: dict[str, Any], message: str):
     lines = first_tool_lines()
