@@ -126,6 +126,16 @@ DENY = {
         "personality": 135, "iopl": 172, "ioperm": 173, "open_tree": 428, "move_mount": 429,
         "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
         "pidfd_getfd": 438, "kcmp": 312, "setsid": 112, "setpgid": 109, "vhangup": 153,
+        # SysV IPC: host objects are shared by every process of the IPC namespace and outlive the job
+        "shmget": 29, "shmat": 30, "shmctl": 31, "shmdt": 67, "semget": 64, "semop": 65, "semctl": 66,
+        "semtimedop": 220, "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71,
+        # a socket pair can connect or send to a host unix socket by path without socket()
+        "socketpair": 53,
+        # metadata of files Landlock lets the job see but not write: times, modes, owners, xattrs
+        "utime": 132, "utimes": 235, "futimesat": 261, "utimensat": 280, "chmod": 90, "fchmod": 91,
+        "fchmodat": 268, "fchmodat2": 452, "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260,
+        "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197, "lremovexattr": 198,
+        "fremovexattr": 199,
     },
     "aarch64": {
         "socket": 198, "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271,
@@ -139,6 +149,12 @@ DENY = {
         "fanotify_init": 262, "personality": 92, "open_tree": 428, "move_mount": 429,
         "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
         "pidfd_getfd": 438, "kcmp": 272, "setsid": 157, "setpgid": 154, "vhangup": 58,
+        "shmget": 194, "shmctl": 195, "shmat": 196, "shmdt": 197, "semget": 190, "semctl": 191,
+        "semtimedop": 192, "semop": 193, "msgget": 186, "msgctl": 187, "msgrcv": 188, "msgsnd": 189,
+        "socketpair": 199,
+        "utimensat": 88, "fchmod": 52, "fchmodat": 53, "fchmodat2": 452, "fchownat": 54, "fchown": 55,
+        "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14, "lremovexattr": 15,
+        "fremovexattr": 16,
     },
 }
 CLONE_NR = {"x86_64": 56, "aarch64": 220}

@@ -468,3 +468,114 @@ def test_kill_everything_reachable_spares_the_host(backend):
 def test_socket_creation_is_denied(backend):
     result = backend.run("import socket\nsocket.socketpair()\nsocket.socket()\n", limits=FAST)
     _assert_reported(result, "PermissionError")
+
+
+# ------------------------------------------------------- IPC, datagrams and metadata (no trace left)
+def _sysv_objects() -> set[str]:
+    """Every SysV shared-memory segment, semaphore set and message queue on the host, by kind and id."""
+    found = set()
+    for kind in ("shm", "sem", "msg"):
+        try:
+            lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found |= {f"{kind}:{line.split()[1]}" for line in lines if line.split()}
+    return found
+
+
+SYSV_ATTACK = """import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+IPC_CREAT = 0o1000
+made = []
+for name, call in (("shm", lambda: libc.shmget(0, 1 << 20, IPC_CREAT | 0o666)),
+                   ("sem", lambda: libc.semget(0, 4, IPC_CREAT | 0o666)),
+                   ("msg", lambda: libc.msgget(0, IPC_CREAT | 0o666))):
+    ident = call()
+    made.append(f"{name}={ident}/{os.strerror(ctypes.get_errno()) if ident < 0 else 'made'}")
+print(" ".join(made))
+"""
+
+
+def test_sysv_ipc_is_denied_and_nothing_outlives_the_job(backend):
+    before = _sysv_objects()
+    result = backend.run(SYSV_ATTACK, limits=FAST)
+    assert result.exit_code == 0, result
+    assert "made" not in result.stdout, result.stdout
+    assert _sysv_objects() - before == set()
+
+
+def test_sysv_attack_works_without_a_sandbox():
+    """Control: bare, the payload does create the objects (removed again here)."""
+    before = _sysv_objects()
+    done = subprocess.run([sys.executable, "-c", SYSV_ATTACK], capture_output=True, text=True, check=False,
+                          timeout=30)
+    made = _sysv_objects() - before
+    for obj in made:
+        kind, ident = obj.split(":")
+        subprocess.run(["ipcrm", {"shm": "-m", "sem": "-s", "msg": "-q"}[kind], ident], check=True,
+                       capture_output=True)
+    assert done.stdout.count("made") == 3, done
+    assert len(made) == 3
+
+
+DATAGRAM_ATTACK = """import socket
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+a.connect({path!r})
+a.send(b"hello")
+print("SENT")
+"""
+
+
+def test_no_datagram_reaches_a_host_unix_socket(backend, tmp_path):
+    folder = tempfile.mkdtemp(prefix="a4ps-dgram-")
+    os.chmod(folder, 0o777)
+    path = os.path.join(folder, "host.sock")
+    host = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    host.bind(path)
+    os.chmod(path, 0o777)
+    host.settimeout(0.5)
+    try:
+        bare = subprocess.run([sys.executable, "-c", DATAGRAM_ATTACK.format(path=path)], capture_output=True,
+                              text=True, check=False, timeout=30)
+        assert "SENT" in bare.stdout and host.recv(100) == b"hello"  # control: the payload works bare
+        result = backend.run(DATAGRAM_ATTACK.format(path=path), limits=FAST)
+        assert "SENT" not in result.stdout
+        with pytest.raises(TimeoutError):
+            host.recv(100)
+        _assert_reported(result, "PermissionError")
+    finally:
+        host.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+METADATA_ATTACK = """import os
+path = {path!r}
+for name, change in (("utime", lambda: os.utime(path)), ("utime0", lambda: os.utime(path, (0, 0))),
+                     ("chmod", lambda: os.chmod(path, 0o777)),
+                     ("xattr", lambda: os.setxattr(path, "user.a4ps", b"x"))):
+    try:
+        change()
+        print("CHANGED", name)
+    except OSError as exc:
+        print("refused", name, type(exc).__name__)
+"""
+
+
+def test_host_file_metadata_is_left_alone(backend):
+    folder = tempfile.mkdtemp(prefix="a4ps-meta-")
+    os.chmod(folder, 0o755)
+    target = Path(folder) / "shared.txt"
+    target.write_text("host")
+    os.chmod(target, 0o666)  # world-writable: only the sandbox, not permissions, may stop it
+    os.utime(target, (1_000_000_000, 1_000_000_000))
+    try:
+        result = backend.run(METADATA_ATTACK.format(path=str(target)), limits=FAST)
+        after = target.stat()
+        assert "CHANGED" not in result.stdout, result.stdout
+        assert after.st_mtime == 1_000_000_000 and stat.S_IMODE(after.st_mode) == 0o666
+        try:
+            assert os.listxattr(target) == []
+        except OSError:
+            pass  # a filesystem without xattrs cannot be changed either
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
