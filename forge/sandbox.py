@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import ctypes
+import logging
 import marshal
 import os
 import pwd
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BackendStatus",
@@ -50,6 +53,7 @@ SCRATCH_BASE = Path(os.environ.get("A4PS_SANDBOX_TMP", tempfile.gettempdir()))
 STATUS_TTL_S = 60.0
 SETUP_FAILED = 125  # the runner's exit code when it could not prepare the job
 MIN_OUTPUT_BYTES = 1024
+SCRATCH_INODES = 4096  # files and directories a job may make in its scratch dir
 
 # Killed reasons, in words a dashboard can show as they are.
 TIMEOUT, CPU, MEMORY, PIDS, FILE_SIZE, DISK, OPEN_FILES, OUTPUT, SANDBOX_ERROR = (
@@ -139,6 +143,7 @@ class _Outcome:
     stderr_over: bool = False
     timed_out: bool = False
     disk_over: bool = False
+    cpu_over: bool = False  # the job's processes together used more CPU time than allowed
     oom_killed: bool = False
     duration_s: float = 0.0
 
@@ -231,6 +236,24 @@ def _world_traversable(path: str) -> bool:
         return False
 
 
+def _cgroup_note() -> str:
+    """What the cgroup per run enforces on this host, in words for the Forge page."""
+    probe = _JobCgroup.create(Limits(), None)
+    if probe is None:
+        why = "not root" if not _is_root() else "no writable cgroup hierarchy"
+        return f"no cgroup per run ({why}): memory and CPU time limited per process only"
+    probe.remove()
+    return (f"cgroup v{probe.version} per run: memory (memfd and tmpfs included, no swap), process count "
+            "and CPU time limited across all of the job's processes")
+
+
+def _shell() -> str:
+    found = shutil.which("sh", path="/usr/bin:/bin")
+    if not found:
+        raise SandboxUnavailable("no /bin/sh to start the job in its cgroup")
+    return found
+
+
 def _sandbox_python() -> str | None:
     """The interpreter local sandboxes run: reachable by a fresh uid when we are root."""
     explicit = os.environ.get("A4PS_SANDBOX_PYTHON")
@@ -273,6 +296,8 @@ def _check_rel_path(rel: str) -> None:
 
 
 def _du_bytes(root: str, cap_entries: int = 20_000) -> int:
+    """Bytes under root; more than SCRATCH_INODES entries count as over any limit (an inode cap
+    where no tmpfs holds the scratch dir)."""
     total, stack, seen = 0, [root], 0
     while stack and seen < cap_entries:
         try:
@@ -288,12 +313,12 @@ def _du_bytes(root: str, cap_entries: int = 20_000) -> int:
                         stack.append(entry.path)
         except OSError:
             continue
-    return total
+    return total if seen <= SCRATCH_INODES else 1 << 62
 
 
 def _mount_tmpfs(path: str, size_mb: int, uid: int) -> bool:
     """Put a size-capped tmpfs on path (root only); False when the host does not allow it."""
-    opts = f"size={size_mb}m,nr_inodes=4096,mode=0700,uid={uid},gid={uid}".encode()
+    opts = f"size={size_mb}m,nr_inodes={SCRATCH_INODES},mode=0700,uid={uid},gid={uid}".encode()
     rc = _libc.mount(b"a4ps-scratch", path.encode(), b"tmpfs",
                      ctypes.c_ulong(MS_NOSUID | MS_NODEV | MS_NOEXEC), opts)
     return rc == 0
@@ -303,6 +328,174 @@ def _umount(path: str) -> None:
     _libc.umount2(path.encode(), MNT_DETACH)
 
 
+# ------------------------------------------------------------------------------ cgroups
+CGROUP_ROOT = Path(os.environ.get("A4PS_CGROUP_ROOT", "/sys/fs/cgroup"))
+CGROUP_PREFIX = "a4ps-sandbox"
+# The job joins its cgroup itself before anything else runs: a shell writes its own pid into each
+# cgroup.procs named in $A4PS_CGROUP_PROCS, then execs the runner, so every process the job ever
+# starts is born inside (no race with a fork, no preexec_fn in a threaded worker).
+JOIN_CGROUP = ('for f in $A4PS_CGROUP_PROCS; do echo $$ > "$f" || '
+               '{ echo "a4ps-runner: could not join the job cgroup $f" >&2; exit 125; }; done; exec "$@"')
+
+
+_cgroups_swept = False
+
+
+class _JobCgroup:
+    """One cgroup per run, where the host lets us make one (root, cgroup v1 or v2): memory (with
+    memfd and tmpfs pages, swap off), process count and CPU time limited across all of the job's
+    processes together. Per-process rlimits stay as a second layer."""
+
+    def __init__(self, version: int, dirs: dict[str, Path]) -> None:
+        self.version = version
+        self.dirs = dirs  # controller -> this run's directory ("unified" for v2)
+
+    # -- making one
+    @classmethod
+    def create(cls, limits: Limits, uid: int | None) -> _JobCgroup | None:
+        """A fresh cgroup with the limits set, its cgroup.procs writable by uid; None where not possible."""
+        if os.environ.get("A4PS_SANDBOX_CGROUPS", "1") == "0" or not _is_root():
+            return None
+        global _cgroups_swept
+        if not _cgroups_swept:
+            _cgroups_swept = True
+            cls.sweep()
+        name = f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        for make in (cls._v2, cls._v1):
+            try:
+                made = make(name, limits)
+            except OSError:
+                continue
+            if made is not None:
+                if uid is not None:
+                    for procs in made.procs_files():
+                        os.chown(procs, uid, uid)
+                return made
+        return None
+
+    @classmethod
+    def _v1(cls, name: str, limits: Limits) -> _JobCgroup | None:
+        controllers = {c: CGROUP_ROOT / c for c in ("memory", "pids", "cpuacct")}
+        if not all((d / "cgroup.procs").exists() for d in controllers.values()):
+            return None
+        made = cls(1, {})
+        try:
+            for controller, base in controllers.items():
+                path = base / CGROUP_PREFIX / name
+                path.mkdir(parents=True)
+                made.dirs[controller] = path
+            mem = made.dirs["memory"]
+            limit = str(limits.memory_mb * 1024 * 1024)
+            (mem / "memory.limit_in_bytes").write_text(limit)
+            if (mem / "memory.memsw.limit_in_bytes").exists():
+                with contextlib.suppress(OSError):
+                    (mem / "memory.memsw.limit_in_bytes").write_text(limit)
+            with contextlib.suppress(OSError):
+                (mem / "memory.swappiness").write_text("0")
+            (made.dirs["pids"] / "pids.max").write_text(str(limits.pids))
+        except OSError:
+            made.remove()
+            raise
+        return made
+
+    @classmethod
+    def _v2(cls, name: str, limits: Limits) -> _JobCgroup | None:
+        if not (CGROUP_ROOT / "cgroup.controllers").exists():
+            return None
+        wanted = {"memory", "pids", "cpu"}
+        if not wanted <= set((CGROUP_ROOT / "cgroup.controllers").read_text().split()):
+            return None
+        parent = CGROUP_ROOT / CGROUP_PREFIX
+        parent.mkdir(exist_ok=True)
+        for level in (CGROUP_ROOT, parent):  # the parent holds no process, so it may delegate
+            enabled = set((level / "cgroup.subtree_control").read_text().split())
+            if not wanted <= enabled:
+                (level / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in sorted(wanted)))
+        path = parent / name
+        path.mkdir()
+        made = cls(2, {"unified": path})
+        try:
+            (path / "memory.max").write_text(str(limits.memory_mb * 1024 * 1024))
+            with contextlib.suppress(OSError):
+                (path / "memory.swap.max").write_text("0")
+            (path / "pids.max").write_text(str(limits.pids))
+        except OSError:
+            made.remove()
+            raise
+        return made
+
+    @classmethod
+    def sweep(cls) -> None:
+        """Remove the run cgroups a dead process left (named run-<pid>-…)."""
+        for parent in [CGROUP_ROOT / c / CGROUP_PREFIX for c in ("memory", "pids", "cpuacct")] + \
+                [CGROUP_ROOT / CGROUP_PREFIX]:
+            with contextlib.suppress(OSError):
+                for path in parent.glob("run-*-*"):
+                    pid = path.name.split("-")[1]
+                    if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                        cls(1, {"stale": path}).remove()
+
+    # -- using one
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by every process the job started, dead or alive."""
+        try:
+            if self.version == 1:
+                return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
+            for line in (self.dirs["unified"] / "cpu.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value) / 1e6
+        except (OSError, ValueError):
+            pass
+        return 0.0
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a process of the job for the memory limit."""
+        try:
+            if self.version == 1:
+                text = (self.dirs["memory"] / "memory.oom_control").read_text()
+                kills = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
+                if "oom_kill" in kills:
+                    return int(kills["oom_kill"]) > 0
+                return int((self.dirs["memory"] / "memory.failcnt").read_text()) > 0
+            events = (self.dirs["unified"] / "memory.events").read_text().split()
+            return int(dict(zip(events[::2], events[1::2], strict=False)).get("oom_kill", "0")) > 0
+        except (OSError, ValueError):
+            return False
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for procs in self.procs_files():
+            with contextlib.suppress(OSError, ValueError):
+                found |= {int(p) for p in Path(procs).read_text().split()}
+        return found
+
+    def kill(self) -> None:
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+    def remove(self) -> None:
+        """Kill what is left and remove the directories (a cgroup goes once it is empty)."""
+        for _ in range(50):
+            self.kill()
+            left = False
+            for path in self.dirs.values():
+                try:
+                    path.rmdir()
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    left = True
+            if not left:
+                return
+            time.sleep(0.02)
+        logger.warning("sandbox cgroup %s could not be removed", ", ".join(map(str, self.dirs.values())))
+
+
 # ------------------------------------------------------------------------------ supervision
 def _supervise(
     proc: subprocess.Popen,
@@ -310,11 +503,11 @@ def _supervise(
     limits: Limits,
     hard_deadline_s: float,
     kill: Callable[[], None],
-    tick: Callable[[], bool] | None = None,
+    tick: Callable[[], str | None] | None = None,
 ) -> _Outcome:
     """Feed stdin, collect capped output, enforce the wall clock; kill() ends the whole job.
 
-    tick() runs about every 100 ms and returns True when the job must die for disk use.
+    tick() runs about every 100 ms and returns DISK or CPU when the job must die for that, else None.
     """
     if proc.stdin is None or proc.stdout is None or proc.stderr is None:
         raise ValueError("_supervise needs a process started with stdin, stdout and stderr pipes")
@@ -353,8 +546,9 @@ def _supervise(
                 break
             if tick is not None and not exited and now >= next_tick:
                 next_tick = now + 0.1
-                if tick():
-                    out.disk_over = True
+                limit_hit = tick()
+                if limit_hit:
+                    out.disk_over, out.cpu_over = limit_hit == DISK, limit_hit == CPU
                     kill()
                     killed, exited = True, True
                     drain_until = now + 1.0
@@ -457,7 +651,9 @@ def _classify(out: _Outcome, limits: Limits, signal_from_exit_code: bool) -> tup
     if out.stdout_over or out.stderr_over:
         return exit_code, OUTPUT, f"output limit of {limits.output_bytes} bytes per stream exceeded; job killed"
     if out.disk_over:
-        return exit_code, DISK, f"scratch limit of {limits.scratch_mb} MB exceeded; job killed"
+        return exit_code, DISK, f"scratch limit of {limits.scratch_mb} MB or {SCRATCH_INODES} files exceeded; killed"
+    if out.cpu_over:
+        return exit_code, CPU, f"CPU-time limit of {limits.cpu_s}s reached by the job's processes together; job killed"
     if out.oom_killed:
         return exit_code, MEMORY, f"memory limit of {limits.memory_mb} MB exceeded; killed by the OOM killer"
     if sig == signal.SIGALRM:
@@ -614,6 +810,7 @@ class _LocalBase(SandboxBackend):
         uid = _fresh_uid() if root else None
         scratch = tempfile.mkdtemp(prefix="run-", dir=_scratch_root())
         mounted = False
+        cgroup: _JobCgroup | None = None
         try:
             if uid is not None:
                 mounted = self._wants_host_tmpfs and _mount_tmpfs(scratch, limits.scratch_mb, uid)
@@ -623,10 +820,15 @@ class _LocalBase(SandboxBackend):
             job = dict(job, scratch=inside, python=python, env=_clean_env(inside),
                        read_paths=_system_read_paths(python), write_paths=[inside, "/dev/null"])
             cmd = self._command(python, scratch, inside, limits)
+            env = _clean_env(inside)
+            cgroup = _JobCgroup.create(limits, uid)
+            if cgroup is not None:
+                cmd = [_shell(), "-c", JOIN_CGROUP, "sh", *cmd]
+                env["A4PS_CGROUP_PROCS"] = " ".join(cgroup.procs_files())
             try:
                 proc = subprocess.Popen(
                     cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    env=_clean_env(inside), cwd="/", close_fds=True, start_new_session=True,
+                    env=env, cwd="/", close_fds=True, start_new_session=True,
                     # None for all three is Popen's default: run as ourselves.
                     user=uid, group=uid, extra_groups=[] if uid is not None else None,
                 )
@@ -636,19 +838,30 @@ class _LocalBase(SandboxBackend):
 
             def kill() -> None:
                 _killpg(pgid)
+                if cgroup is not None:
+                    cgroup.kill()
                 if uid is not None:
                     _kill_uid(uid, rounds=1)
 
             watch_disk = not mounted and self._needs_disk_watch
             limit_bytes = limits.scratch_mb * 1024 * 1024
 
-            def tick() -> bool:
-                return _du_bytes(scratch) > limit_bytes
+            def tick() -> str | None:
+                if cgroup is not None and cgroup.cpu_seconds() > limits.cpu_s:
+                    return CPU
+                if watch_disk and _du_bytes(scratch) > limit_bytes:
+                    return DISK
+                return None
 
-            return _supervise(proc, marshal.dumps(job, 4), limits,
-                              limits.wall_s + self.startup_allowance_s, kill,
-                              tick if watch_disk else None)
+            out = _supervise(proc, marshal.dumps(job, 4), limits,
+                             limits.wall_s + self.startup_allowance_s, kill,
+                             tick if watch_disk or cgroup is not None else None)
+            if cgroup is not None and cgroup.oom_killed():
+                out.oom_killed = True
+            return out
         finally:
+            if cgroup is not None:
+                cgroup.remove()
             if uid is not None:
                 _kill_uid(uid)  # nothing of this uid may outlive the run
             if mounted:
@@ -679,9 +892,10 @@ class LocalBackend(_LocalBase):
                 "clean environment", "new session, setsid/setpgid denied"]
         if _is_root():
             base.insert(0, "fresh unprivileged uid per run")
-            base.append("size-capped tmpfs scratch (falls back to a polled quota)")
+            base.append(f"size- and inode-capped tmpfs scratch ({SCRATCH_INODES} files; falls back to a polled quota)")
         else:
-            base.append("scratch quota polled every 100 ms; same uid as the host process")
+            base.append(f"scratch quota ({SCRATCH_INODES} files) polled every 100 ms; same uid as the host process")
+        base.append(_cgroup_note())
         ok = report.get("socket", "").startswith("denied")
         reason = "ready" if ok else "seccomp could not be applied: sockets stay open"
         if ok and not _is_root() and not report.get("landlock_scope"):
@@ -697,9 +911,8 @@ class BubblewrapBackend(_LocalBase):
     description = "bubblewrap namespaces + per-run uid, rlimits, seccomp and Landlock"
     startup_allowance_s = 1.5
     _signal_in_exit_code = True  # bwrap exits 128+n when the job dies of signal n
-    _wants_host_tmpfs = False  # bwrap mounts its own size-capped tmpfs inside the namespace
     _needs_disk_watch = False
-    SCRATCH = "/work"
+    SCRATCH = "/a4ps-job"  # not /work or /tmp: a bound-in Python prefix may live there
 
     def _scratch_inside(self, scratch_host: str) -> str:
         return self.SCRATCH
@@ -724,10 +937,13 @@ class BubblewrapBackend(_LocalBase):
         prefix = _python_prefix(python)
         if not prefix.startswith("/usr/") and prefix != "/usr":
             cmd += ["--ro-bind", prefix, prefix]
-        cmd += ["--proc", "/proc", "--dev", "/dev",
-                "--size", str(limits.scratch_mb * 1024 * 1024), "--perms", "0700",
-                "--tmpfs", scratch_inside, "--chdir", scratch_inside,
-                python, "-I", "-S", "-c", _runner_source()]
+        cmd += ["--proc", "/proc", "--dev", "/dev"]
+        if os.path.ismount(scratch_host):
+            # root: the host's tmpfs caps bytes and inodes (bwrap's own --tmpfs has no inode cap)
+            cmd += ["--bind", scratch_host, scratch_inside]
+        else:
+            cmd += ["--size", str(limits.scratch_mb * 1024 * 1024), "--perms", "0700", "--tmpfs", scratch_inside]
+        cmd += ["--chdir", scratch_inside, python, "-I", "-S", "-c", _runner_source()]
         return cmd
 
     def _check(self) -> BackendStatus:
@@ -738,8 +954,9 @@ class BubblewrapBackend(_LocalBase):
         report = self._probe()
         base = ["wall-clock kill (pid namespace dies with bwrap)",
                 "namespaces: user, pid, net (no network), ipc, uts, cgroup, mount",
-                "read-only /usr and libs only; size-capped tmpfs scratch",
-                "rlimits AS/CPU/NPROC/FSIZE/NOFILE", "clean environment"]
+                "read-only /usr and libs only; size-capped tmpfs scratch" +
+                (f" ({SCRATCH_INODES} files)" if _is_root() else " (no inode cap without root)"),
+                "rlimits AS/CPU/NPROC/FSIZE/NOFILE", "clean environment", _cgroup_note()]
         if _is_root():
             base.insert(0, "fresh unprivileged uid per run (outside the user namespace)")
         return BackendStatus(self.name, True, "ready", _enforced_from_probe(report, base))

@@ -72,6 +72,41 @@ def host_keeps_working(canary):
                           check=False, timeout=30).stdout.strip() == b"42"
 
 
+def _host_traces() -> dict[str, set[str]]:
+    """What a sandbox run could leave on the host: SysV objects, processes of sandbox uids, scratch
+    mounts and dirs, run cgroups."""
+    from forge.sandbox import CGROUP_PREFIX, CGROUP_ROOT, UID_BASE, UID_SPAN, _scratch_root
+
+    procs = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                uid = os.stat(f"/proc/{entry}").st_uid
+            except OSError:
+                continue
+            if UID_BASE <= uid < UID_BASE + UID_SPAN:
+                procs.add(f"{entry} (uid {uid})")
+    mounts = {line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+              if line.startswith("a4ps-scratch ")}
+    cgroups = {str(p) for c in ("memory", "pids", "cpuacct", "") for p in
+               (CGROUP_ROOT / c / CGROUP_PREFIX).glob("run-*")}
+    return {"sysv": _sysv_objects(), "processes": procs, "mounts": mounts,
+            "scratch": {p.name for p in _scratch_root().iterdir()}, "cgroups": cgroups}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nothing_left_on_the_host():
+    before = _host_traces()
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        left = {kind: found - before[kind] for kind, found in _host_traces().items() if found - before[kind]}
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert left == {}, f"sandbox runs left these on the host: {left}"
+
+
 class _Listeners:
     """TCP, UDP, path and abstract unix listeners on the host that record anything reaching them."""
 
@@ -579,3 +614,80 @@ def test_host_file_metadata_is_left_alone(backend):
             pass  # a filesystem without xattrs cannot be changed either
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# ------------------------------------------------- limits in aggregate: a cgroup per run (root hosts)
+def _job_cgroups(backend) -> None:
+    """Skip where the backend cannot hold a job in a cgroup of its own (not root, no cgroup fs)."""
+    from forge.sandbox import _JobCgroup
+
+    if backend.name.startswith("docker"):
+        pytest.skip("the container's own cgroup limits docker jobs")
+    probe = _JobCgroup.create(Limits(), None)
+    if probe is None:
+        pytest.skip("no cgroup per run here (needs root and a cgroup v1 or v2 hierarchy)")
+    probe.remove()
+
+
+def test_memory_is_limited_across_all_of_a_jobs_processes(backend):
+    _job_cgroups(backend)
+    code = ("import os, time\n"
+            "kids = []\n"
+            "for i in range(6):\n"
+            "    pid = os.fork()\n"
+            "    if pid == 0:\n"
+            "        held = [bytearray(8 * 1024 * 1024) for _ in range(10)]\n"
+            "        print('holding 80 MB', flush=True)\n"
+            "        time.sleep(4)\n"
+            "        os._exit(0)\n"
+            "    kids.append(pid)\n"
+            "for pid in kids:\n"
+            "    os.waitpid(pid, 0)\n")
+    result = backend.run(code, limits=Limits(wall_s=15, memory_mb=128, pids=32))
+    assert result.killed_reason == "memory", result
+    assert result.stdout.count("holding 80 MB") < 6  # 480 MB never existed at once under a 128 MB limit
+
+
+def test_memfd_pages_count_against_the_jobs_memory(backend):
+    _job_cgroups(backend)
+    code = ("import os\n"
+            "fds, block = [], b'x' * (1024 * 1024)\n"
+            "for i in range(100):\n"
+            "    fd = os.memfd_create('m')\n"
+            "    for _ in range(6):\n"
+            "        os.write(fd, block)\n"
+            "    fds.append(fd)\n"
+            "print('600 MB in memfds')\n")
+    result = backend.run(code, limits=Limits(wall_s=15, memory_mb=128, open_files=256))
+    assert "600 MB in memfds" not in result.stdout
+    assert result.killed_reason == "memory", result
+
+
+def test_cpu_time_is_limited_across_all_of_a_jobs_processes(backend):
+    _job_cgroups(backend)
+    code = ("import os\n"
+            "for i in range(3):\n"
+            "    if os.fork() == 0:\n"
+            "        break\n"
+            "while True:\n"
+            "    pass\n")
+    started = time.monotonic()
+    result = backend.run(code, limits=Limits(wall_s=30, cpu_s=2))
+    assert result.killed_reason == "cpu", result
+    assert "together" in result.detail
+    assert time.monotonic() - started < 15  # four busy processes: far less than 4 × 2 s of wall time per process
+
+
+def test_inodes_in_scratch_are_capped(backend):
+    code = ("import os\n"
+            "made = 0\n"
+            "try:\n"
+            "    for i in range(200000):\n"
+            "        open(f'f{i}', 'w').close()\n"
+            "        made += 1\n"
+            "finally:\n"
+            "    print('made', made, flush=True)\n")
+    result = backend.run(code, limits=Limits(wall_s=20, scratch_mb=32))
+    made = int(result.stdout.split()[-1]) if result.stdout.strip() else 0
+    assert made < 200000, result
+    _assert_reported(result, "No space left", "OSError", "Errno 28")
