@@ -12,6 +12,7 @@ import random
 import selectors
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -32,15 +33,18 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BackendStatus",
+    "DockerBackend",
     "Limits",
     "SandboxBackend",
     "SandboxError",
     "SandboxResult",
     "SandboxUnavailable",
     "available_backends",
+    "configure_warm_pool",
     "get_backend",
     "run",
     "select_backend",
+    "warm_pool_status",
 ]
 
 RUNNER_PATH = Path(__file__).resolve().parent.parent / "sandbox" / "runner.py"
@@ -110,6 +114,7 @@ class SandboxResult:
     detail: str = ""
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+    warm: bool = False  # a container of the warm pool ran it
 
     @property
     def ok(self) -> bool:
@@ -144,6 +149,7 @@ class _Outcome:
     timed_out: bool = False
     disk_over: bool = False
     cpu_over: bool = False  # the job's processes together used more CPU time than allowed
+    warm: bool = False  # ran in a container started ahead of need
     oom_killed: bool = False
     duration_s: float = 0.0
 
@@ -749,6 +755,7 @@ class SandboxBackend(ABC):
             detail=detail,
             stdout_truncated=out.stdout_over,
             stderr_truncated=out.stderr_over,
+            warm=out.warm,
         )
 
     _signal_in_exit_code = False
@@ -976,6 +983,8 @@ class DockerBackend(SandboxBackend):
         self.description = ("Docker with gVisor (user-space kernel)" if runtime == "runsc"
                             else "Docker with runc")
         self._client: Any = None  # a docker.DockerClient once connected; the SDK is untyped
+        self._pool: _WarmPool | None = None
+        self._pool_lock = threading.Lock()
 
     def _docker_client(self) -> Any:
         if self._client is None:
@@ -1015,13 +1024,8 @@ class DockerBackend(SandboxBackend):
         return BackendStatus(self.name, True, f"ready (dockerd {info.get('ServerVersion', '?')})",
                              _enforced_from_probe(report, base))
 
-    def _execute(self, job: dict, limits: Limits) -> _Outcome:
-        client = self._docker_client()
-        uid = _fresh_uid()
-        name = f"a4ps-sbx-{uuid.uuid4().hex[:12]}"
-        scratch = self.SCRATCH
-        job = dict(job, scratch=scratch, python="/usr/bin/python3", env=_clean_env(scratch),
-                   read_paths=_system_read_paths("/usr/bin/python3"), write_paths=[scratch, "/dev/null"])
+    def _container_args(self, limits: Limits, uid: int, name: str) -> list[str]:
+        """`docker run` options shared by a cold run and a warm container: everything but the command."""
         # The container's cgroup also holds tini and, under gVisor, the sentry: its memory and its
         # Go runtime threads (which the pids cgroup counts). The job itself stays bounded by
         # RLIMIT_AS/RLIMIT_NPROC, which gVisor enforces inside the sandbox.
@@ -1030,26 +1034,86 @@ class DockerBackend(SandboxBackend):
         # sentry that hits the pids cgroup dies (exit 2): give it headroom, the job's own count
         # is held by RLIMIT_NPROC inside gVisor.
         pids_cgroup = limits.pids + 4 if self.runtime == "runc" else 4096 + 64 * limits.pids
-        cmd = [
-            "docker", "run", "-i", "--name", name, "--label", "a4ps.sandbox=1",
+        return [
+            "--name", name, "--label", "a4ps.sandbox=1",
             "--runtime", self.runtime, "--network", "none", "--read-only",
-            "--tmpfs", f"{scratch}:rw,nosuid,nodev,noexec,size={limits.scratch_mb}m,mode=1777",
+            "--tmpfs", f"{self.SCRATCH}:rw,nosuid,nodev,noexec,size={limits.scratch_mb}m,"
+                       f"nr_inodes={SCRATCH_INODES},mode=1777",
             "--memory", f"{mem}m", "--memory-swap", f"{mem}m",
             "--pids-limit", str(pids_cgroup), "--cpus", "1",
             # gVisor keeps its own tmpfs on /tmp unless the spec mounts one: make it a read-only
             # one so that, as under runc, only the scratch dir is writable.
             "--tmpfs", "/tmp:ro,nosuid,nodev,noexec,size=64k",
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-            "--user", f"{uid}:{uid}", "--workdir", scratch, "--hostname", "sandbox",
+            "--user", f"{uid}:{uid}", "--workdir", self.SCRATCH, "--hostname", "sandbox",
             "--log-driver", "none", "--init",
-            DOCKER_IMAGE, "python3", "-I", "-S", "-c", _runner_source(),
         ]
-        # The CLI needs the user's docker context, never the job: the job's env comes via JSON.
-        cli_env = {k: v for k, v in os.environ.items()
-                   if k.startswith("DOCKER_") or k in ("PATH", "HOME", "XDG_RUNTIME_DIR")}
+
+    def _job_for_container(self, job: dict) -> dict:
+        scratch = self.SCRATCH
+        return dict(job, scratch=scratch, python="/usr/bin/python3", env=_clean_env(scratch),
+                    read_paths=_system_read_paths("/usr/bin/python3"), write_paths=[scratch, "/dev/null"])
+
+    @staticmethod
+    def _cli_env() -> dict[str, str]:
+        # The CLI needs the user's docker context, never the job: the job's env comes via marshal.
+        return {k: v for k, v in os.environ.items()
+                if k.startswith("DOCKER_") or k in ("PATH", "HOME", "XDG_RUNTIME_DIR")}
+
+    # -- the warm pool
+    def warm(self, size: int, limits: Limits, on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Keep `size` containers with these limits started ahead of need (0 stops the pool); on_change
+        gets the pool's status whenever it changes."""
+        with self._pool_lock:
+            if self._pool is not None and (self._pool.size, self._pool.limits) == (size, limits):
+                return
+            old, self._pool = self._pool, (_WarmPool(self, size, limits, on_change) if size > 0 else None)
+        if old is not None:
+            old.close()
+
+    def pool_status(self) -> dict[str, Any] | None:
+        pool = self._pool
+        return pool.status() if pool is not None else None
+
+    def _execute(self, job: dict, limits: Limits) -> _Outcome:
+        pool = self._pool
+        if pool is not None and pool.limits == limits:
+            container = pool.take()
+            if container is not None:
+                return self._execute_warm(container, job, limits)
+        return self._execute_cold(job, limits)
+
+    def _execute_warm(self, container: _WarmContainer, job: dict, limits: Limits) -> _Outcome:
+        """The job in a container started ahead of time, whose runner already waits for it on stdin;
+        the container serves this one job and is then removed."""
+        client = self._docker_client()
+        try:
+            def kill() -> None:
+                # Not waiting for dockerd here (~100 ms a run): the CLI goes now, the container and
+                # whatever the job left in it go in the background, and it is force-removed after.
+                _killpg(container.proc.pid)
+                threading.Thread(target=_quiet, args=(client.api.kill, container.name), daemon=True).start()
+
+            out = _supervise(container.proc, marshal.dumps(self._job_for_container(job), 4), limits,
+                             limits.wall_s + self.startup_allowance_s, kill)
+            out.warm = True
+            if out.returncode != 0 and not out.timed_out:
+                with contextlib.suppress(Exception):
+                    state = client.api.inspect_container(container.name).get("State", {})
+                    out.oom_killed = bool(state.get("OOMKilled"))
+            return out
+        finally:
+            _discard_container(client, container.name, container.uid, container.proc)
+
+    def _execute_cold(self, job: dict, limits: Limits) -> _Outcome:
+        client = self._docker_client()
+        uid = _fresh_uid()
+        name = f"a4ps-sbx-{uuid.uuid4().hex[:12]}"
+        cmd = ["docker", "run", "-i", *self._container_args(limits, uid, name),
+               DOCKER_IMAGE, "python3", "-I", "-S", "-c", _runner_source()]
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, env=cli_env, close_fds=True,
+                                    stderr=subprocess.PIPE, env=self._cli_env(), close_fds=True,
                                     start_new_session=True)
 
             def kill() -> None:
@@ -1059,7 +1123,7 @@ class DockerBackend(SandboxBackend):
                 with contextlib.suppress(Exception):  # already gone or never started
                     client.api.kill(name)
 
-            out = _supervise(proc, marshal.dumps(job, 4), limits,
+            out = _supervise(proc, marshal.dumps(self._job_for_container(job), 4), limits,
                              limits.wall_s + self.startup_allowance_s, kill)
             # No container means the CLI failed before creating one: keep the CLI's exit code.
             with contextlib.suppress(Exception):
@@ -1072,6 +1136,178 @@ class DockerBackend(SandboxBackend):
             with contextlib.suppress(Exception):  # already removed
                 client.containers.get(name).remove(force=True)
             _release_uid(uid)
+
+
+def _discard_container(client: Any, name: str, uid: int, proc: subprocess.Popen | None = None) -> None:
+    """Remove a used container in the background (gVisor takes a while to stop); its uid is free after."""
+    def remove() -> None:
+        try:
+            client.api.remove_container(name, force=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        finally:
+            if proc is not None:
+                with contextlib.suppress(Exception):
+                    proc.wait(timeout=30)
+            _release_uid(uid)
+
+    threading.Thread(target=remove, name=f"a4ps-discard-{name}", daemon=True).start()
+
+
+def _quiet(call: Callable[..., Any], *args: Any) -> None:
+    with contextlib.suppress(Exception):
+        call(*args)
+
+
+READY_MARK = b"a4ps-runner: ready\n"  # what a waiting runner writes to stderr (A4PS_READY_MARK=1)
+
+
+@dataclass
+class _WarmContainer:
+    name: str
+    uid: int
+    proc: subprocess.Popen  # `docker run -i …`: the runner inside has started and waits for its job
+
+
+class _WarmPool:
+    """Network-less containers started ahead of need for one Docker backend and one set of limits.
+    Each serves exactly one job and is then removed; a background thread keeps `size` ready."""
+
+    REFILL_BACKOFF_S = 5.0
+
+    def __init__(self, backend: DockerBackend, size: int, limits: Limits,
+                 on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.backend, self.size, self.limits, self.on_change = backend, size, limits, on_change
+        self.ready: list[_WarmContainer] = []
+        self.starting = 0
+        self.served = self.missed = self.started = 0
+        self.last_error = ""
+        self._cond = threading.Condition()
+        self._closed = False
+        self._sweep_orphans()
+        self._thread = threading.Thread(target=self._fill, name=f"a4ps-warm-{backend.name}", daemon=True)
+        self._thread.start()
+
+    def take(self) -> _WarmContainer | None:
+        """A ready container, or None at once (the caller starts one cold)."""
+        with self._cond:
+            container = self.ready.pop(0) if self.ready else None
+            if container is None:
+                self.missed += 1
+            else:
+                self.served += 1
+            self._cond.notify_all()
+        self._changed()
+        return container
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Block until the pool is full (a bench or a test waiting for warm containers)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while len(self.ready) < self.size and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def status(self) -> dict[str, Any]:
+        with self._cond:
+            return {"backend": self.backend.name, "size": self.size, "ready": len(self.ready),
+                    "starting": self.starting, "served": self.served, "missed": self.missed,
+                    "last_error": self.last_error}
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            with contextlib.suppress(Exception):  # a status file that cannot be written never stops a job
+                self.on_change(self.status())
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            ready, self.ready = self.ready, []
+            self._cond.notify_all()
+        client = self.backend._docker_client()
+        for container in ready:
+            _killpg(container.proc.pid)
+            _discard_container(client, container.name, container.uid, container.proc)
+
+    def _fill(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and len(self.ready) + self.starting >= self.size:
+                    self._cond.wait(1.0)
+                if self._closed:
+                    return
+                self.starting += 1
+            try:
+                container = self._start_one()
+            except Exception as exc:  # noqa: BLE001 - the pool degrades to cold starts, never breaks a run
+                with self._cond:
+                    self.starting -= 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self._changed()
+                logger.warning("warm sandbox container for %s could not start: %s", self.backend.name, exc)
+                time.sleep(self.REFILL_BACKOFF_S)
+                continue
+            with self._cond:
+                self.starting -= 1
+                if self._closed:
+                    _killpg(container.proc.pid)
+                    _discard_container(self.backend._docker_client(), container.name, container.uid, container.proc)
+                    return
+                self.ready.append(container)
+                self.started += 1
+                self.last_error = ""
+                self._cond.notify_all()
+            self._changed()
+
+    def _start_one(self) -> _WarmContainer:
+        """A container whose runner has started (Python up, modules loaded) and waits for a job."""
+        client = self.backend._docker_client()
+        uid = _fresh_uid()
+        name = f"a4ps-warm-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+        cmd = ["docker", "run", "-i", *self.backend._container_args(self.limits, uid, name),
+               "--label", f"a4ps.warm={socket.gethostname()}:{os.getpid()}", "--env", "A4PS_READY_MARK=1",
+               DOCKER_IMAGE, "python3", "-I", "-S", "-c", _runner_source()]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=self.backend._cli_env(), close_fds=True, start_new_session=True)
+        try:
+            assert proc.stderr is not None
+            seen = b""
+            deadline = time.monotonic() + 60
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stderr, selectors.EVENT_READ)
+                while not seen.endswith(READY_MARK):
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not sel.select(timeout=left):
+                        raise SandboxError("a warm container did not start within 60 s")
+                    chunk = os.read(proc.stderr.fileno(), len(READY_MARK) - len(seen))
+                    if not chunk:
+                        raise SandboxError("a warm container exited before it was ready: "
+                                           + seen.decode(errors="replace"))
+                    seen += chunk
+            return _WarmContainer(name, uid, proc)
+        except BaseException:
+            _killpg(proc.pid)
+            with contextlib.suppress(Exception):
+                proc.kill()
+                proc.wait(timeout=5)
+            with contextlib.suppress(Exception):
+                client.api.remove_container(name, force=True)
+            _release_uid(uid)
+            raise
+
+    def _sweep_orphans(self) -> None:
+        """Remove warm containers a dead process of this host left behind."""
+        client = self.backend._docker_client()
+        host = socket.gethostname()
+        with contextlib.suppress(Exception):
+            for found in client.api.containers(all=True, filters={"label": "a4ps.warm"}):
+                owner = (found.get("Labels") or {}).get("a4ps.warm", "")
+                owner_host, _, pid = owner.rpartition(":")
+                if owner_host == host and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                    client.api.remove_container(found["Id"], force=True)
 
 
 # ------------------------------------------------------------------------------- selection
@@ -1122,6 +1358,25 @@ def select_backend(preference: str = "auto") -> SandboxBackend:
             return backend
         reasons.append(f"{name}: {status.reason}")
     raise SandboxUnavailable("no sandbox backend is available: " + "; ".join(reasons))
+
+
+def configure_warm_pool(size: int, limits: Limits, preference: str = "auto",
+                        on_change: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
+    """Keep `size` warm containers for the Docker backend `preference` picks (no-op for the others)."""
+    try:
+        backend = select_backend(preference)
+    except SandboxUnavailable:
+        return None
+    if not isinstance(backend, DockerBackend):
+        return None
+    backend.warm(size, limits, on_change)
+    return backend.pool_status()
+
+
+def warm_pool_status() -> list[dict[str, Any]]:
+    """The warm pools of this process (a worker's), for the Forge page and the bench."""
+    return [status for backend in _backends().values() if isinstance(backend, DockerBackend)
+            for status in [backend.pool_status()] if status is not None]
 
 
 def run(

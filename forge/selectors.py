@@ -1,6 +1,9 @@
 """Reads of the forge app."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from django.db.models import Count, QuerySet
 from django.template.loader import render_to_string
 
@@ -56,4 +59,24 @@ def sandbox_status() -> dict:
         problem = ""
     except sandbox.SandboxError as exc:
         chosen, problem = "", str(exc)
-    return {"backends": sandbox.available_backends(), "chosen": chosen, "preference": preference, "problem": problem}
+    return {"backends": sandbox.available_backends(), "chosen": chosen, "preference": preference, "problem": problem,
+            "pools": warm_pools()}
+
+
+def warm_pools() -> list[dict]:
+    """Each live worker's warm pool (from the status file it keeps); files of dead workers are dropped."""
+    from forge.services import pool_status_dir
+
+    found = []
+    folder = pool_status_dir()
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            status = json.loads(path.read_text(encoding="utf-8"))
+            pid = int(status.get("pid", 0))
+        except (OSError, ValueError):
+            continue
+        if pid <= 0 or not Path(f"/proc/{pid}").exists():
+            path.unlink(missing_ok=True)
+            continue
+        found.append(status)
+    return found

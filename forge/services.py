@@ -1,7 +1,10 @@
 """Writes of the forge app: forge requests and their attempts, tools and versions, tool calls."""
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +18,7 @@ from django.utils import timezone
 from a4ps_site.realtime import broadcast, group_for
 from a4ps_site.throttle import TextStream
 from forge import registry as registry_mod
+from forge import sandbox
 from forge.config import forge_settings
 from forge.models import ForgeAttempt, ForgeRequest, Tool, ToolCall, ToolVersion
 from forge.toolforge import (
@@ -358,3 +362,38 @@ def tool_call_for_graph(*, name: str, arguments: Any, run_id: int | None = None)
         known = ", ".join(sorted(registry_mod.registry().tools())) or "none"
         return {"error": f"there is no enabled tool named {name!r} (available: {known})"}
     return call.result if call.ok else {"error": call.error}
+
+
+# ------------------------------------------------------------------------------- the warm pool
+def pool_status_dir() -> Path:
+    return Path(settings.VAR_DIR) / "sandbox-pools"
+
+
+def _pool_status_write(status: dict[str, Any]) -> None:
+    """The worker's warm pool, as a file the web process shows on the Forge page (one per worker)."""
+    folder = pool_status_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{os.getpid()}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**status, "pid": os.getpid()}), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _pool_stop() -> None:
+    for backend in ("docker-runsc", "docker-runc"):
+        found = sandbox.get_backend(backend)
+        if isinstance(found, sandbox.DockerBackend):
+            found.warm(0, sandbox.Limits())
+    (pool_status_dir() / f"{os.getpid()}.json").unlink(missing_ok=True)
+
+
+def sandbox_pool_start() -> dict[str, Any] | None:
+    """A worker keeps `forge.warm_pool` containers of its Docker backend started ahead of need, with
+    the forge's limits; removed again when the worker exits. None when no Docker backend is in use."""
+    config = forge_settings()
+    status = sandbox.configure_warm_pool(config.warm_pool, config.limits, config.backend,
+                                         on_change=_pool_status_write)
+    if status is not None:
+        _pool_status_write(status)
+        atexit.register(_pool_stop)
+    return status

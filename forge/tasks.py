@@ -40,3 +40,17 @@ def recover_forge_requests() -> None:
         log.exception("could not check for interrupted forge requests")
     finally:
         close_old_connections()
+
+
+_pool_started = threading.Lock()
+
+
+@on_startup()
+def warm_sandbox_pool() -> None:
+    """Start the warm pool of the Docker sandbox (forge.warm_pool), once per consumer process."""
+    if not _pool_started.acquire(blocking=False):
+        return
+    try:
+        services.sandbox_pool_start()
+    except Exception:  # a pool that cannot start leaves cold starts, which always work
+        log.exception("could not start the sandbox's warm pool")

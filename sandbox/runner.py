@@ -5,7 +5,8 @@
 #   {"files": {rel_path: text}, "entry": "main.py", "stdin": str | None, "limits": {...},
 #    "scratch": "/abs/dir", "python": "/usr/bin/python3", "read_paths": [...],
 #    "write_paths": [...], "env": {...}, "probe": False}
-# Any failure before exec exits 125 with a line starting "a4ps-runner:" on stderr.
+# Any failure before exec exits 125 with a line starting "a4ps-runner:" on stderr. With
+# A4PS_READY_MARK=1 (a warm container) it first writes "a4ps-runner: ready" to stderr.
 from __future__ import annotations
 
 import ctypes
@@ -296,6 +297,10 @@ def set_rlimits(limits: dict) -> dict:
 
 
 def main() -> None:
+    if os.environ.get("A4PS_READY_MARK") == "1":
+        # A container of the warm pool: say that Python is up, then wait for the job (the pool reads
+        # this line before it hands the container out; the job never sees this environment).
+        os.write(2, b"a4ps-runner: ready\n")
     job = marshal.loads(sys.stdin.buffer.read())
     report: dict = {"uid": os.getuid(), "pid": os.getpid()}
     scratch = job["scratch"]
