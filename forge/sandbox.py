@@ -1071,6 +1071,13 @@ class DockerBackend(SandboxBackend):
         if old is not None:
             old.close()
 
+    def stop_pool(self) -> None:
+        """Remove the pool's ready containers now (a worker exiting)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(wait=True)
+
     def pool_status(self) -> dict[str, Any] | None:
         pool = self._pool
         return pool.status() if pool is not None else None
@@ -1222,7 +1229,8 @@ class _WarmPool:
             with contextlib.suppress(Exception):  # a status file that cannot be written never stops a job
                 self.on_change(self.status())
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = False) -> None:
+        """Stop refilling and remove the ready containers (in the background, or now with wait)."""
         with self._cond:
             self._closed = True
             ready, self.ready = self.ready, []
@@ -1230,7 +1238,11 @@ class _WarmPool:
         client = self.backend._docker_client()
         for container in ready:
             _killpg(container.proc.pid)
-            _discard_container(client, container.name, container.uid, container.proc)
+            if wait:
+                _quiet(lambda name=container.name: client.api.remove_container(name, force=True))
+                _release_uid(container.uid)
+            else:
+                _discard_container(client, container.name, container.uid, container.proc)
 
     def _fill(self) -> None:
         while True:

@@ -380,10 +380,11 @@ def _pool_status_write(status: dict[str, Any]) -> None:
 
 
 def _pool_stop() -> None:
+    """At the worker's exit: its warm containers go with it, and so does its status file."""
     for backend in ("docker-runsc", "docker-runc"):
         found = sandbox.get_backend(backend)
         if isinstance(found, sandbox.DockerBackend):
-            found.warm(0, sandbox.Limits())
+            found.stop_pool()
     (pool_status_dir() / f"{os.getpid()}.json").unlink(missing_ok=True)
 
 

@@ -74,6 +74,15 @@ def test_a_network_attack_in_a_warm_container_is_contained(docker_backend):
     assert result.warm and "CONNECTED" not in result.stdout and not result.ok
 
 
+def test_a_stopping_worker_leaves_no_warm_container(docker_backend):
+    docker_backend.warm(2, LIMITS)
+    assert docker_backend._pool.wait_ready(120)
+    assert len(_warm_containers()) >= 2
+    docker_backend.stop_pool()
+    assert docker_backend.pool_status() is None
+    assert _warm_containers() == set()
+
+
 # ------------------------------------------------------------------------ settings and the page
 def test_warm_pool_setting_is_checked():
     assert ForgeSettings.from_dict({}).warm_pool == 2
