@@ -80,3 +80,19 @@ def warm_pools() -> list[dict]:
             continue
         found.append(status)
     return found
+
+
+
+def selftest_latest() -> dict | None:
+    """The last sandbox self-test (queued, running or finished); a run whose worker died is marked stale."""
+    from forge.services import selftest_path
+
+    path = selftest_path()
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    pid = int(state.get("pid") or 0)
+    if state.get("status") == "running" and pid and not Path(f"/proc/{pid}").exists():
+        state["stale"] = True
+    return state

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import json
 import logging
 import os
@@ -398,3 +399,75 @@ def sandbox_pool_start() -> dict[str, Any] | None:
         _pool_status_write(status)
         atexit.register(_pool_stop)
     return status
+
+
+# ---------------------------------------------------------------------------- the self-test
+def selftest_path() -> Path:
+    return Path(settings.VAR_DIR) / "sandbox-selftest.json"
+
+
+def _selftest_write(state: dict[str, Any]) -> None:
+    path = selftest_path()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def selftest_start(*, backends: list[str], quick: bool, by: str, enqueue: Callable[[], Any] | None = None
+                   ) -> dict[str, Any]:
+    """Queue the sandbox self-test (all attacks or the quick ones) on the named backends; refused while
+    one is queued or running."""
+    unknown = [b for b in backends if b not in sandbox.ORDER]
+    if not backends or unknown:
+        raise ValueError(f"Choose backends among {', '.join(sandbox.ORDER)}" + (f" (not {', '.join(unknown)})"
+                                                                                 if unknown else ""))
+    from forge.selectors import selftest_latest
+
+    latest = selftest_latest()
+    if latest and latest.get("status") in ("queued", "running") and not latest.get("stale"):
+        raise ValueError("A sandbox self-test is already under way.")
+    state = {"status": "queued", "backends": backends, "quick": quick, "by": by,
+             "queued": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "reports": [], "done": 0,
+             "total": len(backends) * sum(1 for a in _selftest_attacks(quick))}
+    _selftest_write(state)
+    if enqueue is not None:
+        enqueue()
+    return state
+
+
+def _selftest_attacks(quick: bool) -> list[Any]:
+    from forge.selftest import ATTACKS
+
+    return [a for a in ATTACKS if a.quick or not quick]
+
+
+def selftest_execute() -> dict[str, Any]:
+    """Run the queued self-test here, writing the matrix after every attack so the page can follow."""
+    from forge.selectors import selftest_latest
+    from forge.selftest import Report, run_selftest
+
+    state = selftest_latest() or {}
+    if state.get("status") != "queued":
+        return state
+    state.update(status="running", pid=os.getpid(), started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    _selftest_write(state)
+    columns: dict[str, dict[str, Any]] = {}
+
+    def on_cell(backend: str, cell: Any) -> None:
+        column = columns.setdefault(backend, {"backend": backend, "available": True, "reason": "", "cells": []})
+        column["cells"].append(cell.as_dict())
+        state["reports"] = list(columns.values())
+        state["done"] = sum(len(c["cells"]) for c in columns.values())
+        _selftest_write(state)
+
+    try:
+        reports: list[Report] = run_selftest(state["backends"], quick=bool(state.get("quick")), on_cell=on_cell)
+    except Exception as exc:  # noqa: BLE001 - the page says what broke instead of spinning forever
+        log.exception("sandbox self-test failed")
+        state.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    else:
+        state.update(status="done", reports=[r.as_dict() for r in reports],
+                     escapes=sum(len(r.escapes) for r in reports), weak_limits=sum(len(r.weak_limits) for r in reports))
+    state["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    _selftest_write(state)
+    return state

@@ -13,6 +13,12 @@ from forge.models import ForgeRequest
 
 
 @db_task()
+def sandbox_selftest_run() -> str:
+    """The sandbox self-test a person started from the Forge page."""
+    return str(services.selftest_execute().get("status"))
+
+
+@db_task()
 def forge_request_run(request_id: int) -> str | None:
     """Forge the tool a person asked for on the Forge page."""
     request = ForgeRequest.objects.filter(pk=request_id, status=ForgeRequest.Status.QUEUED).first()

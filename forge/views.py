@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from a4ps_site.http import HtmxHttpRequest
-from forge import selectors, services
+from forge import sandbox, selectors, services
 from forge.forms import ForgeForm, ToolCallForm
 from forge.models import ForgeRequest, Tool
 
@@ -156,3 +156,27 @@ def tool_try(request: HtmxHttpRequest, name: str) -> HttpResponse:
         messages.error(request, f"{tool.name} is disabled: enable it to call it.")
         return redirect("forge_tool", name=tool.name)
     return _tool_page(request, tool, form, last_call=call)
+
+
+# ---------------------------------------------------------------------------- the self-test
+@login_required
+def sandbox_selftest(request: HtmxHttpRequest) -> HttpResponse:
+    """The last sandbox self-test as a matrix (attacks × backends), followed live while it runs."""
+    state = selectors.selftest_latest()
+    context = {"state": state, "backends": [] if request.htmx else sandbox.available_backends()}
+    template = "forge/_selftest.html" if request.htmx else "forge/selftest.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def sandbox_selftest_start(request: HtmxHttpRequest) -> HttpResponse:
+    """Start the self-test in a worker; a bad choice or one already running is said, nothing is lost."""
+    from forge.tasks import sandbox_selftest_run
+
+    try:
+        services.selftest_start(backends=request.POST.getlist("backend"), quick=request.POST.get("quick") == "on",
+                                by=str(request.user), enqueue=sandbox_selftest_run)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("sandbox_selftest")

@@ -14,6 +14,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from string import Template
 
 import pytest
 
@@ -25,6 +26,7 @@ from forge.sandbox import (
     get_backend,
     select_backend,
 )
+from forge.selftest import GUARD
 
 # Short limits keep every attack bounded; the slack covers container start-up on a busy host.
 FAST = Limits(wall_s=3, cpu_s=3, memory_mb=128, pids=32, file_size_mb=8, open_files=32,
@@ -453,23 +455,11 @@ def test_writes_outside_scratch_are_refused(backend):
 
 
 # Signal attacks first probe with signal 0 (a permission check that delivers nothing) and stop
-# with REACHABLE if it is allowed: a broken sandbox then fails the test without a real SIGKILL
+# with ESCAPED if it is allowed: a broken sandbox then fails the test without a real SIGKILL
 # ever leaving it (kill(-1) from a job running as root would take the whole machine down).
-GUARD = ("import os, signal, sys\n"
-         "def reachable(pid):\n"
-         "    try:\n"
-         "        os.kill(pid, 0)\n"
-         "    except OSError:\n"
-         "        return False\n"
-         "    return True\n"
-         "if os.getuid() == 0 or reachable({host_pid}):\n"
-         "    print('REACHABLE', flush=True)\n"
-         "    sys.exit(3)\n")
-
-
 def _signal_attack(backend, body: str):
-    result = backend.run(GUARD.format(host_pid=os.getpid()) + body, limits=FAST)
-    assert "REACHABLE" not in result.stdout, result
+    result = backend.run(Template(GUARD).substitute(host_pid=os.getpid()) + body, limits=FAST)
+    assert "ESCAPED" not in result.stdout, result
     return result
 
 
@@ -477,7 +467,7 @@ def test_signalling_the_parent_is_contained(backend):
     result = _signal_attack(backend, "ppid = os.getppid()\n"
                                      "print('ppid', ppid, flush=True)\n"
                                      "if ppid != 1 and reachable(ppid):\n"
-                                     "    print('REACHABLE', flush=True)\n"
+                                     "    print('ESCAPED', flush=True)\n"
                                      "    sys.exit(3)\n"
                                      "os.kill(ppid, signal.SIGKILL)\n"
                                      "print('sent')\n")
