@@ -1126,8 +1126,10 @@ class DockerBackend(SandboxBackend):
                 _killpg(container.proc.pid)
                 threading.Thread(target=_quiet, args=(client.api.kill, container.name), daemon=True).start()
 
+            cpu = _ContainerCpu(container_id=container.container_id)
+            cpu.used()  # the baseline: what the container used before its job
             out = _supervise(container.proc, marshal.dumps(self._job_for_container(job), 4), limits,
-                             limits.wall_s + self.startup_allowance_s, kill)
+                             limits.wall_s + self.startup_allowance_s, kill, cpu.tick(limits))
             out.warm = True
             if out.returncode != 0 and not out.timed_out:
                 with contextlib.suppress(Exception):
@@ -1141,8 +1143,10 @@ class DockerBackend(SandboxBackend):
         client = self._docker_client()
         uid = _fresh_uid()
         name = f"a4ps-sbx-{uuid.uuid4().hex[:12]}"
-        cmd = ["docker", "run", "-i", *self._container_args(limits, uid, name),
+        cidfile = _scratch_root() / f"{name}.cid"
+        cmd = ["docker", "run", "-i", "--cidfile", str(cidfile), *self._container_args(limits, uid, name),
                DOCKER_IMAGE, "python3", "-I", "-S", "-c", _runner_source()]
+        cpu = _ContainerCpu(cidfile=cidfile)
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, env=self._cli_env(), close_fds=True,
@@ -1156,7 +1160,7 @@ class DockerBackend(SandboxBackend):
                     client.api.kill(name)
 
             out = _supervise(proc, marshal.dumps(self._job_for_container(job), 4), limits,
-                             limits.wall_s + self.startup_allowance_s, kill)
+                             limits.wall_s + self.startup_allowance_s, kill, cpu.tick(limits))
             # No container means the CLI failed before creating one: keep the CLI's exit code.
             with contextlib.suppress(Exception):
                 state = client.containers.get(name).attrs.get("State", {})
@@ -1167,7 +1171,51 @@ class DockerBackend(SandboxBackend):
         finally:
             with contextlib.suppress(Exception):  # already removed
                 client.containers.get(name).remove(force=True)
+            cidfile.unlink(missing_ok=True)
             _release_uid(uid)
+
+
+def _container_cpu_seconds(container_id: str) -> float | None:
+    """CPU time the container's cgroup has used on the host (all its processes, gVisor's sentry too),
+    or None where its cgroup is not found (cgroupfs v1 and v2, and the systemd driver, are tried)."""
+    root = CGROUP_ROOT
+    for path in (root / "cpuacct" / "docker" / container_id / "cpuacct.usage",
+                 root / "cpu,cpuacct" / "docker" / container_id / "cpuacct.usage",
+                 root / "cpuacct" / "system.slice" / f"docker-{container_id}.scope" / "cpuacct.usage"):
+        with contextlib.suppress(OSError, ValueError):
+            return int(path.read_text()) / 1e9
+    for path in (root / "docker" / container_id / "cpu.stat",
+                 root / "system.slice" / f"docker-{container_id}.scope" / "cpu.stat"):
+        with contextlib.suppress(OSError, ValueError):
+            for line in path.read_text().splitlines():
+                if line.startswith("usage_usec "):
+                    return int(line.split()[1]) / 1e6
+    return None
+
+
+class _ContainerCpu:
+    """The CPU-time limit across a container's processes: docker's --cpus caps only the rate, and
+    gVisor's own accounting inside the sandbox cannot be relied on, so the host's cgroup is read."""
+
+    def __init__(self, cidfile: Path | None = None, container_id: str = "") -> None:
+        self.cidfile, self.container_id = cidfile, container_id
+        self.baseline: float | None = None
+
+    def used(self) -> float:
+        if not self.container_id and self.cidfile is not None:
+            with contextlib.suppress(OSError):
+                self.container_id = self.cidfile.read_text().strip()
+        if not self.container_id:
+            return 0.0
+        now = _container_cpu_seconds(self.container_id)
+        if now is None:
+            return 0.0
+        if self.baseline is None:
+            self.baseline = 0.0 if self.cidfile is not None else now  # warm: what the waiting runner used
+        return now - self.baseline
+
+    def tick(self, limits: Limits) -> Callable[[], str | None]:
+        return lambda: CPU if self.used() > limits.cpu_s else None
 
 
 def _discard_container(client: Any, name: str, uid: int, proc: subprocess.Popen | None = None) -> None:
@@ -1199,6 +1247,7 @@ class _WarmContainer:
     name: str
     uid: int
     proc: subprocess.Popen  # `docker run -i …`: the runner inside has started and waits for its job
+    container_id: str = ""
 
 
 class _WarmPool:
@@ -1304,7 +1353,8 @@ class _WarmPool:
         client = self.backend._docker_client()
         uid = _fresh_uid()
         name = f"a4ps-warm-{os.getpid()}-{uuid.uuid4().hex[:10]}"
-        cmd = ["docker", "run", "-i", *self.backend._container_args(self.limits, uid, name),
+        cidfile = _scratch_root() / f"{name}.cid"
+        cmd = ["docker", "run", "-i", "--cidfile", str(cidfile), *self.backend._container_args(self.limits, uid, name),
                "--label", f"a4ps.warm={socket.gethostname()}:{os.getpid()}", "--env", "A4PS_READY_MARK=1",
                DOCKER_IMAGE, "python3", "-I", "-S", "-c", _runner_source()]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -1324,8 +1374,11 @@ class _WarmPool:
                         raise SandboxError("a warm container exited before it was ready: "
                                            + seen.decode(errors="replace"))
                     seen += chunk
-            return _WarmContainer(name, uid, proc)
+            container_id = cidfile.read_text().strip() if cidfile.exists() else ""
+            cidfile.unlink(missing_ok=True)
+            return _WarmContainer(name, uid, proc, container_id)
         except BaseException:
+            cidfile.unlink(missing_ok=True)
             _killpg(proc.pid)
             with contextlib.suppress(Exception):
                 proc.kill()

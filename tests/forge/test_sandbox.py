@@ -76,7 +76,7 @@ def host_keeps_working(canary):
 
 def _host_traces() -> dict[str, set[str]]:
     """What a sandbox run could leave on the host: SysV objects, processes of sandbox uids, scratch
-    mounts and dirs, run cgroups."""
+    mounts and dirs, run cgroups, sandbox containers."""
     from forge.sandbox import CGROUP_PREFIX, CGROUP_ROOT, UID_BASE, UID_SPAN, _scratch_root
 
     procs = set()
@@ -92,8 +92,13 @@ def _host_traces() -> dict[str, set[str]]:
               if line.startswith("a4ps-scratch ")}
     cgroups = {str(p) for c in ("memory", "pids", "cpuacct", "") for p in
                (CGROUP_ROOT / c / CGROUP_PREFIX).glob("run-*")}
+    containers: set[str] = set()
+    if shutil.which("docker"):
+        done = subprocess.run(["docker", "ps", "-aq", "--filter", "label=a4ps.sandbox=1"], capture_output=True,
+                              text=True, check=False, timeout=60)
+        containers = set(done.stdout.split()) if done.returncode == 0 else set()
     return {"sysv": _sysv_objects(), "processes": procs, "mounts": mounts,
-            "scratch": {p.name for p in _scratch_root().iterdir()}, "cgroups": cgroups}
+            "scratch": {p.name for p in _scratch_root().iterdir()}, "cgroups": cgroups, "containers": containers}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -326,7 +331,7 @@ def test_fork_bomb_is_contained(backend):
             "    except OSError:\n"
             "        time.sleep(0.01)\n")
     result = backend.run(code, entry=f"{marker}.py", limits=FAST)
-    assert result.killed_reason in ("pids", "timeout"), result
+    assert result.killed_reason in ("pids", "timeout", "cpu"), result
     deadline = time.monotonic() + 5
     while _host_pids_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -654,7 +659,8 @@ def test_memfd_pages_count_against_the_jobs_memory(backend):
 
 
 def test_cpu_time_is_limited_across_all_of_a_jobs_processes(backend):
-    _job_cgroups(backend)
+    if not backend.name.startswith("docker"):  # docker: the container's cgroup, read on the host
+        _job_cgroups(backend)
     code = ("import os\n"
             "for i in range(3):\n"
             "    if os.fork() == 0:\n"
