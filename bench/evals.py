@@ -9,7 +9,8 @@ in a scratch var/ (migrated here; the model file is linked from --var-dir) with 
 embedded backend and the [graph] settings and budgets of config/settings.toml.
 
 Runs the same engine as `manage.py evals run` (forge/evals/engine.py) without a database: the embedded
-llama.cpp model through ModelManager, the forge settings of config/settings.toml, the product's
+llama.cpp model through ModelManager (each persona on its model of the shipped lineup; the forge writes with
+BRICK's), the forge settings of config/settings.toml, the product's
 sandbox. The forge runs first so that `resample` gets the forge's own token budget per item. Prints a
 table, then one line `RESULT {json}`.
 """
@@ -32,6 +33,20 @@ from forge.evals.suites import load_tools  # noqa: E402
 from personas.inference import ModelManager, ModelsConfig  # noqa: E402
 
 
+def persona_models(spec: str) -> dict[str, str]:
+    """The shipped lineup ([models.embedded.persona_models] of config/settings.toml) with the
+    PERSONA=MODEL,… of --persona-models over it; a GGUF path is made absolute."""
+    from personas.inference.packaged import PACKAGED_MODELS
+
+    settings_toml = tomllib.loads((REPO / "config" / "settings.toml").read_text())
+    chosen = dict(settings_toml.get("models", {}).get("embedded", {}).get("persona_models", {}))
+    for pair in (p for p in spec.split(",") if p.strip()):
+        name, _, model = pair.partition("=")
+        model = model.strip()
+        chosen[name.strip().upper()] = model if model in PACKAGED_MODELS else str(Path(model).resolve())
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=["tools", "tasks"], default="tools")
@@ -44,8 +59,9 @@ def main() -> None:
                         help="llama.cpp threads (0 = the product's default, one core fewer than the machine has)")
     parser.add_argument("--backend", default="", help="sandbox backend (default: [forge] backend of settings.toml)")
     parser.add_argument("--persona-models", default="",
-                        help="tasks: PERSONA=MODEL,… — each persona's embedded model: a packaged model's name "
-                             "(qwen2.5-coder-1.5b, smollm2-135m, …) or a GGUF path (default: the one default model)")
+                        help="PERSONA=MODEL,… — each persona's embedded model: a packaged model's name "
+                             "(qwen2.5-coder-1.5b, smollm2-135m, …) or a GGUF path, over the shipped lineup of "
+                             "config/settings.toml; the tools suite writes with BRICK's")
     parser.add_argument("--out", default="", help="write every item's result as JSON lines to this file")
     parser.add_argument("--report", nargs="+", default=[], help="print the table from saved --out files instead")
     parser.add_argument("--budgets-from", nargs="+", default=[],
@@ -83,7 +99,8 @@ def main() -> None:
     if args.backend:
         forge_conf["backend"] = args.backend
     config = ForgeSettings.from_dict(forge_conf)
-    models = ModelsConfig.from_dict({"backend": "embedded", "embedded": {"threads": args.threads, "n_ctx": 4096}})
+    embedded = {"threads": args.threads, "n_ctx": 4096, "persona_models": persona_models(args.persona_models)}
+    models = ModelsConfig.from_dict({"backend": "embedded", "embedded": embedded})
     model = ModelManager(models, var_dir=Path(args.var_dir))
     print(f"{len(items)} items, modes {', '.join(modes)}, model {model.resolve('BRICK')[1]}, "
           f"{args.threads} thread(s), sandbox {config.backend}", flush=True)
@@ -146,13 +163,11 @@ def run_tasks(args: argparse.Namespace) -> None:
     settings_path = scratch / "config" / "settings.toml"
     text = settings_path.read_text().replace('backend = "auto"', 'backend = "embedded"', 1)
     text = re.sub(r"(?m)^threads = \d+", f"threads = {args.threads}", text)
-    if args.persona_models:
-        pairs = [p.split("=", 1) for p in args.persona_models.split(",") if p.strip()]
-        from personas.inference.packaged import PACKAGED_MODELS
-
-        lines = "".join(f'{name.strip().upper()} = "{chosen}"\n' for name, chosen in (
-            (n, p.strip() if p.strip() in PACKAGED_MODELS else Path(p.strip()).resolve()) for n, p in pairs))
-        text = text.replace("[graph]", f"[models.embedded.persona_models]\n{lines}\n[graph]", 1)
+    chosen = persona_models(args.persona_models)
+    lines = "".join(f'{name} = "{model}"\n' for name, model in chosen.items())
+    table = re.compile(r"(?ms)^\[models\.embedded\.persona_models\]\n.*?(?=^\[)")
+    text = table.sub("", text)  # the shipped lineup, merged with --persona-models, is written back below
+    text = text.replace("[graph]", f"[models.embedded.persona_models]\n{lines}\n[graph]", 1)
     settings_path.write_text(text)
     os.environ.update({"A4PS_VAR_DIR": str(scratch / "var"), "A4PS_CONFIG_DIR": str(scratch / "config"),
                        "A4PS_HUEY_IMMEDIATE": "true", "A4PS_CHANNEL_LAYER": "memory",

@@ -28,6 +28,7 @@ class ForgeSettings:
     temperature: float = 0.2
     allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS
     idle_after_runs: int = 5  # finished runs without a model calling a tool before BRICK stops being offered it
+    edge_cases: bool = False  # BRICK also writes edge-case test cases when the request has examples
     warm_pool: int = 2  # Docker backends: containers a worker keeps started ahead of need (0 = cold starts only)
     limits: Limits = field(default_factory=lambda: Limits(**DEFAULT_LIMITS))
 
@@ -63,6 +64,8 @@ class ForgeSettings:
         if isinstance(values.idle_after_runs, bool) or not isinstance(values.idle_after_runs, int) \
                 or not 0 <= values.idle_after_runs <= 10_000:
             raise ValueError("forge.idle_after_runs must be an integer between 0 (never) and 10000")
+        if not isinstance(values.edge_cases, bool):
+            raise ValueError("forge.edge_cases must be true or false")
         if isinstance(values.warm_pool, bool) or not isinstance(values.warm_pool, int) \
                 or not 0 <= values.warm_pool <= 16:
             raise ValueError("forge.warm_pool must be an integer between 0 (cold starts only) and 16")

@@ -719,13 +719,17 @@ def repair_prompt(spec: str, allowed_imports: tuple[str, ...], name: str | None,
     ]
 
 
-def tests_prompt(spec: str, name: str, count: int) -> list[dict[str, str]]:
-    """BRICK's test cases for the function, as single-line asserts with literal values."""
+def tests_prompt(spec: str, name: str, count: int, *, edge_cases: bool = False) -> list[dict[str, str]]:
+    """BRICK's test cases for the function, as single-line asserts with literal values; with
+    `edge_cases`, the cases the request's wording decides beyond the examples it shows."""
+    which = ("Pick edge cases the request's wording decides but its examples do not show: empty or "
+             "single-element input, ties, boundaries, repeated values, input the request says to refuse. "
+             if edge_cases else "Use small inputs whose result you can work out by hand, including an edge case. ")
     return [
         {"role": "system", "content": (
             f"{FORGE_TESTS_MARK}\nReply with {count} lines in one ```python code block, each exactly of the form "
-            f"`assert {name}(<literal arguments>) == <literal expected value>`. Use small inputs whose result you "
-            "can work out by hand, including an edge case. No comments, no other code.")},
+            f"`assert {name}(<literal arguments>) == <literal expected value>`. {which}"
+            "No comments, no other code.")},
         {"role": "user", "content": f"The function: {spec.strip()}"},
     ]
 
@@ -917,8 +921,8 @@ def forge_loop(
             continue
         if not model_side:
             model_side = assert_checks(own_tests, report.name)
-            if not model_side and not spec_side:
-                model_side = _ask_tests(model, spec, report, config)
+            if not model_side and (not spec_side or config.edge_cases):
+                model_side = _ask_tests(model, spec, report, config, edge_cases=bool(spec_side))
         checks = _unique([*spec_side, *model_side])
         if on_phase:
             on_phase(number, "testing")
@@ -976,11 +980,14 @@ def _same_code(code: str, earlier: list[str]) -> bool:
     return mine is not None and any(mine == _shape(other) for other in earlier if other)
 
 
-def _ask_tests(model: Any, spec: str, report: AttemptReport, config: ForgeSettings) -> list[Check]:
-    """BRICK's test cases, asked for once when neither the spec nor the reply has any."""
+def _ask_tests(model: Any, spec: str, report: AttemptReport, config: ForgeSettings, *,
+               edge_cases: bool = False) -> list[Check]:
+    """BRICK's test cases, asked for once when the reply has none: any cases when the request has no
+    examples, else (forge.edge_cases) the edge cases its wording decides that its examples leave open."""
     started = time.perf_counter()
     try:
-        result = model.chat("BRICK", tests_prompt(spec, report.name, TEST_CASES), max_tokens=TESTS_MAX_TOKENS,
+        result = model.chat("BRICK", tests_prompt(spec, report.name, TEST_CASES, edge_cases=edge_cases),
+                            max_tokens=TESTS_MAX_TOKENS,
                             temperature=0.0, stop=CODE_STOP)
     except Exception:  # without test cases the candidates are still judged on running at all
         return []
@@ -1005,8 +1012,12 @@ def _record_run(report: AttemptReport, verdict: Verdict, checks: list[Check]) ->
     if verdict.import_error:
         report.error = verdict.import_error
     elif spec_total:
-        report.passed = report.spec_passed == spec_total
-        report.error = "" if report.passed else f"fails {spec_total - report.spec_passed} of the request's examples"
+        # The examples decide; BRICK's edge cases, when there are any, must hold too before the loop
+        # stops early (otherwise more candidates are written and the best is chosen).
+        report.passed = report.spec_passed == spec_total and report.model_passed == model_total
+        report.error = "" if report.passed else (
+            f"fails {spec_total - report.spec_passed} of the request's examples" if report.spec_passed < spec_total
+            else f"fails {model_total - report.model_passed} of its edge-case test cases")
     else:
         report.passed = report.model_passed == model_total and not any(r.get("error") for r in verdict.results)
         report.error = "" if report.passed else f"fails {model_total - report.model_passed} of its test cases"

@@ -425,3 +425,46 @@ def test_camel_case_call_names_in_a_spec_become_the_snake_case_tool_name():
     assert spec == "calculate_change(price, paid) returns paid - price, e.g. calculate_change(3.5, 5) == 1.5"
     assert requested_name(spec) == "calculate_change"
     assert snake_calls("the iPhone costs more") == "the iPhone costs more"  # prose, not a call
+
+
+# ------------------------------------------------------------------------- edge cases (forge.edge_cases)
+# Passes the request's one example, but not the edge case its wording decides (an empty list).
+MEDIAN_NO_EMPTY = '''```python
+def median_of(values: list[float]) -> float:
+    """Return the median of a list of numbers."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+```'''
+MEDIAN_WITH_EMPTY = MEDIAN_NO_EMPTY.replace('    ordered = sorted(values)\n',
+                                            '    if not values:\n        return 0.0\n    ordered = sorted(values)\n')
+EDGE_SPEC = MEDIAN_SPEC.replace("non-empty list of numbers.", "list of numbers; 0.0 for an empty list.")
+
+
+def test_with_edge_cases_a_function_passing_the_examples_is_still_tried_on_the_edges():
+    model = ScriptedModel({"forge": sequence(MEDIAN_NO_EMPTY, MEDIAN_WITH_EMPTY),
+                           "forge_tests": "```python\nassert median_of([]) == 0.0\nassert median_of([7]) == 7\n```"})
+    outcome = forge_loop(EDGE_SPEC, model=model, config=ForgeSettings(edge_cases=True))
+    assert outcome.ok
+    assert model.kinds() == ["forge", "forge_tests", "forge"]
+    tests_prompt = model.calls[1]["messages"][0]["content"]
+    assert "edge cases the request's wording decides" in tests_prompt
+    first, second = outcome.attempts
+    assert not first.passed and first.error == "fails 1 of its edge-case test cases"
+    assert second.passed and "if not values" in outcome.code
+    assert "median_of([]) == 0.0" in outcome.tests
+
+
+def test_without_edge_cases_the_examples_alone_decide_as_before():
+    model = ScriptedModel({"forge": MEDIAN_NO_EMPTY})
+    outcome = forge_loop(EDGE_SPEC, model=model, config=ForgeSettings())
+    assert outcome.ok and model.kinds() == ["forge"]
+
+
+def test_a_wrong_edge_case_does_not_keep_a_right_function_out():
+    # BRICK's edge case is wrong (the median of [1, 2] is 1.5); two candidates agree against it.
+    model = ScriptedModel({"forge": MEDIAN_WITH_EMPTY,
+                           "forge_tests": "```python\nassert median_of([1, 2]) == 2\n```"})
+    outcome = forge_loop(EDGE_SPEC, model=model, config=ForgeSettings(edge_cases=True))
+    assert outcome.ok and "if not values" in outcome.code
+    assert any("median_of([1, 2]) == 2" in note for note in outcome.notes)
