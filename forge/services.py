@@ -402,6 +402,10 @@ def sandbox_pool_start() -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------------- the self-test
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def selftest_path() -> Path:
     return Path(settings.VAR_DIR) / "sandbox-selftest.json"
 
@@ -427,7 +431,7 @@ def selftest_start(*, backends: list[str], quick: bool, by: str, enqueue: Callab
     if latest and latest.get("status") in ("queued", "running") and not latest.get("stale"):
         raise ValueError("A sandbox self-test is already under way.")
     state = {"status": "queued", "backends": backends, "quick": quick, "by": by,
-             "queued": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "reports": [], "done": 0,
+             "queued": _now(), "reports": [], "done": 0,
              "total": len(backends) * sum(1 for a in _selftest_attacks(quick))}
     _selftest_write(state)
     if enqueue is not None:
@@ -449,7 +453,7 @@ def selftest_execute() -> dict[str, Any]:
     state = selftest_latest() or {}
     if state.get("status") != "queued":
         return state
-    state.update(status="running", pid=os.getpid(), started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    state.update(status="running", pid=os.getpid(), started=_now())
     _selftest_write(state)
     columns: dict[str, dict[str, Any]] = {}
 
@@ -468,6 +472,6 @@ def selftest_execute() -> dict[str, Any]:
     else:
         state.update(status="done", reports=[r.as_dict() for r in reports],
                      escapes=sum(len(r.escapes) for r in reports), weak_limits=sum(len(r.weak_limits) for r in reports))
-    state["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    state["finished"] = _now()
     _selftest_write(state)
     return state
