@@ -1051,10 +1051,10 @@ class DockerBackend(SandboxBackend):
 
     def _container_args(self, limits: Limits, uid: int, name: str) -> list[str]:
         """`docker run` options shared by a cold run and a warm container: everything but the command."""
-        # The container's cgroup also holds tini and, under gVisor, the sentry: its memory and its
-        # Go runtime threads (which the pids cgroup counts). The job itself stays bounded by
-        # RLIMIT_AS/RLIMIT_NPROC, which gVisor enforces inside the sandbox.
-        mem = limits.memory_mb + (256 if self.runtime == "runsc" else 32)
+        # The memory cgroup is the limit as configured under gVisor: the sentry's own memory counts
+        # against the job (measured: a 200 MB job runs under 256 MB). Under runc it also holds tini,
+        # hence a little headroom. RLIMIT_AS/RLIMIT_NPROC stay as the per-process layer inside.
+        mem = limits.memory_mb + (0 if self.runtime == "runsc" else 32)
         # With gVisor's ptrace platform every task also costs host threads/stub processes, and a
         # sentry that hits the pids cgroup dies (exit 2): give it headroom, the job's own count
         # is held by RLIMIT_NPROC inside gVisor.
