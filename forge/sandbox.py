@@ -246,7 +246,8 @@ def _cgroup_note() -> str:
     """What the cgroup per run enforces on this host, in words for the Forge page."""
     probe = _JobCgroup.create(Limits(), None)
     if probe is None:
-        why = "not root" if not _is_root() else "no writable cgroup hierarchy"
+        why = ("not root" if not _is_root() else "a cgroup v2 host: not used yet"
+               if (CGROUP_ROOT / "cgroup.controllers").exists() else "no writable cgroup v1 hierarchy")
         return f"no cgroup per run ({why}): memory and CPU time limited per process only"
     probe.remove()
     return (f"cgroup v{probe.version} per run: memory (memfd and tmpfs included, no swap), process count "
@@ -348,13 +349,17 @@ _cgroups_swept = False
 
 
 class _JobCgroup:
-    """One cgroup per run, where the host lets us make one (root, cgroup v1 or v2): memory (with
+    """One cgroup per run, where the host lets us make one (root, cgroup v1): memory (with
     memfd and tmpfs pages, swap off), process count and CPU time limited across all of the job's
-    processes together. Per-process rlimits stay as a second layer."""
+    processes together. Per-process rlimits stay as a second layer.
+
+    cgroup v2 is not used yet: there a process may only move itself into a cgroup if it may also write
+    the cgroup.procs of the common ancestor, which a job's fresh uid must never be given; joining as
+    root before the uid is dropped needs a different launch path."""
 
     def __init__(self, version: int, dirs: dict[str, Path]) -> None:
         self.version = version
-        self.dirs = dirs  # controller -> this run's directory ("unified" for v2)
+        self.dirs = dirs  # controller -> this run's directory
 
     # -- making one
     @classmethod
@@ -367,17 +372,14 @@ class _JobCgroup:
             _cgroups_swept = True
             cls.sweep()
         name = f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        for make in (cls._v2, cls._v1):
-            try:
-                made = make(name, limits)
-            except OSError:
-                continue
-            if made is not None:
-                if uid is not None:
-                    for procs in made.procs_files():
-                        os.chown(procs, uid, uid)
-                return made
-        return None
+        try:
+            made = cls._v1(name, limits)
+        except OSError:
+            return None
+        if made is not None and uid is not None:
+            for procs in made.procs_files():
+                os.chown(procs, uid, uid)
+        return made
 
     @classmethod
     def _v1(cls, name: str, limits: Limits) -> _JobCgroup | None:
@@ -405,36 +407,9 @@ class _JobCgroup:
         return made
 
     @classmethod
-    def _v2(cls, name: str, limits: Limits) -> _JobCgroup | None:
-        if not (CGROUP_ROOT / "cgroup.controllers").exists():
-            return None
-        wanted = {"memory", "pids", "cpu"}
-        if not wanted <= set((CGROUP_ROOT / "cgroup.controllers").read_text().split()):
-            return None
-        parent = CGROUP_ROOT / CGROUP_PREFIX
-        parent.mkdir(exist_ok=True)
-        for level in (CGROUP_ROOT, parent):  # the parent holds no process, so it may delegate
-            enabled = set((level / "cgroup.subtree_control").read_text().split())
-            if not wanted <= enabled:
-                (level / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in sorted(wanted)))
-        path = parent / name
-        path.mkdir()
-        made = cls(2, {"unified": path})
-        try:
-            (path / "memory.max").write_text(str(limits.memory_mb * 1024 * 1024))
-            with contextlib.suppress(OSError):
-                (path / "memory.swap.max").write_text("0")
-            (path / "pids.max").write_text(str(limits.pids))
-        except OSError:
-            made.remove()
-            raise
-        return made
-
-    @classmethod
     def sweep(cls) -> None:
         """Remove the run cgroups a dead process left (named run-<pid>-…)."""
-        for parent in [CGROUP_ROOT / c / CGROUP_PREFIX for c in ("memory", "pids", "cpuacct")] + \
-                [CGROUP_ROOT / CGROUP_PREFIX]:
+        for parent in [CGROUP_ROOT / c / CGROUP_PREFIX for c in ("memory", "pids", "cpuacct")]:
             with contextlib.suppress(OSError):
                 for path in parent.glob("run-*-*"):
                     pid = path.name.split("-")[1]
@@ -448,27 +423,18 @@ class _JobCgroup:
     def cpu_seconds(self) -> float:
         """CPU time used so far by every process the job started, dead or alive."""
         try:
-            if self.version == 1:
-                return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
-            for line in (self.dirs["unified"] / "cpu.stat").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "usage_usec":
-                    return int(value) / 1e6
+            return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
         except (OSError, ValueError):
-            pass
-        return 0.0
+            return 0.0
 
     def oom_killed(self) -> bool:
         """Whether the kernel killed a process of the job for the memory limit."""
         try:
-            if self.version == 1:
-                text = (self.dirs["memory"] / "memory.oom_control").read_text()
-                kills = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
-                if "oom_kill" in kills:
-                    return int(kills["oom_kill"]) > 0
-                return int((self.dirs["memory"] / "memory.failcnt").read_text()) > 0
-            events = (self.dirs["unified"] / "memory.events").read_text().split()
-            return int(dict(zip(events[::2], events[1::2], strict=False)).get("oom_kill", "0")) > 0
+            text = (self.dirs["memory"] / "memory.oom_control").read_text()
+            kills = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
+            if "oom_kill" in kills:
+                return int(kills["oom_kill"]) > 0
+            return int((self.dirs["memory"] / "memory.failcnt").read_text()) > 0
         except (OSError, ValueError):
             return False
 
