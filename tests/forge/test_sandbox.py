@@ -692,9 +692,11 @@ def test_inodes_in_scratch_are_capped(backend):
 def test_a_cgroup_v2_host_keeps_per_process_limits_and_says_so(monkeypatch, tmp_path):
     from forge import sandbox as sandbox_mod
 
-    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
-    monkeypatch.setattr(sandbox_mod, "CGROUP_ROOT", tmp_path)
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    monkeypatch.setattr(sandbox_mod, "CGROUP_ROOT", root)
     monkeypatch.setattr(sandbox_mod, "_is_root", lambda: True)
     assert sandbox_mod._JobCgroup.create(Limits(), None) is None
     assert sandbox_mod._cgroup_note().startswith("no cgroup per run (a cgroup v2 host: not used yet)")
-    assert list(tmp_path.iterdir()) == [tmp_path / "cgroup.controllers"]  # nothing made there
+    assert list(root.iterdir()) == [root / "cgroup.controllers"]  # nothing made there
