@@ -121,7 +121,7 @@ def produce_resample(item: ToolItem, model: Any, config: ForgeSettings, *, budge
     """Independent samples until the token budget is spent; the first that passes the spec's examples."""
     name = requested_name(item.spec)
     checks = spec_checks(item.spec, name)
-    tokens, samples, fallback = 0, 0, ""
+    tokens, samples, first = 0, 0, ""
     while (tokens < budget or samples == 0) and samples < MAX_RESAMPLES:
         temperature = 0.0 if samples == 0 else RESAMPLE_TEMPERATURE
         reply, used = _chat(model, function_prompt(item.spec, config.allowed_imports, name), config=config,
@@ -129,16 +129,17 @@ def produce_resample(item: ToolItem, model: Any, config: ForgeSettings, *, budge
         tokens += used
         samples += 1
         code = _code_of(reply)
+        first = first or code  # the greedy sample, judged as it is when nothing better turns up (as `single`)
         if not static_check(code, "", config.allowed_imports).ok:
             continue
         if not checks:
             return Produced(code=code, attempts=samples, tokens=tokens, detail={"chosen_by": "static checks"})
-        fallback = fallback or code
         verdict = judge(code, checks, backend=config.backend, limits=config.limits)
         if not verdict.import_error and all(r.get("ok") for r in verdict.results):
             return Produced(code=code, attempts=samples, tokens=tokens, detail={"chosen_by": "spec examples"})
-    return Produced(code=fallback, attempts=samples, tokens=tokens,
-                    detail={"chosen_by": "first sample (none passed the examples)" if fallback else "none"})
+    why = "none passed the examples" if checks else "none passed the static checks"
+    return Produced(code=first, attempts=samples, tokens=tokens,
+                    detail={"chosen_by": f"first sample ({why})" if first else "none"})
 
 
 def run_tool_item(item: ToolItem, mode: str, model: Any, config: ForgeSettings, *,

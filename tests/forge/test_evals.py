@@ -180,6 +180,26 @@ def test_resample_spends_the_token_budget_of_the_previous_forge_run():
     assert results_of(resample)["str-001"].attempts == 1
 
 
+class DemoPrintModel(SuiteModel):
+    """Writes each reference with a demo print at module level: right code that the static checks refuse."""
+
+    def write(self, count: int, messages: list[dict]) -> str | Reply:
+        item = next(i for i in TOOLS if i.id == self.item_asked(messages))
+        return Reply(content=f"```python\n{item.reference}\nprint('demo')\n```", completion_tokens=WRONG_TOKENS)
+
+    write.wants_messages = True  # type: ignore[attr-defined]
+
+
+def test_resample_never_does_worse_than_single_on_code_the_static_checks_refuse():
+    single = execute("tools", "single", 2, DemoPrintModel())
+    resample = execute("tools", "resample", 2, DemoPrintModel())
+    assert [r.passed for r in results_of(single).values()] == [True, True]
+    chosen = results_of(resample)
+    assert [r.passed for r in chosen.values()] == [True, True]
+    assert {r.detail["chosen_by"] for r in chosen.values()} <= {
+        "first sample (none passed the examples)", "first sample (none passed the static checks)"}
+
+
 def test_a_crashed_item_is_recorded_with_the_reason_and_the_run_goes_on():
     model = SuiteModel(crash=("str-002",))
     run = execute("tools", "single", 3, model)
