@@ -5,6 +5,10 @@ It imports only `a4ps_site` and the personas kernel, never `memory`. In ready() 
 kernel's ports what the graph needs of it (forge a tool mid-run, the live tool schemas, tool calls in
 the sandbox) and has the worker take forge requests queued from the Forge page.
 """
+import contextlib
+import sys
+import threading
+
 from django.apps import AppConfig
 
 
@@ -39,3 +43,16 @@ class ForgeConfig(AppConfig):
                 eval_run(int(event.payload["eval_run"]))
 
         events.subscribe(["evals.queued"], "eval worker", take_queued_eval)
+
+        if "daphne" in (sys.argv[0] if sys.argv else ""):
+            # The web process checks its sandbox (probes and the quick self-test take seconds) in the
+            # background at start, so the first Forge page does not wait for it.
+            def check_sandbox() -> None:
+                from forge import sandbox
+                from forge.config import forge_settings
+
+                with contextlib.suppress(Exception):
+                    sandbox.select_backend(forge_settings().backend)
+                    sandbox.available_backends()
+
+            threading.Thread(target=check_sandbox, name="a4ps-sandbox-check", daemon=True).start()

@@ -675,10 +675,11 @@ class SandboxBackend(ABC):
         self._quick: str | None = None  # the quick self-test's verdict in this process: "" passed, else why not
         self._quick_running = False
 
-    def status(self, *, refresh: bool = False) -> BackendStatus:
-        """Availability (cached for a minute), verified by a probe run that reports what is enforced,
-        and, once per process, by the quick pass of the sandbox self-test: a backend that lets one of
-        its escapes through is not used."""
+    def status(self, *, refresh: bool = False, quick: bool = False) -> BackendStatus:
+        """Availability (cached for a minute), verified by a probe run that reports what is enforced.
+        With `quick` (before a backend is used: run(), select_backend()), also by the quick pass of the
+        sandbox self-test, once per process: a backend that lets one of its escapes through is not used.
+        Without it, a verdict this process already has still applies."""
         with self._status_lock:
             if refresh or self._status is None or time.monotonic() - self._status_at > STATUS_TTL_S:
                 try:
@@ -687,7 +688,7 @@ class SandboxBackend(ABC):
                     self._status = BackendStatus(self.name, False, f"{type(exc).__name__}: {exc}")
                 self._status_at = time.monotonic()
             status = self._status
-            quick_now = (status.available and self._quick is None and not self._quick_running
+            quick_now = (quick and status.available and self._quick is None and not self._quick_running
                          and os.environ.get("A4PS_SANDBOX_SELFTEST", "1") != "0")
             if quick_now:
                 self._quick_running = True  # the self-test's own runs see the probe's status meanwhile
@@ -729,7 +730,7 @@ class SandboxBackend(ABC):
         for rel in all_files:
             _check_rel_path(rel)
         all_files[entry] = code
-        status = self.status()
+        status = self.status(quick=True)
         if not status.available and not (force and status.reason.startswith("failed the sandbox self-test")):
             raise SandboxUnavailable(f"{self.name}: {status.reason}")
         job = {"files": all_files, "entry": entry, "stdin": stdin, "limits": limits.as_job()}
@@ -1398,18 +1399,19 @@ def available_backends(*, refresh: bool = False) -> list[BackendStatus]:
 
 
 def select_backend(preference: str = "auto") -> SandboxBackend:
-    """The named backend, or with "auto" the strongest available one; raises SandboxUnavailable."""
+    """The named backend, or with "auto" the strongest available one that passes the quick self-test
+    (run once per process for each backend tried); raises SandboxUnavailable."""
     preference = (preference or "auto").strip().lower()
     if preference != "auto":
         backend = get_backend(preference)
-        status = backend.status()
+        status = backend.status(quick=True)
         if not status.available:
             raise SandboxUnavailable(f"{backend.name}: {status.reason}")
         return backend
     reasons = []
     for name in ORDER:
         backend = get_backend(name)
-        status = backend.status()
+        status = backend.status(quick=True)
         if status.available:
             return backend
         reasons.append(f"{name}: {status.reason}")
