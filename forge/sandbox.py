@@ -44,7 +44,6 @@ __all__ = [
     "get_backend",
     "run",
     "select_backend",
-    "warm_pool_status",
 ]
 
 RUNNER_PATH = Path(__file__).resolve().parent.parent / "sandbox" / "runner.py"
@@ -250,7 +249,7 @@ def _cgroup_note() -> str:
                if (CGROUP_ROOT / "cgroup.controllers").exists() else "no writable cgroup v1 hierarchy")
         return f"no cgroup per run ({why}): memory and CPU time limited per process only"
     probe.remove()
-    return (f"cgroup v{probe.version} per run: memory (memfd and tmpfs included, no swap), process count "
+    return ("cgroup v1 per run: memory (memfd and tmpfs included, no swap), process count "
             "and CPU time limited across all of the job's processes")
 
 
@@ -357,8 +356,7 @@ class _JobCgroup:
     the cgroup.procs of the common ancestor, which a job's fresh uid must never be given; joining as
     root before the uid is dropped needs a different launch path."""
 
-    def __init__(self, version: int, dirs: dict[str, Path]) -> None:
-        self.version = version
+    def __init__(self, dirs: dict[str, Path]) -> None:
         self.dirs = dirs  # controller -> this run's directory
 
     # -- making one
@@ -386,7 +384,7 @@ class _JobCgroup:
         controllers = {c: CGROUP_ROOT / c for c in ("memory", "pids", "cpuacct")}
         if not all((d / "cgroup.procs").exists() for d in controllers.values()):
             return None
-        made = cls(1, {})
+        made = cls({})
         try:
             for controller, base in controllers.items():
                 path = base / CGROUP_PREFIX / name
@@ -414,7 +412,7 @@ class _JobCgroup:
                 for path in parent.glob("run-*-*"):
                     pid = path.name.split("-")[1]
                     if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                        cls(1, {"stale": path}).remove()
+                        cls({"stale": path}).remove()
 
     # -- using one
     def procs_files(self) -> list[str]:
@@ -911,7 +909,7 @@ class BubblewrapBackend(_LocalBase):
     startup_allowance_s = 1.5
     _signal_in_exit_code = True  # bwrap exits 128+n when the job dies of signal n
     _needs_disk_watch = False
-    SCRATCH = "/a4ps-job"  # not /work or /tmp: a bound-in Python prefix may live there
+    SCRATCH = "/a4ps-job"  # a path no Python prefix uses: the tmpfs here would hide a bound-in prefix
 
     def _scratch_inside(self, scratch_host: str) -> str:
         return self.SCRATCH
@@ -1429,12 +1427,6 @@ def configure_warm_pool(size: int, limits: Limits, preference: str = "auto",
         return None
     backend.warm(size, limits, on_change)
     return backend.pool_status()
-
-
-def warm_pool_status() -> list[dict[str, Any]]:
-    """The warm pools of this process (a worker's), for the Forge page and the bench."""
-    return [status for backend in _backends().values() if isinstance(backend, DockerBackend)
-            for status in [backend.pool_status()] if status is not None]
 
 
 def run(
