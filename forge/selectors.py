@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from django.conf import settings
 from django.db.models import Count, QuerySet
 from django.template.loader import render_to_string
 
@@ -63,10 +64,18 @@ def sandbox_status() -> dict:
             "pools": warm_pools()}
 
 
+def pool_status_dir() -> Path:
+    """Where each worker keeps the status of its warm pool, one file per worker pid."""
+    return Path(settings.VAR_DIR) / "sandbox-pools"
+
+
+def selftest_path() -> Path:
+    """The last sandbox self-test, as the worker running it writes it after every attack."""
+    return Path(settings.VAR_DIR) / "sandbox-selftest.json"
+
+
 def warm_pools() -> list[dict]:
     """Each live worker's warm pool (from the status file it keeps); files of dead workers are dropped."""
-    from forge.services import pool_status_dir
-
     found = []
     folder = pool_status_dir()
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -85,8 +94,6 @@ def warm_pools() -> list[dict]:
 
 def selftest_latest() -> dict | None:
     """The last sandbox self-test (queued, running or finished); a run whose worker died is marked stale."""
-    from forge.services import selftest_path
-
     path = selftest_path()
     try:
         state = json.loads(path.read_text(encoding="utf-8"))

@@ -22,6 +22,7 @@ from forge import registry as registry_mod
 from forge import sandbox
 from forge.config import forge_settings
 from forge.models import ForgeAttempt, ForgeRequest, Tool, ToolCall, ToolVersion
+from forge.selectors import pool_status_dir, selftest_latest, selftest_path
 from forge.toolforge import (
     AttemptReport,
     assert_checks,
@@ -366,10 +367,6 @@ def tool_call_for_graph(*, name: str, arguments: Any, run_id: int | None = None)
 
 
 # ------------------------------------------------------------------------------- the warm pool
-def pool_status_dir() -> Path:
-    return Path(settings.VAR_DIR) / "sandbox-pools"
-
-
 def _pool_status_write(status: dict[str, Any]) -> None:
     """The worker's warm pool, as a file the web process shows on the Forge page (one per worker)."""
     folder = pool_status_dir()
@@ -406,10 +403,6 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def selftest_path() -> Path:
-    return Path(settings.VAR_DIR) / "sandbox-selftest.json"
-
-
 def _selftest_write(state: dict[str, Any]) -> None:
     path = selftest_path()
     tmp = path.with_suffix(".tmp")
@@ -425,8 +418,6 @@ def selftest_start(*, backends: list[str], quick: bool, by: str, enqueue: Callab
     if not backends or unknown:
         raise ValueError(f"Choose backends among {', '.join(sandbox.ORDER)}" + (f" (not {', '.join(unknown)})"
                                                                                  if unknown else ""))
-    from forge.selectors import selftest_latest
-
     latest = selftest_latest()
     if latest and latest.get("status") in ("queued", "running") and not latest.get("stale"):
         raise ValueError("A sandbox self-test is already under way.")
@@ -447,7 +438,6 @@ def _selftest_attacks(quick: bool) -> list[Any]:
 
 def selftest_execute() -> dict[str, Any]:
     """Run the queued self-test here, writing the matrix after every attack so the page can follow."""
-    from forge.selectors import selftest_latest
     from forge.selftest import Report, run_selftest
 
     state = selftest_latest() or {}

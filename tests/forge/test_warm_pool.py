@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from forge import sandbox
 from forge.config import ForgeSettings
-from forge.services import pool_status_dir
+from forge.selectors import pool_status_dir
 
 LIMITS = sandbox.Limits(wall_s=5, cpu_s=5, memory_mb=128, pids=32, file_size_mb=8, open_files=32,
                         output_bytes=16 * 1024, scratch_mb=16)
