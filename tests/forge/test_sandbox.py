@@ -26,7 +26,7 @@ from forge.sandbox import (
     get_backend,
     select_backend,
 )
-from forge.selftest import GUARD
+from forge.selftest import GUARD, processes_with, sysv_objects
 
 # Short limits keep every attack bounded; the slack covers container start-up on a busy host.
 FAST = Limits(wall_s=3, cpu_s=3, memory_mb=128, pids=32, file_size_mb=8, open_files=32,
@@ -97,7 +97,7 @@ def _host_traces() -> dict[str, set[str]]:
         done = subprocess.run(["docker", "ps", "-aq", "--filter", "label=a4ps.sandbox=1"], capture_output=True,
                               text=True, check=False, timeout=60)
         containers = set(done.stdout.split()) if done.returncode == 0 else set()
-    return {"sysv": _sysv_objects(), "processes": procs, "mounts": mounts,
+    return {"sysv": sysv_objects(), "processes": procs, "mounts": mounts,
             "scratch": {p.name for p in _scratch_root().iterdir()}, "cgroups": cgroups, "containers": containers}
 
 
@@ -172,18 +172,6 @@ def listeners():
     lst = _Listeners()
     yield lst
     lst.close()
-
-
-def _host_pids_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 def _assert_reported(result, *needles: str) -> None:
@@ -333,9 +321,9 @@ def test_fork_bomb_is_contained(backend):
     result = backend.run(code, entry=f"{marker}.py", limits=FAST)
     assert result.killed_reason in ("pids", "timeout", "cpu", "memory"), result
     deadline = time.monotonic() + 5
-    while _host_pids_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _host_pids_with(marker) == []  # nothing of the bomb outlives the run
+    assert processes_with(marker) == []  # nothing of the bomb outlives the run
 
 
 def test_memory_hog_is_stopped(backend):
@@ -501,18 +489,6 @@ def test_socket_creation_is_denied(backend):
 
 
 # ------------------------------------------------------- IPC, datagrams and metadata (no trace left)
-def _sysv_objects() -> set[str]:
-    """Every SysV shared-memory segment, semaphore set and message queue on the host, by kind and id."""
-    found = set()
-    for kind in ("shm", "sem", "msg"):
-        try:
-            lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        found |= {f"{kind}:{line.split()[1]}" for line in lines if line.split()}
-    return found
-
-
 SYSV_ATTACK = """import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 IPC_CREAT = 0o1000
@@ -527,19 +503,19 @@ print(" ".join(made))
 
 
 def test_sysv_ipc_is_denied_and_nothing_outlives_the_job(backend):
-    before = _sysv_objects()
+    before = sysv_objects()
     result = backend.run(SYSV_ATTACK, limits=FAST)
     assert result.exit_code == 0, result
     assert "made" not in result.stdout, result.stdout
-    assert _sysv_objects() - before == set()
+    assert sysv_objects() - before == set()
 
 
 def test_sysv_attack_works_without_a_sandbox():
     """Control: bare, the payload does create the objects (removed again here)."""
-    before = _sysv_objects()
+    before = sysv_objects()
     done = subprocess.run([sys.executable, "-c", SYSV_ATTACK], capture_output=True, text=True, check=False,
                           timeout=30)
-    made = _sysv_objects() - before
+    made = sysv_objects() - before
     for obj in made:
         kind, ident = obj.split(":")
         subprocess.run(["ipcrm", {"shm": "-m", "sem": "-s", "msg": "-q"}[kind], ident], check=True,
