@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import atexit
 import contextlib
 import ctypes
 import logging
@@ -975,6 +976,7 @@ class DockerBackend(SandboxBackend):
         self._client: Any = None  # a docker.DockerClient once connected; the SDK is untyped
         self._pool: _WarmPool | None = None
         self._pool_lock = threading.Lock()
+        self._swept = False  # containers of dead processes removed once, at this process's first job
 
     def _docker_client(self) -> Any:
         if self._client is None:
@@ -1025,7 +1027,7 @@ class DockerBackend(SandboxBackend):
         # is held by RLIMIT_NPROC inside gVisor.
         pids_cgroup = limits.pids + 4 if self.runtime == "runc" else 4096 + 64 * limits.pids
         return [
-            "--name", name, "--label", "a4ps.sandbox=1",
+            "--name", name, "--label", "a4ps.sandbox=1", "--label", f"a4ps.owner={owner_label()}",
             "--runtime", self.runtime, "--network", "none", "--read-only",
             "--tmpfs", f"{self.SCRATCH}:rw,nosuid,nodev,noexec,size={limits.scratch_mb}m,"
                        f"nr_inodes={SCRATCH_INODES},mode=1777",
@@ -1072,7 +1074,37 @@ class DockerBackend(SandboxBackend):
         pool = self._pool
         return pool.status() if pool is not None else None
 
+    def sweep_orphans(self) -> int:
+        """Remove the sandbox containers, warm or cold, running or exited, that a process of this
+        host left behind when it died (SIGKILL, a crash, a daemon thread cut off at exit); returns
+        how many. Containers of live processes and of other hosts are left alone."""
+        client = self._docker_client()
+        removed = 0
+        with contextlib.suppress(Exception):  # dockerd away: nothing to sweep now
+            for found in client.api.containers(all=True, filters={"label": "a4ps.sandbox=1"}):
+                labels = found.get("Labels") or {}
+                owner = labels.get("a4ps.owner")
+                # Containers from before owner labels: only exited ones, and only when old enough
+                # that no live process still reads their state.
+                legacy_gone = (owner is None and found.get("State") == "exited"
+                               and time.time() - float(found.get("Created") or 0) > 600)
+                if legacy_gone or (owner is not None and owner_is_gone(owner)):
+                    with contextlib.suppress(Exception):
+                        client.api.remove_container(found["Id"], force=True)
+                        removed += 1
+        if removed:
+            logger.info("removed %d sandbox container(s) left by dead processes", removed)
+        return removed
+
+    def _sweep_once(self) -> None:
+        with self._pool_lock:
+            if self._swept:
+                return
+            self._swept = True
+        threading.Thread(target=self.sweep_orphans, name=f"a4ps-sweep-{self.name}", daemon=True).start()
+
     def _execute(self, job: dict, limits: Limits) -> _Outcome:
+        self._sweep_once()
         pool = self._pool
         if pool is not None and pool.limits == limits:
             container = pool.take()
@@ -1183,6 +1215,10 @@ class _ContainerCpu:
         return lambda: CPU if self.used() > limits.cpu_s else None
 
 
+_DISCARDS: set[threading.Thread] = set()
+_DISCARDS_LOCK = threading.Lock()
+
+
 def _discard_container(client: Any, name: str, uid: int, proc: subprocess.Popen | None = None) -> None:
     """Remove a used container in the background (gVisor takes a while to stop); its uid is free after."""
     def remove() -> None:
@@ -1195,8 +1231,52 @@ def _discard_container(client: Any, name: str, uid: int, proc: subprocess.Popen 
                 with contextlib.suppress(Exception):
                     proc.wait(timeout=30)
             _release_uid(uid)
+            with _DISCARDS_LOCK:
+                _DISCARDS.discard(threading.current_thread())
 
-    threading.Thread(target=remove, name=f"a4ps-discard-{name}", daemon=True).start()
+    thread = threading.Thread(target=remove, name=f"a4ps-discard-{name}", daemon=True)
+    with _DISCARDS_LOCK:
+        _DISCARDS.add(thread)
+    thread.start()
+
+
+@atexit.register
+def _finish_discards(budget_s: float = 15.0) -> None:
+    """A process that ran a job and exits (a command, a test run) removes its containers first,
+    for up to budget_s; what is left then is swept by the next process that uses Docker."""
+    deadline = time.monotonic() + budget_s
+    with _DISCARDS_LOCK:
+        pending = list(_DISCARDS)
+    for thread in pending:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _process_start(pid: int) -> str:
+    """The start time of process pid in clock ticks since boot ("" when it does not exist): with the
+    pid it names one process, even after the pid is reused."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat_line.rpartition(")")[2].split()[19]
+
+
+def owner_label(pid: int | None = None) -> str:
+    """host:pid:start of the process that owns a sandbox container (this one by default)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+
+
+def owner_is_gone(label: str, host: str | None = None) -> bool:
+    """Whether the process an owner label names is of this host and no longer runs. A label of
+    another host is never gone from here: that host sweeps its own."""
+    parts = label.rsplit(":", 2)
+    if len(parts) != 3:
+        return False
+    owner_host, pid, start = parts
+    if owner_host != (host or socket.gethostname()) or not pid.isdigit():
+        return False
+    return _process_start(int(pid)) != start
 
 
 def _quiet(call: Callable[..., Any], *args: Any) -> None:
@@ -1230,7 +1310,7 @@ class _WarmPool:
         self.last_error = ""
         self._cond = threading.Condition()
         self._closed = False
-        self._sweep_orphans()
+        backend.sweep_orphans()
         self._thread = threading.Thread(target=self._fill, name=f"a4ps-warm-{backend.name}", daemon=True)
         self._thread.start()
 
@@ -1353,16 +1433,6 @@ class _WarmPool:
             _release_uid(uid)
             raise
 
-    def _sweep_orphans(self) -> None:
-        """Remove warm containers a dead process of this host left behind."""
-        client = self.backend._docker_client()
-        host = socket.gethostname()
-        with contextlib.suppress(Exception):
-            for found in client.api.containers(all=True, filters={"label": "a4ps.warm"}):
-                owner = (found.get("Labels") or {}).get("a4ps.warm", "")
-                owner_host, _, pid = owner.rpartition(":")
-                if owner_host == host and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                    client.api.remove_container(found["Id"], force=True)
 
 
 # ------------------------------------------------------------------------------- selection

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from forge import sandbox
@@ -83,6 +86,44 @@ def test_a_stopping_worker_leaves_no_warm_container(docker_backend):
     assert _warm_containers() == set()
 
 
+def _sandbox_containers() -> dict[str, str]:
+    done = subprocess.run(["docker", "ps", "-a", "--filter", "label=a4ps.sandbox=1",
+                           "--format", "{{.Names}} {{.Label \"a4ps.owner\"}}"],
+                          capture_output=True, text=True, check=False, timeout=60)
+    return dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+
+
+def test_containers_of_a_killed_worker_are_swept_and_no_one_elses(docker_backend):
+    # A worker SIGKILLed mid-job: its cold container keeps running with nobody to remove it.
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from forge import sandbox\n"
+         f"sandbox.get_backend({docker_backend.name!r}).run('import time\\ntime.sleep(300)', "
+         "limits=sandbox.Limits(wall_s=300, cpu_s=300))"],
+        cwd=settings.BASE_DIR, start_new_session=True)
+    theirs = sandbox.owner_label(child.pid)
+    deadline = time.monotonic() + 120
+    while theirs not in _sandbox_containers().values():
+        assert time.monotonic() < deadline and child.poll() is None, "the worker's job never started"
+        time.sleep(0.5)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    # Containers of a live process (this one) and of another host must survive the sweep.
+    mine = f"a4ps-sweep-mine-{os.getpid()}"
+    elsewhere = f"a4ps-sweep-elsewhere-{os.getpid()}"
+    for name, owner in ((mine, sandbox.owner_label()), (elsewhere, f"another-host:{os.getpid()}:1")):
+        subprocess.run(["docker", "run", "-d", "--name", name, "--label", "a4ps.sandbox=1",
+                        "--label", f"a4ps.owner={owner}", "--network", "none", sandbox.DOCKER_IMAGE,
+                        "python3", "-c", "import time; time.sleep(300)"],
+                       check=True, capture_output=True, timeout=120)
+    try:
+        assert docker_backend.sweep_orphans() >= 1
+        left = _sandbox_containers()
+        assert theirs not in left.values()
+        assert mine in left and elsewhere in left
+    finally:
+        subprocess.run(["docker", "rm", "-f", mine, elsewhere], capture_output=True, timeout=120)
+
+
 # ------------------------------------------------------------------------ settings and the page
 def test_warm_pool_setting_is_checked():
     assert ForgeSettings.from_dict({}).warm_pool == 2
@@ -106,3 +147,16 @@ def test_the_forge_page_shows_each_live_workers_pool_and_forgets_dead_ones(auth_
     assert f"Warm pool</strong> of worker {os.getpid()} (docker-runsc): 1 of 2 containers ready, 1 starting" in html
     assert "7 jobs served warm, 2 started cold" in html
     assert "999999999" not in html and not dead.exists()
+
+
+def test_an_owner_label_names_one_process_even_after_its_pid_is_reused():
+    child = subprocess.Popen(["sleep", "30"])
+    label = sandbox.owner_label(child.pid)
+    assert not sandbox.owner_is_gone(label)
+    host, pid, _start = label.rsplit(":", 2)
+    assert sandbox.owner_is_gone(f"{host}:{pid}:1")  # same pid, another process's start time
+    assert not sandbox.owner_is_gone(f"another-host:{pid}:1")  # another host sweeps its own
+    assert not sandbox.owner_is_gone("not a label")
+    child.kill()
+    child.wait()
+    assert sandbox.owner_is_gone(label)
