@@ -3,6 +3,8 @@ next to a plain PEFT loop.
 
     python bench/finetune.py [--steps 30 --hidden 256 --layers 4 --max-len 256]   # a model built from a config
     python bench/finetune.py --base var/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf --steps 5
+    python bench/finetune.py --start --base var/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+        # a job's start: loading a GGUF base by dequantising it, then from the dequantised cache
 """
 from __future__ import annotations
 
@@ -55,6 +57,28 @@ def plain_peft(model, tokenizer, chats, hyper: ft.Hyperparameters) -> tuple[int,
     return tokens, time.perf_counter() - started, losses
 
 
+def start(base: Path) -> None:
+    """Seconds from a job's start to a trainable model: cold (dequantise and cache) and from the cache."""
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="a4ps-bench-cache-") as cache:
+        timings = {}
+        models = []
+        for name in ("dequantise", "cached"):
+            lines: list[str] = []
+            started = time.perf_counter()
+            model, _tok, _ = ft.load_base(base, log=lines.append, cache_dir=Path(cache))
+            timings[name] = round(time.perf_counter() - started, 1)
+            print(f"{name:<12}{timings[name]:>8} s   " + " | ".join(lines))
+            models.append(model.state_dict())
+        same = all(torch.equal(models[0][k], models[1][k]) for k in models[0])
+        size = sum(r["bytes"] for r in ft.cached_bases(Path(cache)))
+    print(f"cache on disk: {size / 1e9:.2f} GB; weights identical: {same}; "
+          f"speed-up {timings['dequantise'] / max(timings['cached'], 0.1):.0f}x")
+    print("RESULT " + json.dumps({"dequantise_s": timings["dequantise"], "cached_s": timings["cached"],
+                                  "cache_bytes": size, "identical": same}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base", default="", help="a model directory or GGUF (default: one built from a config)")
@@ -63,7 +87,13 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--max-len", type=int, default=256)
     parser.add_argument("--examples", type=int, default=16)
+    parser.add_argument("--start", action="store_true", help="time loading --base cold and from the cache")
     args = parser.parse_args()
+    if args.start:
+        if not args.base.endswith(".gguf"):
+            parser.error("--start needs --base <a GGUF file>")
+        start(Path(args.base))
+        return
 
     import torch
 

@@ -1,11 +1,15 @@
 """LoRA fine-tuning of a persona's model (PEFT on the CPU, Unsloth on a CUDA GPU) and its GGUF adapter export."""
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib.util
 import json
 import math
+import os
 import random
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -250,8 +254,72 @@ def training_backend() -> str:
     return "peft"
 
 
-def load_base(base: str | Path, *, max_len: int = 512, log: Log = print) -> tuple[Any, Any, str]:
-    """(model, tokenizer, backend) for a GGUF file (dequantised by transformers) or a model directory."""
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(8 * 1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+CACHE_COMPLETE = "a4ps-cache.json"  # written last: an entry without it is unfinished and ignored
+
+
+def cached_bases(cache_dir: Path) -> list[dict[str, Any]]:
+    """The dequantised bases in cache_dir: digest, source file name, bytes and when each was made."""
+    rows = []
+    for entry in sorted(Path(cache_dir).glob("*")) if Path(cache_dir).is_dir() else []:
+        marker = entry / CACHE_COMPLETE
+        if not marker.is_file():
+            continue
+        try:
+            meta = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+        rows.append({"digest": entry.name, "source": meta.get("source", ""), "bytes": size,
+                     "created": meta.get("created", 0.0), "path": str(entry)})
+    return rows
+
+
+def _store_in_cache(model: Any, tokenizer: Any, entry: Path, source: Path, log: Log) -> None:
+    """Save the dequantised model as a model directory under entry (atomically: a temp dir renamed)."""
+    started = time.perf_counter()
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        # transformers refuses save_pretrained on a model loaded from a GGUF (its quantizer is marked
+        # unserialisable), though the weights are plain float32 by now: write them and the config
+        # ourselves, without the GGUF quantization entry, so the cached copy loads as a plain model.
+        from safetensors.torch import save_model
+
+        tmp.mkdir(parents=True)
+        config = copy.deepcopy(model.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(str(tmp))
+        save_model(model, str(tmp / "model.safetensors"))  # handles the tied embedding / output weights
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / CACHE_COMPLETE).write_text(json.dumps({"source": source.name, "created": time.time()}))
+        try:
+            os.replace(tmp, entry)
+        except OSError:  # another job cached the same base meanwhile: theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:  # a full disk costs the next job its head start, never this job
+        shutil.rmtree(tmp, ignore_errors=True)
+        log(f"Could not cache the dequantised base ({exc}); the next job dequantises again.")
+        return
+    size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+    log(f"Cached the dequantised base ({size / 1e9:.1f} GB in {time.perf_counter() - started:.1f} s): "
+        "later jobs on this file start from it.")
+
+
+def load_base(base: str | Path, *, max_len: int = 512, log: Log = print,
+              cache_dir: Path | None = None) -> tuple[Any, Any, str]:
+    """(model, tokenizer, backend) for a GGUF file (dequantised by transformers) or a model directory.
+
+    With cache_dir, a GGUF is dequantised once per file content (its SHA-256) and kept there as a model
+    directory; later loads of the same file read that instead."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -260,6 +328,7 @@ def load_base(base: str | Path, *, max_len: int = 512, log: Log = print) -> tupl
         raise FineTuneError(f"base model {path} does not exist")
     backend = training_backend()
     started = time.perf_counter()
+    entry: Path | None = None
     try:
         if backend == "unsloth" and path.is_dir():
             from unsloth import FastLanguageModel
@@ -269,12 +338,22 @@ def load_base(base: str | Path, *, max_len: int = 512, log: Log = print) -> tupl
         else:
             backend = "peft"
             kwargs: dict[str, Any] = {}
-            if path.suffix == ".gguf":
+            where = str(path)
+            if path.suffix == ".gguf" and cache_dir is not None:
+                digest = file_sha256(path)
+                entry = Path(cache_dir) / digest
+                if (entry / CACHE_COMPLETE).is_file():
+                    where = str(entry)
+                    log(f"Loading {path.name} from the dequantised cache (SHA-256 {digest[:12]}…): "
+                        "no dequantising this time.")
+                    entry = None  # nothing to store
+                else:
+                    log(f"{path.name} (SHA-256 {digest[:12]}…) is not in the dequantised cache yet.")
+            if where == str(path) and path.suffix == ".gguf":
                 # transformers reads the GGUF (needs the gguf package) and dequantises it to float32.
                 where, kwargs = str(path.parent), {"gguf_file": path.name}
                 log(f"Loading and dequantising {path.name} (this takes a minute on a CPU)…")
-            else:
-                where = str(path)
+            elif where == str(path):
                 log(f"Loading {path}…")
             tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
@@ -288,6 +367,9 @@ def load_base(base: str | Path, *, max_len: int = 512, log: Log = print) -> tupl
         raise FineTuneError(f"{path} has no chat template: the dataset's chats cannot be rendered for it")
     log(f"Loaded {path.name} in {time.perf_counter() - started:.1f} s "
         f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, training with {backend}).")
+    if entry is not None:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        _store_in_cache(model, tokenizer, entry, path, log)
     return model, tokenizer, backend
 
 
@@ -503,6 +585,7 @@ def fine_tune(
     work_dir: Path,
     hyper: Hyperparameters,
     base_gguf: Path | None = None,
+    cache_dir: Path | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     log: Log = print,
@@ -514,7 +597,7 @@ def fine_tune(
         raise FineTuneError(f"{snapshot} holds no examples")
     train, held_out = split_held_out(conversations, fraction=hyper.eval_fraction, seed=hyper.seed)
     log(f"{len(conversations)} example(s): {len(train)} to train on, {len(held_out)} held out for evaluation.")
-    model, tokenizer, backend = load_base(base_model, max_len=hyper.max_len, log=log)
+    model, tokenizer, backend = load_base(base_model, max_len=hyper.max_len, log=log, cache_dir=cache_dir)
     model = attach_lora(model, hyper, backend=backend)
     result = train_lora(model, tokenizer, train, hyper, on_step=on_step, should_stop=should_stop, log=log,
                         backend=backend)

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from a4ps_site.config import app_settings
+from memory.finetunes.engine import cached_bases
 from memory.finetunes.models import FineTuneJob
 
 
@@ -18,6 +22,29 @@ def jobs_page() -> QuerySet[FineTuneJob]:
 def promoted_jobs() -> dict[str, FineTuneJob]:
     """Persona → the fine-tune it answers with now."""
     return {j.persona: j for j in FineTuneJob.objects.filter(promoted=True)}
+
+
+def base_cache_path() -> Path:
+    return Path(settings.VAR_DIR) / "finetune" / "base-cache"
+
+
+def base_cache_dir() -> Path | None:
+    """Where dequantised GGUF bases are kept between jobs, or None when `[finetune] base_cache = false`."""
+    raw = app_settings().get("finetune", {})
+    enabled = raw.get("base_cache", True) if isinstance(raw, dict) else True
+    if not isinstance(enabled, bool):
+        raise ValueError(f"finetune.base_cache must be true or false, got {enabled!r}")
+    return base_cache_path() if enabled else None
+
+
+def base_cache() -> dict[str, Any]:
+    """What the Fine-tunes page says of the dequantised-base cache."""
+    rows = cached_bases(base_cache_path())
+    try:
+        enabled = base_cache_dir() is not None
+    except ValueError:
+        enabled = False
+    return {"enabled": enabled, "entries": rows, "bytes": sum(r["bytes"] for r in rows)}
 
 
 # --- the loss chart -------------------------------------------------------------------------------

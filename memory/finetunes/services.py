@@ -17,7 +17,7 @@ from a4ps_site.throttle import Throttle
 from memory.datasets.services import dataset_export_lines
 from memory.finetunes import engine as ft
 from memory.finetunes.models import FineTuneJob
-from memory.finetunes.selectors import loss_chart
+from memory.finetunes.selectors import base_cache_dir, base_cache_path, loss_chart
 from memory.models import GoldenDataset
 from personas.events import event_publish
 from personas.inference import ModelError, ModelsConfig
@@ -37,6 +37,20 @@ def finetune_settings() -> dict[str, Any]:
 
 def finetune_dir(job_id: int) -> Path:
     return Path(settings.VAR_DIR) / "finetune" / str(job_id)
+
+
+def base_cache_clear() -> int:
+    """Delete every dequantised base in the cache (they are rebuilt on demand); returns the bytes freed.
+    Refused while a job could be reading one."""
+    busy = FineTuneJob.objects.filter(status__in=[FineTuneJob.Status.QUEUED, FineTuneJob.Status.RUNNING,
+                                                  FineTuneJob.Status.CANCELLING]).order_by("id").first()
+    if busy is not None:
+        raise ValueError(f"Fine-tune #{busy.pk} is {busy.status}: clear the cache once no job is queued or running.")
+    freed = 0
+    for row in ft.cached_bases(base_cache_path()):
+        freed += row["bytes"]
+        shutil.rmtree(row["path"], ignore_errors=True)
+    return freed
 
 
 def base_model_for(persona: str) -> str:
@@ -189,7 +203,7 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
         hyper = ft.Hyperparameters.from_dict(job.hyperparameters)
         base = _resolve_base(job)
         outcome = ft.fine_tune(base_model=base, snapshot=Path(job.snapshot_path), work_dir=work_dir, hyper=hyper,
-                               on_step=on_step, should_stop=should_stop, log=log_line)
+                               cache_dir=base_cache_dir(), on_step=on_step, should_stop=should_stop, log=log_line)
         _update(job.pk, adapter_path=str(outcome.adapter_dir),
                 gguf_adapter_path=str(outcome.gguf_adapter or ""), progress=0.95,
                 tokens_per_s=round(outcome.train.tokens_per_s, 1))

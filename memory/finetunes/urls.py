@@ -5,6 +5,7 @@ from memory.finetunes import views
 
 urlpatterns = [
     path("", views.finetunes, name="finetunes"),
+    path("cache/clear/", views.finetune_cache_clear, name="finetune_cache_clear"),
     path("<int:job_id>/", views.finetune_detail, name="finetune_detail"),
     path("<int:job_id>/cancel/", views.finetune_cancel, name="finetune_cancel"),
     path("<int:job_id>/promote/", views.finetune_promote, name="finetune_promote"),

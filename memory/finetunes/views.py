@@ -46,7 +46,7 @@ def finetunes(request: HtmxHttpRequest) -> HttpResponse:
     page = Paginator(selectors.jobs_page(), PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [{"job": job, "chart": selectors.loss_chart(job.loss_history)} for job in page]
     return render(request, "memory/finetunes/list.html", {
-        "page": page, "rows": rows, "promoted": selectors.promoted_jobs(),
+        "page": page, "rows": rows, "promoted": selectors.promoted_jobs(), "cache": selectors.base_cache(),
     })
 
 
@@ -83,3 +83,16 @@ def finetune_promote(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
 @require_POST
 def finetune_rollback(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     return _job_action(request, job_id, services.finetune_rollback)
+
+
+@login_required
+@require_POST
+def finetune_cache_clear(request: HtmxHttpRequest) -> HttpResponse:
+    """Delete the dequantised bases; the next job on each base dequantises it again."""
+    try:
+        freed = services.base_cache_clear()
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Cleared the dequantised-base cache ({freed / 1e9:.1f} GB freed).")
+    return redirect("finetunes")

@@ -254,3 +254,67 @@ async def test_job_socket_sends_the_current_state_on_connect_and_live_updates():
     await communicator.send_to(text_data=json.dumps({"resume_after": 0}))  # a reconnecting page catches up
     assert 'data-step="4"' in await communicator.receive_from(timeout=5)
     await communicator.disconnect()
+
+
+@pytest.fixture(scope="module")
+def smollm_gguf(tmp_path_factory) -> Path:
+    from personas.inference.embedded_backend import ensure_packaged_gguf
+
+    return ensure_packaged_gguf(tmp_path_factory.mktemp("models"), "smollm2-135m")
+
+
+@pytest.mark.django_db
+def test_a_gguf_base_is_dequantised_once_and_later_jobs_start_from_the_cache(
+        auth_client, smollm_gguf, tmp_path, settings, alfred, django_capture_on_commit_callbacks):
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    (config / "settings.toml").write_text(
+        (config / "settings.toml").read_text() + f'\n[finetune]\nbase_model_dir = "{smollm_gguf}"\n')
+    settings.CONFIG_DIR = config
+    dataset = datasets.dataset_create(persona="BRICK", name="sums")
+    for messages in conversations(4):
+        datasets.example_add(dataset=dataset, messages=messages)
+    hyper = {"max_steps": 1, "eval_fraction": 0.25, "eval_max_new_tokens": 4}
+    page = auth_client.get(reverse("finetunes")).content.decode()
+    assert 'id="base-cache"' in page and "none yet" in page and 'id="clear-base-cache"' not in page
+
+    jobs = []
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):  # Huey is immediate in tests
+            job = services.finetune_create(dataset=dataset, hyperparameters=hyper)
+        job.refresh_from_db()
+        assert job.status == "succeeded", job.log + job.error
+        jobs.append(job)
+    first, second = jobs
+    assert "Loading and dequantising" in first.log and "Cached the dequantised base" in first.log
+    assert "from the dequantised cache" in second.log and "dequantising " not in second.log.replace(
+        "no dequantising", "")
+    cached = ft.cached_bases(Path(settings.VAR_DIR) / "finetune" / "base-cache")
+    assert [row["source"] for row in cached] == [smollm_gguf.name]
+    assert cached[0]["digest"] == ft.file_sha256(smollm_gguf)
+    # The adapter trained on the cached copy still fits the GGUF llama.cpp serves.
+    assert Path(second.gguf_adapter_path).is_file()
+
+    page = auth_client.get(reverse("finetunes")).content.decode()
+    assert smollm_gguf.name in page and 'id="clear-base-cache"' in page
+    queued = services.finetune_create(dataset=dataset, hyperparameters=hyper)  # on_commit not run: stays queued
+    auth_client.post(reverse("finetune_cache_clear"))
+    assert ft.cached_bases(Path(settings.VAR_DIR) / "finetune" / "base-cache")  # refused while a job waits
+    services.finetune_cancel(job=queued)
+    auth_client.post(reverse("finetune_cache_clear"))
+    assert ft.cached_bases(Path(settings.VAR_DIR) / "finetune" / "base-cache") == []
+
+
+def test_the_cache_setting_is_checked(settings, tmp_path):
+    from memory.finetunes.selectors import base_cache_dir
+
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    settings.CONFIG_DIR = config
+    assert base_cache_dir() == Path(settings.VAR_DIR) / "finetune" / "base-cache"
+    base = (config / "settings.toml").read_text()
+    (config / "settings.toml").write_text(base + "\n[finetune]\nbase_cache = false\n")
+    assert base_cache_dir() is None
+    (config / "settings.toml").write_text(base + '\n[finetune]\nbase_cache = "yes"\n')
+    with pytest.raises(ValueError, match="finetune.base_cache must be true or false"):
+        base_cache_dir()
