@@ -13,6 +13,8 @@ from django.utils import timezone
 from a4ps_site.config import app_settings, codex_path
 from a4ps_site.files import write_atomically
 from memory import imagefile
+from memory.finetunes.models import FineTuneJob
+from memory.finetunes.selectors import finetune_record
 from memory.finetunes.services import persona_model_override
 from memory.services import memory_store
 from personas.codex import codex_sync_from_file
@@ -58,7 +60,9 @@ def image_capture() -> dict[str, Any]:
 def _adapters() -> dict[str, Any]:
     """The configured model of each persona and the promoted fine-tune (adapter) it speaks through."""
     models = dict(models_config().personas)
-    return {"models": models, "promoted": {p: persona_model_override(p) for p in models}}
+    records = {job.persona: finetune_record(job)
+               for job in FineTuneJob.objects.filter(promoted=True).select_related("promoted_by")}
+    return {"models": models, "promoted": {p: persona_model_override(p) for p in models}, "records": records}
 
 
 def image_save(*, reason: str = "manual") -> imagefile.ImageFile:

@@ -34,13 +34,13 @@ LIMITS: dict[str, tuple[float, float]] = {
     "batch_size": (1, 64),
     "max_len": (32, 8192),
     "eval_fraction": (0.0, 0.5),
+    "eval_min_examples": (0, 1000),
     "eval_max_new_tokens": (1, 1024),
     "seed": (0, 2**31 - 1),
 }
-_INTS = {"lora_r", "lora_alpha", "epochs", "max_steps", "batch_size", "max_len", "eval_max_new_tokens", "seed"}
+_INTS = {"lora_r", "lora_alpha", "epochs", "max_steps", "batch_size", "max_len", "eval_max_new_tokens", "seed",
+         "eval_min_examples"}
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# The held-out split never takes more than this many examples: each costs two generations.
-EVAL_MAX_EXAMPLES = 3
 
 
 class FineTuneError(RuntimeError):
@@ -64,6 +64,7 @@ class Hyperparameters:
     batch_size: int = 1
     max_len: int = 512
     eval_fraction: float = 0.1
+    eval_min_examples: int = 20  # held out however small the fraction, up to half the dataset
     eval_max_new_tokens: int = 64
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     seed: int = 0
@@ -165,13 +166,22 @@ def read_jsonl(path: Path) -> list[list[dict[str, str]]]:
     return out
 
 
-def split_held_out(examples: list[Any], *, fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
-    """(train, held_out): a small deterministic held-out split; nothing is held out of a single example."""
-    if fraction <= 0 or len(examples) < 2:
+def held_out_count(total: int, *, fraction: float, minimum: int) -> int:
+    """How many of `total` examples the evaluation holds out: the fraction or the minimum, whichever is
+    larger, but never more than half (the other half trains); none of a single example."""
+    if total < 2 or (fraction <= 0 and minimum <= 0):
+        return 0
+    return min(max(round(total * fraction), minimum, 1), total // 2)
+
+
+def split_held_out(examples: list[Any], *, fraction: float, seed: int,
+                   minimum: int = 0) -> tuple[list[Any], list[Any]]:
+    """(train, held_out): a deterministic held-out split of held_out_count examples."""
+    n = held_out_count(len(examples), fraction=fraction, minimum=minimum)
+    if n == 0:
         return list(examples), []
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
-    n = min(EVAL_MAX_EXAMPLES, max(1, round(len(examples) * fraction)), len(examples) - 1)
     held = set(order[:n])
     return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]
 
@@ -595,7 +605,8 @@ def fine_tune(
     conversations = read_jsonl(snapshot)
     if not conversations:
         raise FineTuneError(f"{snapshot} holds no examples")
-    train, held_out = split_held_out(conversations, fraction=hyper.eval_fraction, seed=hyper.seed)
+    train, held_out = split_held_out(conversations, fraction=hyper.eval_fraction, seed=hyper.seed,
+                                     minimum=hyper.eval_min_examples)
     log(f"{len(conversations)} example(s): {len(train)} to train on, {len(held_out)} held out for evaluation.")
     model, tokenizer, backend = load_base(base_model, max_len=hyper.max_len, log=log, cache_dir=cache_dir)
     model = attach_lora(model, hyper, backend=backend)

@@ -29,6 +29,7 @@ class FineTuneJob(models.Model):
     dataset = models.ForeignKey("memory.GoldenDataset", null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="jobs")
     snapshot_path = models.CharField(max_length=500, blank=True)
+    snapshot_sha256 = models.CharField(max_length=64, blank=True, help_text="Of the frozen examples as trained on.")
     examples = models.PositiveIntegerField(default=0)
     hyperparameters = models.JSONField(default=default_hyperparameters)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -43,6 +44,9 @@ class FineTuneJob(models.Model):
     evaluation = models.JSONField(default=dict, blank=True)
     promoted = models.BooleanField(default=False, db_index=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Empty when the evaluation showed the adapter better; otherwise why a person promoted it anyway.
+    promotion_reason = models.TextField(blank=True)
     # What the persona used before this job was promoted: rollback returns to it.
     previous_job = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     previous_model = models.CharField(max_length=500, blank=True)

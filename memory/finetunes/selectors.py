@@ -11,12 +11,32 @@ from django.urls import reverse
 from django.utils import timezone
 
 from a4ps_site.config import app_settings
+from memory.finetunes import gate
 from memory.finetunes.engine import cached_bases
 from memory.finetunes.models import FineTuneJob
 
 
 def jobs_page() -> QuerySet[FineTuneJob]:
     return FineTuneJob.objects.select_related("dataset").order_by("-id")
+
+
+def job_gate(job: FineTuneJob) -> dict[str, Any]:
+    """The promotion gate for a job's evaluation (jobs evaluated before the gate existed included)."""
+    return gate.gate((job.evaluation or {}).get("tally") or {})
+
+
+def finetune_record(job: FineTuneJob) -> dict[str, Any]:
+    """What a promoted adapter is, for the record: its data, settings, training, evidence and who chose it."""
+    verdict = job_gate(job)
+    return {
+        "job": job.pk, "persona": job.persona, "base_model": job.base_model,
+        "snapshot_sha256": job.snapshot_sha256, "examples": job.examples, "hyperparameters": job.hyperparameters,
+        "steps": job.step, "final_loss": job.last_loss, "loss_history": job.loss_history,
+        "evaluation": {k: verdict[k] for k in ("wins", "ties", "losses", "n", "score", "low", "high", "passed")},
+        "promoted_at": job.promoted_at.isoformat() if job.promoted_at else None,
+        "promoted_by": job.promoted_by.get_username() if job.promoted_by else None,
+        "promotion_reason": job.promotion_reason,
+    }
 
 
 def promoted_jobs() -> dict[str, FineTuneJob]:

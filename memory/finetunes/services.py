@@ -1,7 +1,9 @@
 """Writes of fine-tune jobs: create (freeze the dataset), train in the worker, evaluate, promote, roll back."""
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,9 @@ from a4ps_site.realtime import broadcast, group_for
 from a4ps_site.throttle import Throttle
 from memory.datasets.services import dataset_export_lines
 from memory.finetunes import engine as ft
+from memory.finetunes import gate as promotion_gate
 from memory.finetunes.models import FineTuneJob
-from memory.finetunes.selectors import base_cache_dir, base_cache_path, loss_chart
+from memory.finetunes.selectors import base_cache_dir, base_cache_path, job_gate, loss_chart
 from memory.models import GoldenDataset
 from personas.events import event_publish
 from personas.inference import ModelError, ModelsConfig
@@ -82,13 +85,16 @@ def finetune_create(*, dataset: GoldenDataset, hyperparameters: dict[str, Any], 
         folder.mkdir(parents=True, exist_ok=True)
         snapshot = folder / "data.jsonl"
         count = 0
+        digest = hashlib.sha256()
         with open(snapshot, "w", encoding="utf-8") as fh:
             for line in dataset_export_lines(dataset=dataset):
                 fh.write(line)
+                digest.update(line.encode("utf-8"))
                 count += 1
-        job.snapshot_path, job.examples = str(snapshot), count
-        job.log = _log_line(f"Queued: {count} example(s) of {dataset.name} frozen into {snapshot}.")
-        job.save(update_fields=["snapshot_path", "examples", "log"])
+        job.snapshot_path, job.examples, job.snapshot_sha256 = str(snapshot), count, digest.hexdigest()
+        job.log = _log_line(f"Queued: {count} example(s) of {dataset.name} frozen into {snapshot} "
+                            f"(SHA-256 {job.snapshot_sha256[:12]}…).")
+        job.save(update_fields=["snapshot_path", "examples", "snapshot_sha256", "log"])
         event_publish(kind="finetune.queued", source="architect", payload={
             "job": job.pk, "message": f"Fine-tune #{job.pk} of {job.persona} queued ({count} examples)"})
         transaction.on_commit(lambda: finetune_broadcast(job_id=job.pk))
@@ -101,7 +107,7 @@ def _log_line(text: str) -> str:
 
 def finetune_render(*, job: FineTuneJob) -> dict[str, str]:
     """The job's status partial (job page) and its row (Fine-tunes page), as out-of-band swaps."""
-    context = {"job": job, "chart": loss_chart(job.loss_history), "oob": True}
+    context = {"job": job, "chart": loss_chart(job.loss_history), "gate": job_gate(job), "oob": True}
     return {
         # The setup card follows too: its adapter paths are filled in when the job finishes.
         "status": render_to_string("memory/finetunes/_status.html", context)
@@ -207,7 +213,7 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
         _update(job.pk, adapter_path=str(outcome.adapter_dir),
                 gguf_adapter_path=str(outcome.gguf_adapter or ""), progress=0.95,
                 tokens_per_s=round(outcome.train.tokens_per_s, 1))
-        evaluation = evaluation_judge(comparisons=outcome.comparisons, persona=job.persona)
+        evaluation = evaluation_judge(comparisons=outcome.comparisons, persona=job.persona, seed=job.pk)
         status, error = FineTuneJob.Status.SUCCEEDED, ""
     except ft.Cancelled as exc:
         status, error, evaluation = FineTuneJob.Status.CANCELLED, "", {}
@@ -242,39 +248,48 @@ EVAL_SCHEMA: dict[str, Any] = {
 }
 
 
-def evaluation_judge(*, comparisons: list[dict[str, str]], persona: str, model: Any = None) -> dict[str, Any]:
-    """ALFRED compares base and adapted answers per held-out prompt (shown as A/B, order alternating so
-    position does not decide); returns the rows with verdicts and a tally."""
+def _ask_judge(*, persona: str, row: dict[str, str], shown: tuple[str, str], model: Any) -> dict[str, Any]:
+    """One blind verdict: the two answers as A and B in the order `shown` ("base"/"adapted" each)."""
+    a, b = (row[shown[0]], row[shown[1]])
+    messages = [
+        {"role": "system", "content": "You are ALFRED, the supervisor and critic of the team."},
+        {"role": "user", "content": (
+            f"A prompt {persona} received:\n{row['prompt'][:3000]}\n\nA reference answer judged exemplary:\n"
+            f"{row['reference'][:2000]}\n\nAnswer A:\n{a or '(empty)'}\n\nAnswer B:\n{b or '(empty)'}\n\n"
+            "Which answer is better for the person asking, closer in quality to the reference? "
+            "Reply as JSON: better = A, B or tie, and a one-sentence reason.")},
+    ]
+    try:
+        result = (model or model_manager()).chat("ALFRED", messages, json_schema=EVAL_SCHEMA, max_tokens=160,
+                                                temperature=0)
+        parsed = result.parsed if isinstance(result.parsed, dict) else {}
+        label = parsed.get("better")
+        if label not in ("A", "B", "tie"):
+            raise ValueError(f"ALFRED's verdict could not be read: {result.content[:200]!r}")
+    except (ModelError, ValueError) as exc:
+        return {"shown": list(shown), "said": "", "better": "unjudged", "reason": str(exc)}
+    winner = "tie" if label == "tie" else shown[0 if label == "A" else 1]
+    return {"shown": list(shown), "said": label, "better": winner, "reason": str(parsed.get("reason", "")).strip(),
+            "model": getattr(result, "model", "")}
+
+
+def evaluation_judge(*, comparisons: list[dict[str, str]], persona: str, model: Any = None,
+                     seed: int = 0) -> dict[str, Any]:
+    """ALFRED compares base and adapted answers per held-out prompt, blind: the answers are labelled A and
+    B only, each pair is judged in both orders (which order comes first is drawn at random), and the two
+    verdicts combine into one outcome. Returns the rows with both verdicts, a tally and the gate."""
+    rng = random.Random(seed)
     tally = {"adapted": 0, "base": 0, "tie": 0, "unjudged": 0}
     rows = []
-    for i, row in enumerate(comparisons):
-        adapted_first = i % 2 == 1
-        a, b = (row["adapted"], row["base"]) if adapted_first else (row["base"], row["adapted"])
-        messages = [
-            {"role": "system", "content": "You are ALFRED, the supervisor and critic of the team."},
-            {"role": "user", "content": (
-                f"A prompt {persona} received:\n{row['prompt'][:3000]}\n\nA reference answer judged exemplary:\n"
-                f"{row['reference'][:2000]}\n\nAnswer A:\n{a or '(empty)'}\n\nAnswer B:\n{b or '(empty)'}\n\n"
-                "Which answer is better for the person asking, closer in quality to the reference? "
-                "Reply as JSON: better = A, B or tie, and a one-sentence reason.")},
-        ]
-        verdict: dict[str, Any]
-        try:
-            result = (model or model_manager()).chat("ALFRED", messages, json_schema=EVAL_SCHEMA, max_tokens=160,
-                                                    temperature=0)
-            parsed = result.parsed if isinstance(result.parsed, dict) else {}
-            label = parsed.get("better")
-            if label not in ("A", "B", "tie"):
-                raise ValueError(f"ALFRED's verdict could not be read: {result.content[:200]!r}")
-            winner = "tie" if label == "tie" else ("adapted" if (label == "A") == adapted_first else "base")
-            verdict = {"better": winner, "reason": str(parsed.get("reason", "")).strip(),
-                       "model": getattr(result, "model", "")}
-        except (ModelError, ValueError) as exc:
-            winner = "unjudged"
-            verdict = {"better": "unjudged", "reason": str(exc)}
-        tally[winner] += 1
-        rows.append({**row, "verdict": verdict})
-    return {"examples": rows, "tally": tally}
+    for row in comparisons:
+        first: tuple[str, str] = ("adapted", "base") if rng.random() < 0.5 else ("base", "adapted")
+        judgements = [_ask_judge(persona=persona, row=row, shown=order, model=model)
+                      for order in (first, (first[1], first[0]))]
+        outcome = promotion_gate.combine(judgements[0]["better"], judgements[1]["better"])
+        tally[outcome] += 1
+        reason = " / ".join(j["reason"] for j in judgements if j["reason"])
+        rows.append({**row, "judgements": judgements, "verdict": {"better": outcome, "reason": reason}})
+    return {"examples": rows, "tally": tally, "gate": promotion_gate.gate(tally), "blind": True}
 
 
 # --- promote and rollback --------------------------------------------------------------------------
@@ -283,9 +298,15 @@ def _describe(job: FineTuneJob | None) -> str:
     return f"fine-tune #{job.pk}" if job else "the base model"
 
 
+OVERRIDE_MIN_CHARS = 10
+
+
 @transaction.atomic
-def finetune_promote(*, job: FineTuneJob) -> FineTuneJob:
-    """Make the persona answer with this job's adapter; the model it used until now is kept for rollback."""
+def finetune_promote(*, job: FineTuneJob, user: Any = None, reason: str = "") -> FineTuneJob:
+    """Make the persona answer with this job's adapter; the model it used until now is kept for rollback.
+
+    Only an adapter the held-out comparisons show better than its base is promoted as is; any other
+    needs a person's typed reason, recorded with their name."""
     job = FineTuneJob.objects.select_for_update().get(pk=job.pk)
     if job.status != FineTuneJob.Status.SUCCEEDED:
         raise ValueError(f"Fine-tune #{job.pk} is {job.status}; only a succeeded job can be promoted.")
@@ -294,12 +315,22 @@ def finetune_promote(*, job: FineTuneJob) -> FineTuneJob:
     if not job.gguf_adapter_path or not Path(job.gguf_adapter_path).is_file():
         raise ValueError(f"Fine-tune #{job.pk} has no llama.cpp adapter (its base was not a GGUF), so the "
                          "model manager has nothing to load.")
+    verdict = job_gate(job)
+    reason = (reason or "").strip()
+    if not verdict["passed"] and len(reason) < OVERRIDE_MIN_CHARS:
+        raise ValueError(f"{verdict['why']} To promote it anyway, say why (at least {OVERRIDE_MIN_CHARS} "
+                         "characters); the reason is recorded with your name.")
     current = FineTuneJob.objects.select_for_update().filter(persona=job.persona, promoted=True).first()
     if current is not None:
         FineTuneJob.objects.filter(pk=current.pk).update(promoted=False)
     job.previous_job, job.previous_model = current, _describe(current)
     job.promoted, job.promoted_at = True, timezone.now()
-    job.log += _log_line(f"Promoted: {job.persona} now answers with this adapter (was {job.previous_model}).")
+    job.promoted_by = user if getattr(user, "pk", None) else None
+    job.promotion_reason = reason if not verdict["passed"] else ""
+    who = f" by {job.promoted_by.get_username()}" if job.promoted_by else ""
+    how = "the evaluation shows it better" if verdict["passed"] else f"overriding the gate: {reason}"
+    job.log += _log_line(f"Promoted{who} ({how}): {job.persona} now answers with this adapter "
+                         f"(was {job.previous_model}).")
     job.save()
     event_publish(kind="finetune.promoted", source="architect", payload={
         "job": job.pk, "persona": job.persona,

@@ -14,8 +14,9 @@ from django.views.decorators.http import require_POST
 
 from a4ps_site.http import HtmxHttpRequest, safe_next_url
 from memory.finetunes import selectors, services
+from memory.finetunes.engine import held_out_count
 from memory.finetunes.forms import FineTuneForm
-from memory.finetunes.models import FineTuneJob
+from memory.finetunes.models import FineTuneJob, default_hyperparameters
 from memory.models import GoldenDataset
 
 PAGE_SIZE = 25
@@ -34,9 +35,13 @@ def finetune_new(request: HtmxHttpRequest, dataset_id: int) -> HttpResponse:
         else:
             return redirect("finetune_detail", job_id=job.pk)
     status = 422 if request.method == "POST" else 200
+    included = dataset.examples.filter(included=True).count()
+    hyper = getattr(form, "hyperparameters", None) or default_hyperparameters()
     return render(request, "memory/finetunes/form.html", {
         "dataset": dataset, "form": form, "base_model": services.base_model_for(dataset.persona),
-        "included": dataset.examples.filter(included=True).count(),
+        "included": included,
+        "held_out": held_out_count(included, fraction=float(hyper["eval_fraction"]),
+                                   minimum=int(hyper["eval_min_examples"])),
     }, status=status)
 
 
@@ -44,7 +49,8 @@ def finetune_new(request: HtmxHttpRequest, dataset_id: int) -> HttpResponse:
 def finetunes(request: HtmxHttpRequest) -> HttpResponse:
     """Every fine-tune job: status, progress, loss curve, evaluation, promote and rollback."""
     page = Paginator(selectors.jobs_page(), PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = [{"job": job, "chart": selectors.loss_chart(job.loss_history)} for job in page]
+    rows = [{"job": job, "chart": selectors.loss_chart(job.loss_history), "gate": selectors.job_gate(job)}
+            for job in page]
     return render(request, "memory/finetunes/list.html", {
         "page": page, "rows": rows, "promoted": selectors.promoted_jobs(), "cache": selectors.base_cache(),
     })
@@ -54,7 +60,7 @@ def finetunes(request: HtmxHttpRequest) -> HttpResponse:
 def finetune_detail(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(FineTuneJob.objects.select_related("dataset", "previous_job"), pk=job_id)
     return render(request, "memory/finetunes/detail.html", {
-        "job": job, "chart": selectors.loss_chart(job.loss_history),
+        "job": job, "chart": selectors.loss_chart(job.loss_history), "gate": selectors.job_gate(job),
     })
 
 
@@ -76,7 +82,10 @@ def finetune_cancel(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def finetune_promote(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
-    return _job_action(request, job_id, services.finetune_promote)
+    """Promote; an adapter the evaluation does not show better needs the typed reason of the form."""
+    reason = request.POST.get("reason", "")
+    return _job_action(request, job_id, lambda job: services.finetune_promote(job=job, user=request.user,
+                                                                              reason=reason))
 
 
 @login_required

@@ -74,18 +74,26 @@ def test_fine_tune_from_a_dataset_with_live_progress(browser, scripted_stack):
         page.locator("#finetune-status").evaluate("el => el.dataset.beforePush = '1'")
         adapter = scripted_stack.var_dir / "e2e-adapter.gguf"
         adapter.write_bytes(b"GGUF")
+        # Its evaluation is set to a loss, so the gate is shut and only a typed reason promotes it.
         scripted_stack.manage("shell", "-c", (
             "from memory.finetunes.models import FineTuneJob; "
             "from memory.finetunes.services import finetune_broadcast; "
-            f"FineTuneJob.objects.filter(pk={job_id}).update(gguf_adapter_path={str(adapter)!r}); "
-            f"finetune_broadcast(job_id={job_id})"))
+            f"j = FineTuneJob.objects.get(pk={job_id}); j.gguf_adapter_path = {str(adapter)!r}; "
+            "j.evaluation = {**j.evaluation, 'tally': {'adapted': 2, 'base': 5, 'tie': 1, 'unjudged': 0}}; "
+            f"j.save(); finetune_broadcast(job_id={job_id})"))
         expect(page.locator("#finetune-status:not([data-before-push])")).to_be_visible()
         expect(page.locator("#job-setup")).to_contain_text("e2e-adapter.gguf")  # the setup card follows too
-        page.click("#promote-job")
+        expect(page.locator("#promotion-gate")).to_have_attribute("data-passed", "false")
+        expect(page.locator("#promotion-gate .gate-figures")).to_contain_text("won 2 · tied 1 · lost 5")
+        expect(page.locator("#promote-job")).to_have_count(0)
+        page.fill("#override-reason", "Only eight comparisons; the adapted answers read better to me.")
+        page.click("#promote-anyway")
         expect(page.locator("#promoted-badge")).to_contain_text("in use by BRICK")
+        expect(page.locator("#promotion-override")).to_contain_text("read better to me")
+        expect(page.locator("#promotion-record")).to_contain_text("over the gate")
         page.click("#rollback-job")
         expect(page.locator("#promoted-badge")).to_have_count(0)
-        expect(page.locator("#promote-job")).to_be_visible()
+        expect(page.locator("#override-form")).to_be_visible()
         page.goto(f"{scripted_stack.url}/memory/finetunes/")
         expect(page.locator(f"#finetune-row-{job_id}")).to_have_attribute("data-status", "succeeded")
     finally:

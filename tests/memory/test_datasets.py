@@ -138,7 +138,7 @@ def test_every_page_requires_login(client, dataset):
         assert response.status_code == 302 and "/accounts/login/" in response["Location"], url
     for name, args in [("dataset_curate", []), ("dataset_import", [dataset.pk]), ("finetune_promote", [job.pk]),
                        ("finetune_cancel", [job.pk]), ("finetune_rollback", [job.pk]),
-                       ("dataset_example_toggle", [example.pk])]:
+                       ("dataset_example_toggle", [example.pk]), ("finetune_cache_clear", [])]:
         response = client.post(reverse(name, args=args))
         assert response.status_code == 302 and "/accounts/login/" in response["Location"], name
 

@@ -137,6 +137,7 @@ def test_the_fine_tune_form_validates_and_a_job_runs_to_an_evaluation(
     url = reverse("finetune_new", args=[brick_dataset.pk])
     form = auth_client.get(url).content.decode()
     assert 'name="lora_r"' in form and 'value="8"' in form and str(tiny_dir) in form
+    assert "3 of them are held out" in form and 'id="small-dataset-warning"' in form  # 7 examples: 3, not 20
     bad = auth_client.post(url, {**FineTuneJob().hyperparameters, "learning_rate": "5"})
     assert bad.status_code == 422 and "learning_rate" in bad.content.decode() and not FineTuneJob.objects.exists()
 
@@ -152,14 +153,22 @@ def test_the_fine_tune_form_validates_and_a_job_runs_to_an_evaluation(
 
     job.refresh_from_db()
     assert job.status == "succeeded", job.log + job.error
-    assert job.progress == 1.0 and job.total_steps == 10 and job.step == 10
-    assert [s for s, _ in job.loss_history] == list(range(1, 11))
+    assert job.progress == 1.0 and job.total_steps == 8 and job.step == 8  # 4 training examples × 2 epochs
+    assert [s for s, _ in job.loss_history] == list(range(1, 9))
     assert (Path(job.adapter_path) / "adapter_model.safetensors").exists()
     assert job.gguf_adapter_path == ""  # the tiny base is not a GGUF
-    assert len(job.evaluation["examples"]) == 2 and sum(job.evaluation["tally"].values()) == 2
-    # The answers were shown as A/B in alternating order, so "A" maps to base once and adapted once.
-    assert job.evaluation["tally"]["adapted"] == 1 and job.evaluation["tally"]["base"] == 1
-    assert len(alfred.calls) == 2
+    # 7 examples: the 20 held out by default are capped at half the dataset (3).
+    assert len(job.evaluation["examples"]) == 3 and sum(job.evaluation["tally"].values()) == 3
+    # Each pair was judged blind in both orders; a judge that always says "A" picked each side once,
+    # so every outcome is a tie and the gate stays shut.
+    for row in job.evaluation["examples"]:
+        shown = [j["shown"] for j in row["judgements"]]
+        assert sorted(shown) == [["adapted", "base"], ["base", "adapted"]]
+        assert "BRICK" not in "".join(m["content"] for m in alfred.calls[0] if m["role"] == "user").split(
+            "Answer A")[1]  # the answers are labelled A/B only, never by which model gave them
+    assert job.evaluation["tally"]["tie"] == 3 and len(alfred.calls) == 6
+    assert job.evaluation["gate"]["passed"] is False
+    assert job.snapshot_sha256 == ft.file_sha256(snapshot) and job.snapshot_sha256[:12] in job.log
 
     page = auth_client.get(reverse("finetune_detail", args=[job.pk])).content.decode()
     assert 'id="job-progress"' in page and 'value="100"' in page and "<svg" in page and "Finished." in page
@@ -180,11 +189,15 @@ def test_a_queued_job_can_be_cancelled_and_a_running_one_is_asked_to_stop(auth_c
     assert running.status == "cancelling"
 
 
-def _succeeded_job(tmp_path: Path, name: str) -> FineTuneJob:
+WINNING = {"tally": {"adapted": 18, "base": 1, "tie": 1, "unjudged": 0}}
+LOSING = {"tally": {"adapted": 4, "base": 12, "tie": 4, "unjudged": 0}}
+
+
+def _succeeded_job(tmp_path: Path, name: str, evaluation: dict | None = None) -> FineTuneJob:
     adapter = tmp_path / f"{name}.gguf"
     adapter.write_bytes(b"GGUF")
     return FineTuneJob.objects.create(persona="ROBIN", base_model=str(tmp_path / "base.gguf"), status="succeeded",
-                                      gguf_adapter_path=str(adapter))
+                                      gguf_adapter_path=str(adapter), evaluation=evaluation or WINNING)
 
 
 @pytest.mark.django_db
@@ -318,3 +331,87 @@ def test_the_cache_setting_is_checked(settings, tmp_path):
     (config / "settings.toml").write_text(base + '\n[finetune]\nbase_cache = "yes"\n')
     with pytest.raises(ValueError, match="finetune.base_cache must be true or false"):
         base_cache_dir()
+
+
+
+def test_the_gate_interval_is_wilson_and_opens_only_on_a_clear_win():
+    from memory.finetunes import gate
+
+    low, high = gate.wilson(0.5, 20)
+    assert (round(low, 3), round(high, 3)) == (0.299, 0.701)
+    assert round(gate.wilson(1.0, 5)[0], 3) == 0.566
+    assert gate.gate({"adapted": 0, "base": 20, "tie": 0})["passed"] is False  # losing
+    assert gate.gate({"adapted": 0, "base": 0, "tie": 20})["passed"] is False  # tied
+    assert gate.gate({"adapted": 9, "base": 7, "tie": 4})["passed"] is False  # ahead, but within noise
+    assert gate.gate({"adapted": 3, "base": 0, "tie": 0})["passed"] is False  # too few to exclude 0.5
+    winning = gate.gate({"adapted": 15, "base": 2, "tie": 3, "unjudged": 4})
+    assert winning["passed"] is True and winning["n"] == 20 and winning["low"] > 0.5 and not winning["few"]
+    assert gate.gate({})["passed"] is False and "nothing shows" in gate.gate({})["why"]
+    # Two verdicts make one outcome; opposite preferences mean the judge followed the position.
+    assert gate.combine("adapted", "adapted") == "adapted" and gate.combine("adapted", "tie") == "adapted"
+    assert gate.combine("adapted", "base") == "tie" and gate.combine("unjudged", "base") == "base"
+    assert gate.combine("unjudged", "unjudged") == "unjudged"
+
+
+class PrefersAdapted:
+    """Reads the answers and prefers the one that says "adapted", whichever label it has."""
+
+    def __init__(self) -> None:
+        self.orders = []
+
+    def chat(self, persona, messages, **kwargs):
+        text = messages[-1]["content"]
+        a = text.split("Answer A:\n")[1].split("\n\nAnswer B:")[0]
+        self.orders.append("adapted-first" if "adapted" in a else "base-first")
+        value = {"better": "A" if "adapted" in a else "B", "reason": "It answers."}
+        return Verdict(content=json.dumps(value), parsed=value)
+
+
+def test_a_better_adapter_wins_blind_comparisons_shown_in_both_orders_in_random_first_order():
+    rows = [{"prompt": f"q{i}", "reference": "r", "base": f"base answer {i}", "adapted": f"adapted answer {i}"}
+            for i in range(12)]
+    judge = PrefersAdapted()
+    result = services.evaluation_judge(comparisons=rows, persona="BRICK", model=judge, seed=7)
+    assert result["tally"] == {"adapted": 12, "base": 0, "tie": 0, "unjudged": 0}
+    assert result["gate"]["passed"] is True and result["blind"] is True
+    firsts = judge.orders[0::2]
+    assert set(firsts) == {"adapted-first", "base-first"}  # which order comes first is drawn, not fixed
+    assert all(a != b for a, b in zip(judge.orders[0::2], judge.orders[1::2], strict=True))  # then swapped
+    again = PrefersAdapted()
+    services.evaluation_judge(comparisons=rows, persona="BRICK", model=again, seed=7)
+    assert again.orders == judge.orders  # reproducible from the job's seed
+
+
+@pytest.mark.django_db
+def test_an_adapter_not_shown_better_is_promoted_only_with_a_typed_reason(auth_client, tmp_path, admin_user):
+    losing = _succeeded_job(tmp_path, "losing", LOSING)
+    page = auth_client.get(reverse("finetune_detail", args=[losing.pk])).content.decode()
+    assert 'data-passed="false"' in page and 'id="promote-job"' not in page and 'id="override-form"' in page
+    assert "won 4 · tied 4 · lost 12" in page
+
+    response = auth_client.post(reverse("finetune_promote", args=[losing.pk]), follow=True)
+    assert "To promote it anyway, say why" in response.content.decode()
+    auth_client.post(reverse("finetune_promote", args=[losing.pk]), {"reason": "too short"})
+    losing.refresh_from_db()
+    assert not losing.promoted and services.persona_model_override("ROBIN") is None
+
+    why = "The held-out set is tiny; I read the answers and prefer the adapted ones."
+    auth_client.post(reverse("finetune_promote", args=[losing.pk]), {"reason": why})
+    losing.refresh_from_db()
+    assert losing.promoted and losing.promotion_reason == why and losing.promoted_by is not None
+    assert "overriding the gate" in losing.log
+    page = auth_client.get(reverse("finetune_detail", args=[losing.pk])).content.decode()
+    assert 'id="promotion-override"' in page and why in page
+
+    from memory.finetunes.selectors import finetune_record
+    from memory.image import image_capture
+
+    record = image_capture()["adapters"]["records"]["ROBIN"]
+    assert record == finetune_record(losing)
+    assert record["promotion_reason"] == why and record["evaluation"]["passed"] is False
+    assert record["promoted_by"] == losing.promoted_by.get_username()
+
+    winner = _succeeded_job(tmp_path, "winner")
+    auth_client.post(reverse("finetune_promote", args=[winner.pk]))  # the gate is open: no reason asked
+    winner.refresh_from_db()
+    assert winner.promoted and winner.promotion_reason == "" and winner.previous_job_id == losing.pk
