@@ -19,7 +19,7 @@ class MemoryConfig(AppConfig):
         from memory import image, services, tasks
         from memory.finetunes.selectors import finetunes_awaiting_decision
         from memory.finetunes.services import persona_model_override
-        from memory.finetunes.tasks import finetune_run
+        from memory.finetunes.tasks import finetune_compare_run, finetune_run
         from personas import events, ports
 
         def memory_write(*, run_id: int, state: dict) -> dict | None:
@@ -36,6 +36,8 @@ class MemoryConfig(AppConfig):
         )
         events.subscribe(["finetune.queued"], "finetune worker",
                          lambda event: finetune_run(int(event.payload["job"])))
+        events.subscribe(["finetune.compare_queued"], "compare-in-chat worker",
+                         lambda event: finetune_compare_run(int(event.payload["comparison"])))
 
         def restore_image() -> str | None:
             restored = image.image_restore_on_start()

@@ -83,4 +83,4 @@ class CuratorVerdict(models.Model):
 
 
 # Fine-tune jobs live with the rest of their capability; Django finds the model through this import.
-from memory.finetunes.models import FineTuneJob, default_hyperparameters  # noqa: E402,F401
+from memory.finetunes.models import ChatComparison, FineTuneJob, default_hyperparameters  # noqa: E402,F401

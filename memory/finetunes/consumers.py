@@ -5,8 +5,8 @@ from channels.db import database_sync_to_async
 
 from a4ps_site.live import LiveConsumer
 from a4ps_site.realtime import group_for
-from memory.finetunes.models import FineTuneJob
-from memory.finetunes.services import FINETUNES_GROUP, finetune_render
+from memory.finetunes.models import ChatComparison, FineTuneJob
+from memory.finetunes.services import FINETUNES_GROUP, compare_group, comparison_render, finetune_render
 
 
 def _job_html(job_id: int) -> list[str]:
@@ -37,3 +37,27 @@ class FineTunesConsumer(LiveConsumer):
     """Rows of the Fine-tunes page change status and progress live."""
 
     groups_to_join = [FINETUNES_GROUP]
+
+
+def _comparisons_html(job_id: int) -> list[str]:
+    # What may have changed while the page was away: comparisons still running or finished lately.
+    recent = ChatComparison.objects.select_related("voter").filter(job_id=job_id).order_by("-id")[:10]
+    return [comparison_render(comparison=c) for c in recent]
+
+
+class CompareConsumer(LiveConsumer):
+    """Compare-in-chat: answers arrive on their cards as the worker gets them."""
+
+    async def resolve_groups(self) -> list[str] | None:
+        self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
+        exists = await database_sync_to_async(FineTuneJob.objects.filter(pk=self.job_id).exists)()
+        return [compare_group(self.job_id)] if exists else None
+
+    async def connect(self) -> None:
+        await super().connect()
+        if getattr(self, "joined", None):
+            for html in await self.replay(0):
+                await self.send(text_data=html)
+
+    async def replay(self, after: int) -> list[str]:
+        return await database_sync_to_async(_comparisons_html)(self.job_id)

@@ -74,3 +74,58 @@ class FineTuneJob(models.Model):
     @property
     def last_loss(self) -> float | None:
         return self.loss_history[-1][1] if self.loss_history else None
+
+
+class ChatComparison(models.Model):
+    """One prompt a person sent to a fine-tune's persona with the base model and with the adapter.
+
+    The two answers are shown as A and B in a random order (`adapted_is_a`), revealed after the vote;
+    votes count in the job's promotion gate next to ALFRED's verdicts."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    class Vote(models.TextChoices):
+        NONE = "", "not voted"
+        A = "A", "A is better"
+        B = "B", "B is better"
+        TIE = "tie", "tie"
+
+    job = models.ForeignKey(FineTuneJob, on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.TextField()
+    adapted_is_a = models.BooleanField()
+    answer_a = models.TextField(blank=True)
+    answer_b = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error = models.TextField(blank=True)
+    vote = models.CharField(max_length=8, choices=Vote.choices, blank=True, default="")
+    voter = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"comparison #{self.pk} of fine-tune #{self.job_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in {self.Status.QUEUED, self.Status.RUNNING}
+
+    @property
+    def label_of_adapted(self) -> str:
+        return "A" if self.adapted_is_a else "B"
+
+    @property
+    def winner(self) -> str:
+        """"adapted", "base", "tie" or "" (not voted), from the vote on the blind labels."""
+        if self.vote == self.Vote.TIE:
+            return "tie"
+        if self.vote in (self.Vote.A, self.Vote.B):
+            return "adapted" if self.vote == self.label_of_adapted else "base"
+        return ""

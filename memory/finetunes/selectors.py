@@ -13,16 +13,30 @@ from django.utils import timezone
 from a4ps_site.config import app_settings
 from memory.finetunes import gate
 from memory.finetunes.engine import cached_bases
-from memory.finetunes.models import FineTuneJob
+from memory.finetunes.models import ChatComparison, FineTuneJob
 
 
 def jobs_page() -> QuerySet[FineTuneJob]:
     return FineTuneJob.objects.select_related("dataset").order_by("-id")
 
 
+def person_votes(job: FineTuneJob) -> dict[str, int]:
+    """What people said in compare-in-chat, as outcomes for the adapter."""
+    tally = {"adapted": 0, "base": 0, "tie": 0}
+    for comparison in ChatComparison.objects.filter(job=job).exclude(vote=""):
+        tally[comparison.winner] += 1
+    return tally
+
+
 def job_gate(job: FineTuneJob) -> dict[str, Any]:
-    """The promotion gate for a job's evaluation (jobs evaluated before the gate existed included)."""
-    return gate.gate((job.evaluation or {}).get("tally") or {})
+    """The promotion gate: ALFRED's held-out verdicts (jobs evaluated before the gate existed included)
+    and the votes people cast in compare-in-chat, each one outcome."""
+    judged = (job.evaluation or {}).get("tally") or {}
+    votes = person_votes(job)
+    verdict = gate.gate({k: int(judged.get(k, 0)) + votes[k] for k in ("adapted", "base", "tie")})
+    verdict["votes"] = votes
+    verdict["people"] = sum(votes.values())
+    return verdict
 
 
 def finetune_record(job: FineTuneJob) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from a4ps_site.throttle import Throttle
 from memory.datasets.services import dataset_export_lines
 from memory.finetunes import engine as ft
 from memory.finetunes import gate as promotion_gate
-from memory.finetunes.models import FineTuneJob
+from memory.finetunes.models import ChatComparison, FineTuneJob
 from memory.finetunes.selectors import base_cache_dir, base_cache_path, job_gate, loss_chart
 from memory.models import GoldenDataset
 from personas.events import event_publish
@@ -374,3 +374,98 @@ def persona_model_override(persona: str) -> dict[str, Any] | None:
         return None
     return {"job": job.pk, "base_model": job.base_model, "lora_path": job.gguf_adapter_path, "lora_scale": 1.0,
             "ollama_model": job.ollama_model}
+
+
+# --- compare in chat -------------------------------------------------------------------------------
+
+COMPARE_MAX_PROMPT = 4000
+COMPARE_MAX_TOKENS = 384
+
+
+def compare_group(job_id: int) -> str:
+    return group_for("finetune-compare", job_id)
+
+
+def comparison_render(*, comparison: ChatComparison) -> str:
+    return render_to_string("memory/finetunes/_comparison.html", {"c": comparison, "oob": True})
+
+
+def comparison_broadcast(*, comparison_id: int) -> None:
+    comparison = ChatComparison.objects.select_related("job", "voter").filter(pk=comparison_id).first()
+    if comparison is not None:
+        broadcast(compare_group(comparison.job_id), "ui.html", html=comparison_render(comparison=comparison))
+
+
+def comparison_create(*, job: FineTuneJob, prompt: str, user: Any = None) -> ChatComparison:
+    """Queue one prompt for the persona with the job's base and with its adapter (the worker asks both,
+    one after the other: one model in memory at a time)."""
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise ValueError("Write a prompt to send to both models.")
+    if len(prompt) > COMPARE_MAX_PROMPT:
+        raise ValueError(f"The prompt is {len(prompt):,} characters; at most {COMPARE_MAX_PROMPT:,} are sent.")
+    if job.status != FineTuneJob.Status.SUCCEEDED:
+        raise ValueError(f"Fine-tune #{job.pk} is {job.status}: only a finished job has an adapter to compare.")
+    if not job.gguf_adapter_path or not Path(job.gguf_adapter_path).is_file():
+        raise ValueError(f"Fine-tune #{job.pk} has no llama.cpp adapter (its base was not a GGUF), so the "
+                         "adapted model cannot answer here.")
+    with transaction.atomic():
+        comparison = ChatComparison.objects.create(
+            job=job, prompt=prompt, adapted_is_a=random.random() < 0.5,
+            created_by=user if getattr(user, "pk", None) else None)
+        event_publish(kind="finetune.compare_queued", source="architect", payload={
+            "job": job.pk, "comparison": comparison.pk,
+            "message": f"Comparing fine-tune #{job.pk} with its base on a prompt"})
+    return comparison
+
+
+def _comparison_update(comparison_id: int, **fields: Any) -> None:
+    ChatComparison.objects.filter(pk=comparison_id).update(**fields)
+    comparison_broadcast(comparison_id=comparison_id)
+
+
+def comparison_execute(*, comparison_id: int, model: Any = None) -> ChatComparison | None:
+    """Ask the persona with the bare base, then with the adapter; record both answers under their blind
+    labels. A failure is recorded on the comparison and shown on its card."""
+    with transaction.atomic():
+        comparison = (ChatComparison.objects.select_for_update().select_related("job")
+                      .filter(pk=comparison_id).first())
+        if comparison is None or comparison.status != ChatComparison.Status.QUEUED:
+            return None  # another worker has it
+        comparison.status = ChatComparison.Status.RUNNING
+        comparison.save(update_fields=["status"])
+    comparison_broadcast(comparison_id=comparison.pk)
+    job = comparison.job
+    base = {"base_model": job.base_model, "lora_path": "", "ollama_model": ""}
+    adapted = {"base_model": job.base_model, "lora_path": job.gguf_adapter_path, "lora_scale": 1.0,
+               "ollama_model": job.ollama_model}
+    messages = [{"role": "user", "content": comparison.prompt}]
+    answers: dict[str, str] = {}
+    try:
+        for name, adapter in (("base", base), ("adapted", adapted)):
+            result = (model or model_manager()).chat(job.persona, messages, adapter=adapter,
+                                                    max_tokens=COMPARE_MAX_TOKENS, temperature=0)
+            answers[name] = (result.content or "").strip()
+            first, second = (answers.get("adapted", ""), answers.get("base", "")) if comparison.adapted_is_a \
+                else (answers.get("base", ""), answers.get("adapted", ""))
+            _comparison_update(comparison.pk, answer_a=first, answer_b=second)
+    except (ModelError, OSError, ValueError) as exc:
+        _comparison_update(comparison.pk, status=ChatComparison.Status.FAILED, finished=timezone.now(),
+                           error=f"{type(exc).__name__}: {exc}"[:2000])
+    else:
+        _comparison_update(comparison.pk, status=ChatComparison.Status.DONE, finished=timezone.now())
+    return ChatComparison.objects.get(pk=comparison.pk)
+
+
+def comparison_vote(*, comparison: ChatComparison, vote: str, user: Any = None) -> ChatComparison:
+    """Record which blind answer a person found better (A, B or tie); changing one's mind is allowed.
+    The vote joins the job's promotion gate."""
+    if vote not in (ChatComparison.Vote.A, ChatComparison.Vote.B, ChatComparison.Vote.TIE):
+        raise ValueError(f"A vote is A, B or tie, not {vote!r}.")
+    if comparison.status != ChatComparison.Status.DONE:
+        raise ValueError("Both answers must be in before you vote.")
+    comparison.vote, comparison.voter = vote, user if getattr(user, "pk", None) else None
+    comparison.save(update_fields=["vote", "voter"])
+    transaction.on_commit(lambda: comparison_broadcast(comparison_id=comparison.pk))
+    transaction.on_commit(lambda: finetune_broadcast(job_id=comparison.job_id))
+    return comparison

@@ -10,4 +10,6 @@ urlpatterns = [
     path("<int:job_id>/cancel/", views.finetune_cancel, name="finetune_cancel"),
     path("<int:job_id>/promote/", views.finetune_promote, name="finetune_promote"),
     path("<int:job_id>/rollback/", views.finetune_rollback, name="finetune_rollback"),
+    path("<int:job_id>/compare/", views.finetune_compare, name="finetune_compare"),
+    path("compare/<int:comparison_id>/vote/", views.comparison_vote, name="comparison_vote"),
 ]

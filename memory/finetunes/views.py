@@ -16,7 +16,7 @@ from a4ps_site.http import HtmxHttpRequest, safe_next_url
 from memory.finetunes import selectors, services
 from memory.finetunes.engine import held_out_count
 from memory.finetunes.forms import FineTuneForm
-from memory.finetunes.models import FineTuneJob, default_hyperparameters
+from memory.finetunes.models import ChatComparison, FineTuneJob, default_hyperparameters
 from memory.models import GoldenDataset
 
 PAGE_SIZE = 25
@@ -105,3 +105,43 @@ def finetune_cache_clear(request: HtmxHttpRequest) -> HttpResponse:
     else:
         messages.success(request, f"Cleared the dequantised-base cache ({freed / 1e9:.1f} GB freed).")
     return redirect("finetunes")
+
+
+COMPARE_PAGE_SIZE = 10
+
+
+@login_required
+def finetune_compare(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
+    """Compare in chat: one prompt to the persona with the base and with the adapter, the answers side by
+    side as A and B (which is which is revealed after the vote); POST sends a prompt."""
+    job = get_object_or_404(FineTuneJob, pk=job_id)
+    error = ""
+    prompt = ""
+    if request.method == "POST":
+        prompt = request.POST.get("prompt", "")
+        try:
+            services.comparison_create(job=job, prompt=prompt, user=request.user)
+        except ValueError as exc:
+            error = str(exc)
+        else:
+            return redirect("finetune_compare", job_id=job.pk)
+    page = Paginator(ChatComparison.objects.filter(job=job).select_related("voter").order_by("-id"),
+                     COMPARE_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "memory/finetunes/compare.html", {
+        "job": job, "page": page, "error": error, "prompt": prompt, "gate": selectors.job_gate(job),
+        "max_prompt": services.COMPARE_MAX_PROMPT,
+    }, status=422 if error else 200)
+
+
+@login_required
+@require_POST
+def comparison_vote(request: HtmxHttpRequest, comparison_id: int) -> HttpResponse:
+    comparison = get_object_or_404(ChatComparison, pk=comparison_id)
+    try:
+        services.comparison_vote(comparison=comparison, vote=request.POST.get("vote", ""), user=request.user)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    if request.htmx:
+        comparison.refresh_from_db()
+        return render(request, "memory/finetunes/_comparison.html", {"c": comparison})
+    return redirect("finetune_compare", job_id=comparison.job_id)

@@ -344,10 +344,14 @@ class EmbeddedBackend:
         options: ChatOptions,
         adapter: dict[str, Any] | None = None,
     ) -> BackendReply:
-        """`adapter` (a promoted fine-tune) = {"base_model": GGUF path, "lora_path": LoRA GGUF, "lora_scale"}."""
-        if adapter:
+        """`adapter` (a fine-tune) = {"base_model": GGUF path, "lora_path": LoRA GGUF, "lora_scale"}; with an
+        empty lora_path the bare base_model answers."""
+        if adapter and adapter.get("lora_path"):
             path = self.gguf_for(None, adapter["base_model"])
             load_ms = self.ensure_loaded(path, (str(adapter["lora_path"]), float(adapter.get("lora_scale", 1.0))))
+        elif adapter:
+            path = self.gguf_for(None, adapter["base_model"])
+            load_ms = self.ensure_loaded(path)
         else:
             path = self.gguf_for(persona, model_name)
             load_ms = self.ensure_loaded(path)

@@ -89,6 +89,9 @@ def _check_schema(value: Any, schema: dict[str, Any]) -> str | None:
     return None
 
 
+PROMOTED = "promoted"  # chat(adapter=...): the persona's promoted fine-tune, if any
+
+
 class ModelManager:
     """Chooses a backend (Ollama or in-process llama.cpp), serialises model use across processes,
     and reports every call and every load/unload to the callbacks the web layer provides."""
@@ -190,8 +193,13 @@ class ModelManager:
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: list[str] | tuple[str, ...] | None = None,
+        adapter: dict[str, Any] | None | str = PROMOTED,
     ) -> ChatResult:
         """Ask a persona (ALFRED/BRICK/ROBIN/BABS, any case) or a named model.
+
+        `adapter` chooses the persona's weights: PROMOTED (its promoted fine-tune, if any), or explicitly
+        {"base_model": GGUF, "lora_path": LoRA GGUF or "" for the bare base, "lora_scale",
+        "ollama_model"} — how a fine-tune is compared with its base before it is promoted.
 
         `tools` are JSON-schema function specs; calls come back in `tool_calls` as
         {name, arguments}. With `json_schema` the reply is constrained to it and decoded into
@@ -217,7 +225,7 @@ class ModelManager:
                 options = ChatOptions(tools=norm_tools, json_schema=json_schema, on_token=on_token,
                                       max_tokens=max_tokens, temperature=temperature, stop=tuple(stop or ()))
                 reply = self._chat_on(backend, persona, model if backend == "ollama" else persona_or_model,
-                                      messages, options)
+                                      messages, options, adapter)
             result = self._finish(reply, backend, persona, json_schema, t0)
             result.wait_ms = round(wait_ms, 1)
         except Exception as exc:
@@ -237,12 +245,18 @@ class ModelManager:
         model: str,
         messages: list[dict[str, Any]],
         options: ChatOptions,
+        adapter: dict[str, Any] | None | str = PROMOTED,
     ) -> BackendReply:
-        override = self._override_for(persona) if persona else None
+        if adapter == PROMOTED:
+            override = self._override_for(persona) if persona else None
+            if override and not override.get("lora_path"):
+                override = None
+        else:
+            override = adapter if isinstance(adapter, dict) else None
         if backend == "embedded":
             return self._embedded_backend().chat(
                 persona=persona, model_name=None if persona else model, messages=messages, options=options,
-                adapter=override if override and override.get("lora_path") else None,
+                adapter=override,
             )
         if override and override.get("ollama_model"):
             model = override["ollama_model"]

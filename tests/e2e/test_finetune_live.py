@@ -98,3 +98,41 @@ def test_fine_tune_from_a_dataset_with_live_progress(browser, scripted_stack):
         expect(page.locator(f"#finetune-row-{job_id}")).to_have_attribute("data-status", "succeeded")
     finally:
         page.close()
+
+
+def test_compare_in_chat_shows_both_answers_live_and_reveals_them_after_the_vote(browser, scripted_stack):
+    adapter = scripted_stack.var_dir / "e2e-compare-adapter.gguf"
+    adapter.write_bytes(b"GGUF")  # the stack's worker is scripted: the file is named, never loaded
+    job_id = int(scripted_stack.manage("shell", "-c", (
+        "from memory.finetunes.models import FineTuneJob; "
+        f"j = FineTuneJob.objects.create(persona='BRICK', base_model='base.gguf', status='succeeded', "
+        f"gguf_adapter_path={str(adapter)!r}, evaluation={{'tally': {{'adapted': 3, 'base': 0, 'tie': 0}}}}); "
+        "print(j.pk)")).stdout.strip().splitlines()[-1])
+    page = browser.new_page()
+    try:
+        login(page, scripted_stack)
+        page.goto(f"{scripted_stack.url}/memory/finetunes/{job_id}/")
+        expect(page.locator("#promotion-gate")).to_have_attribute("data-passed", "false")
+        page.click("#compare-link")
+        expect(page.locator("#no-comparisons")).to_be_visible()
+        expect_live(page)
+        page.fill("#compare-prompt", "What is two plus two?")
+        page.click("#compare-send")
+        card = page.locator("article.comparison").first
+        expect(card).to_have_attribute("data-status", "done", timeout=60000)  # arrives over the socket
+        expect(card.locator(".answer-a")).to_contain_text("two")
+        expect(card.locator(".answer-b")).to_contain_text("two")
+        expect(card.locator(".answer-a h3")).to_have_text("A")  # blind until the vote
+        answers = {card.locator(".answer-a p").inner_text(), card.locator(".answer-b p").inner_text()}
+        assert answers == {"Two plus two is four, by counting.", "Four: two and two, counted together."}
+        adapted_label = "A" if "counted together" in card.locator(".answer-a p").inner_text() else "B"
+        card.locator(f"button[value={adapted_label}]").click()
+        expect(card).to_have_attribute("data-vote", adapted_label)
+        expect(card.locator(f".answer-{adapted_label.lower()} h3")).to_have_text(f"{adapted_label} — adapter")
+        expect(card.locator(".vote-row")).to_contain_text("the adapter is better")
+        page.screenshot(path=str(scripted_stack.var_dir / "compare-page.png"), full_page=True)
+        page.goto(f"{scripted_stack.url}/memory/finetunes/{job_id}/")
+        expect(page.locator("#gate-votes")).to_contain_text("1 vote")
+        expect(page.locator("#promotion-gate .gate-figures")).to_contain_text("won 4 · tied 0 · lost 0")
+    finally:
+        page.close()

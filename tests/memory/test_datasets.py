@@ -132,13 +132,15 @@ def test_every_page_requires_login(client, dataset):
         reverse("datasets"), reverse("dataset_detail", args=[dataset.pk]), reverse("dataset_examples"),
         reverse("dataset_example", args=[example.pk]), reverse("dataset_export", args=[dataset.pk]),
         reverse("finetune_new", args=[dataset.pk]), reverse("finetunes"), reverse("finetune_detail", args=[job.pk]),
+        reverse("finetune_compare", args=[job.pk]),
     ]
     for url in urls:
         response = client.get(url)
         assert response.status_code == 302 and "/accounts/login/" in response["Location"], url
     for name, args in [("dataset_curate", []), ("dataset_import", [dataset.pk]), ("finetune_promote", [job.pk]),
                        ("finetune_cancel", [job.pk]), ("finetune_rollback", [job.pk]),
-                       ("dataset_example_toggle", [example.pk]), ("finetune_cache_clear", [])]:
+                       ("dataset_example_toggle", [example.pk]), ("finetune_cache_clear", []),
+                       ("comparison_vote", [1])]:
         response = client.post(reverse(name, args=args))
         assert response.status_code == 302 and "/accounts/login/" in response["Location"], name
 

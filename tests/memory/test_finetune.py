@@ -415,3 +415,94 @@ def test_an_adapter_not_shown_better_is_promoted_only_with_a_typed_reason(auth_c
     auth_client.post(reverse("finetune_promote", args=[winner.pk]))  # the gate is open: no reason asked
     winner.refresh_from_db()
     assert winner.promoted and winner.promotion_reason == "" and winner.previous_job_id == losing.pk
+
+
+@pytest.fixture
+def scripted_persona_model():
+    from personas.llm import set_model_manager
+    from tests.personas.scripted import ScriptedModel
+
+    model = ScriptedModel()
+    set_model_manager(model)
+    yield model
+    set_model_manager(None)
+
+
+@pytest.mark.django_db
+def test_compare_in_chat_asks_base_then_adapter_blind_and_the_votes_join_the_gate(
+        auth_client, tmp_path, scripted_persona_model, django_capture_on_commit_callbacks):
+    job = _succeeded_job(tmp_path, "cmp", {"tally": {"adapted": 3, "base": 0, "tie": 0, "unjudged": 0}})
+    job.persona = "BRICK"
+    job.save()
+    assert services.job_gate(job)["passed"] is False  # 3 wins alone do not exclude "no difference"
+    url = reverse("finetune_compare", args=[job.pk])
+    page = auth_client.get(url).content.decode()
+    assert 'id="compare-form"' in page and 'id="no-comparisons"' in page
+
+    for _ in range(3):
+        with django_capture_on_commit_callbacks(execute=True):  # the worker (Huey, immediate) answers here
+            response = auth_client.post(url, {"prompt": "What is two plus two?"})
+        assert response.status_code == 302
+    comparisons = list(job.comparisons.order_by("id"))
+    assert [c.status for c in comparisons] == ["done"] * 3
+    calls = scripted_persona_model.calls
+    assert [c["adapter"]["lora_path"] for c in calls] == ["", job.gguf_adapter_path] * 3  # base first, then adapter
+    assert all(c["adapter"]["base_model"] == job.base_model and c["persona"] == "BRICK" for c in calls)
+    for c in comparisons:
+        adapted, base = (c.answer_a, c.answer_b) if c.adapted_is_a else (c.answer_b, c.answer_a)
+        assert adapted == "Four: two and two, counted together." and base == "Two plus two is four, by counting."
+
+    page = auth_client.get(url).content.decode()
+    assert page.count("<h3>A</h3>") == 3 and "<h3>A — " not in page  # blind until voted
+    for c in comparisons:
+        with django_capture_on_commit_callbacks(execute=True):
+            card = auth_client.post(reverse("comparison_vote", args=[c.pk]), {"vote": c.label_of_adapted},
+                                    HTTP_HX_REQUEST="true").content.decode()
+        assert "the adapter is better" in card and "<h3>A — " in card  # revealed after the vote
+    gate = services.job_gate(job)
+    assert gate["votes"] == {"adapted": 3, "base": 0, "tie": 0} and gate["n"] == 6 and gate["passed"] is True
+    detail = auth_client.get(reverse("finetune_detail", args=[job.pk])).content.decode()
+    assert 'id="gate-votes"' in detail and 'id="promote-job"' in detail
+
+    # A person may change their mind: the gate follows.
+    auth_client.post(reverse("comparison_vote", args=[comparisons[0].pk]), {"vote": "tie"})
+    assert services.job_gate(job)["votes"] == {"adapted": 2, "base": 0, "tie": 1}
+
+
+@pytest.mark.django_db
+def test_compare_in_chat_refuses_bad_input_and_loses_nothing(auth_client, tmp_path, scripted_persona_model):
+    job = _succeeded_job(tmp_path, "cmp2")
+    url = reverse("finetune_compare", args=[job.pk])
+    empty = auth_client.post(url, {"prompt": "   "})
+    assert empty.status_code == 422 and "Write a prompt" in empty.content.decode()
+    long = auth_client.post(url, {"prompt": "x" * 4001})
+    assert long.status_code == 422 and "at most 4,000" in long.content.decode()
+    assert 'x' * 4001 in long.content.decode()  # the text is still in the box
+    no_adapter = FineTuneJob.objects.create(persona="BRICK", base_model="x", status="succeeded")
+    refused = auth_client.post(reverse("finetune_compare", args=[no_adapter.pk]), {"prompt": "hi"})
+    assert refused.status_code == 422 and "no llama.cpp adapter" in refused.content.decode()
+    assert not services.ChatComparison.objects.exists()
+
+    queued = services.comparison_create(job=job, prompt="hi")  # not run: still queued
+    with pytest.raises(ValueError, match="Both answers must be in"):
+        services.comparison_vote(comparison=queued, vote="A")
+    queued.status = "done"
+    queued.save()
+    with pytest.raises(ValueError, match="A vote is A, B or tie"):
+        services.comparison_vote(comparison=queued, vote="C")
+
+
+@pytest.mark.django_db
+def test_a_failing_model_is_shown_on_the_comparison(tmp_path):
+    from personas.inference import ModelError
+
+    class Down:
+        def chat(self, *args, **kwargs):
+            raise ModelError("the model server is not running")
+
+    job = _succeeded_job(tmp_path, "cmp3")
+    comparison = services.comparison_create(job=job, prompt="hi")
+    done = services.comparison_execute(comparison_id=comparison.pk, model=Down())
+    assert done.status == "failed" and "not running" in done.error
+    html = services.comparison_render(comparison=done)
+    assert 'role="alert"' in html and "not running" in html and "vote-a-" not in html

@@ -115,7 +115,13 @@ def test_a_promoted_adapter_is_used_by_the_model_manager_and_rollback_drops_it(b
         assert adapted.load_ms > 0  # promote reloads the model with the adapter
         assert adapted.content != plain
         assert manager.chat("BRICK", PROMPT, max_tokens=24, temperature=0).content == plain  # others unchanged
+        # Compare in chat asks for the bare base and for an adapter explicitly, whatever is promoted.
+        bare = {"base_model": str(base_gguf), "lora_path": ""}
+        assert manager.chat("ROBIN", PROMPT, max_tokens=24, temperature=0, adapter=bare).content == plain
         promoted.clear()  # rollback
         assert manager.chat("ROBIN", PROMPT, max_tokens=24, temperature=0).content == plain
+        explicit = manager.chat("ROBIN", PROMPT, max_tokens=24, temperature=0,
+                                adapter={"base_model": str(base_gguf), "lora_path": str(tmp_path / "adapter.gguf")})
+        assert explicit.content == adapted.content  # not promoted, still the adapter's answer
     finally:
         manager.close()

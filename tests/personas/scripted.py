@@ -83,6 +83,7 @@ class ScriptedModel:
             "thoughts": {"thoughts": ["Work from first principles.", "Check known cases.", "Estimate roughly."]},
             "evaluation": {"scores": [6, 9, 3], "best": 1, "comment": "Known cases ground it."},
             "thesis": "Two plus two is four, by counting.",
+            "thesis_adapted": "Four: two and two, counted together.",
             "antithesis": "I agree: two plus two is four, by counting.",
             "critic": {"dissonance": 0.1, "consensus": True, "reason": "They agree."},
             "answer": "The answer is 4.",
@@ -99,13 +100,15 @@ class ScriptedModel:
         return persona_or_model, self.model_name
 
     def chat(self, persona_or_model: str, messages: list[dict], *, tools=None, json_schema=None, on_token=None,
-             max_tokens=None, temperature=None, stop=None) -> Reply:
+             max_tokens=None, temperature=None, stop=None, adapter="promoted") -> Reply:
         persona = persona_or_model.upper()
         kind = request_kind(persona, json_schema, messages)
         count = sum(1 for c in self.calls if c["kind"] == kind)
         self.calls.append({"persona": persona, "kind": kind, "messages": messages, "tools": tools,
-                           "max_tokens": max_tokens, "temperature": temperature, "stop": stop})
-        value = self.rules[kind]
+                           "max_tokens": max_tokens, "temperature": temperature, "stop": stop, "adapter": adapter})
+        # A fine-tune's adapter asked explicitly (compare in chat) answers by the "<kind>_adapted" rule.
+        adapted = isinstance(adapter, dict) and bool(adapter.get("lora_path"))
+        value = self.rules.get(f"{kind}_adapted", self.rules[kind]) if adapted else self.rules[kind]
         if callable(value):
             value = value(count, messages) if getattr(value, "wants_messages", False) else value(count)
         if self.delay_s:
