@@ -1,4 +1,4 @@
-"""Websocket consumers of fine-tune jobs: one fine-tune job's live page, and the Fine-tunes list."""
+"""Websocket consumers of fine-tune jobs: one job's live page, its compare-in-chat page, and the Fine-tunes list."""
 from __future__ import annotations
 
 from channels.db import database_sync_to_async
@@ -14,14 +14,26 @@ def _job_html(job_id: int) -> list[str]:
     return [finetune_render(job=job)["status"]] if job else []
 
 
-class FineTuneConsumer(LiveConsumer):
-    """Progress, loss chart and log of one job. The job's state is one partial, so catching up after a
-    reconnect is sending its current version (on connect and on a resume request)."""
+def _comparisons_html(job_id: int) -> list[str]:
+    # What may have changed while the page was away: the newest comparisons, as the first page shows them.
+    recent = ChatComparison.objects.select_related("voter").filter(job_id=job_id).order_by("-id")[:10]
+    return [comparison_render(comparison=c) for c in recent]
+
+
+class _OneJobConsumer(LiveConsumer):
+    """A page of one job whose state is a few partials: catching up after a reconnect is sending their
+    current versions (on connect and on a resume request)."""
+
+    def group(self, job_id: int) -> str:
+        raise NotImplementedError
+
+    def current_html(self, job_id: int) -> list[str]:
+        raise NotImplementedError
 
     async def resolve_groups(self) -> list[str] | None:
         self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
         exists = await database_sync_to_async(FineTuneJob.objects.filter(pk=self.job_id).exists)()
-        return [group_for("finetune", self.job_id)] if exists else None
+        return [self.group(self.job_id)] if exists else None
 
     async def connect(self) -> None:
         await super().connect()
@@ -30,34 +42,30 @@ class FineTuneConsumer(LiveConsumer):
                 await self.send(text_data=html)
 
     async def replay(self, after: int) -> list[str]:
-        return await database_sync_to_async(_job_html)(self.job_id)
+        return await database_sync_to_async(self.current_html)(self.job_id)
+
+
+class FineTuneConsumer(_OneJobConsumer):
+    """Progress, loss chart and log of one job."""
+
+    def group(self, job_id: int) -> str:
+        return group_for("finetune", job_id)
+
+    def current_html(self, job_id: int) -> list[str]:
+        return _job_html(job_id)
+
+
+class CompareConsumer(_OneJobConsumer):
+    """Compare-in-chat: answers arrive on their cards as the worker gets them."""
+
+    def group(self, job_id: int) -> str:
+        return compare_group(job_id)
+
+    def current_html(self, job_id: int) -> list[str]:
+        return _comparisons_html(job_id)
 
 
 class FineTunesConsumer(LiveConsumer):
     """Rows of the Fine-tunes page change status and progress live."""
 
     groups_to_join = [FINETUNES_GROUP]
-
-
-def _comparisons_html(job_id: int) -> list[str]:
-    # What may have changed while the page was away: comparisons still running or finished lately.
-    recent = ChatComparison.objects.select_related("voter").filter(job_id=job_id).order_by("-id")[:10]
-    return [comparison_render(comparison=c) for c in recent]
-
-
-class CompareConsumer(LiveConsumer):
-    """Compare-in-chat: answers arrive on their cards as the worker gets them."""
-
-    async def resolve_groups(self) -> list[str] | None:
-        self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
-        exists = await database_sync_to_async(FineTuneJob.objects.filter(pk=self.job_id).exists)()
-        return [compare_group(self.job_id)] if exists else None
-
-    async def connect(self) -> None:
-        await super().connect()
-        if getattr(self, "joined", None):
-            for html in await self.replay(0):
-                await self.send(text_data=html)
-
-    async def replay(self, after: int) -> list[str]:
-        return await database_sync_to_async(_comparisons_html)(self.job_id)
