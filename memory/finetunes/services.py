@@ -266,8 +266,10 @@ def _ask_judge(*, persona: str, row: dict[str, str], shown: tuple[str, str], mod
         label = parsed.get("better")
         if label not in ("A", "B", "tie"):
             raise ValueError(f"ALFRED's verdict could not be read: {result.content[:200]!r}")
-    except (ModelError, ValueError) as exc:
-        return {"shown": list(shown), "said": "", "better": "unjudged", "reason": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - a judge that cannot answer leaves the pair unjudged, never
+        # the trained adapter and its generated answers lost (the model, its lock or the broker may be away)
+        log.warning("held-out verdict failed: %s", exc)
+        return {"shown": list(shown), "said": "", "better": "unjudged", "reason": f"{type(exc).__name__}: {exc}"}
     winner = "tie" if label == "tie" else shown[0 if label == "A" else 1]
     return {"shown": list(shown), "said": label, "better": winner, "reason": str(parsed.get("reason", "")).strip(),
             "model": getattr(result, "model", "")}

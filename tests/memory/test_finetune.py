@@ -506,3 +506,15 @@ def test_a_failing_model_is_shown_on_the_comparison(tmp_path):
     assert done.status == "failed" and "not running" in done.error
     html = services.comparison_render(comparison=done)
     assert 'role="alert"' in html and "not running" in html and "vote-a-" not in html
+
+
+def test_a_judge_that_cannot_answer_leaves_pairs_unjudged_and_the_gate_shut():
+    class BrokerAway:
+        def chat(self, *args, **kwargs):
+            raise ConnectionError("Error 2 connecting to broker.sock")
+
+    rows = [{"prompt": "q", "reference": "r", "base": "b", "adapted": "a"}] * 3
+    result = services.evaluation_judge(comparisons=rows, persona="BRICK", model=BrokerAway())
+    assert result["tally"] == {"adapted": 0, "base": 0, "tie": 0, "unjudged": 3}
+    assert "ConnectionError" in result["examples"][0]["judgements"][0]["reason"]
+    assert result["gate"]["passed"] is False and len(result["examples"]) == 3  # the answers are kept
