@@ -82,5 +82,24 @@ class CuratorVerdict(models.Model):
         return f"verdict on run #{self.run_id}: {self.total}"
 
 
+class VerdictLabel(models.Model):
+    """A person's own judgement of a run ALFRED judged: a thumb (good enough to learn from or not) and,
+    optionally, their 1–10 on each rubric criterion. Compared with the verdict, it calibrates the judge."""
+
+    verdict = models.ForeignKey(CuratorVerdict, on_delete=models.CASCADE, related_name="labels")
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="+")
+    thumb = models.SmallIntegerField(null=True, blank=True, help_text="1 = good, -1 = not good, empty = no thumb")
+    scores = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["verdict", "user"], name="verdict_label_one_per_person")]
+
+    def __str__(self) -> str:
+        return f"label of verdict #{self.verdict_id} by {self.user_id}"
+
+
 # Fine-tune jobs live with the rest of their capability; Django finds the model through this import.
 from memory.finetunes.models import ChatComparison, FineTuneJob, default_hyperparameters  # noqa: E402,F401

@@ -17,6 +17,7 @@ urlpatterns = [
     # The strategic loop: golden datasets, then fine-tune jobs.
     path("datasets/", dataset_views.datasets, name="datasets"),
     path("datasets/curate/", dataset_views.dataset_curate, name="dataset_curate"),
+    path("datasets/review/", dataset_views.dataset_review, name="dataset_review"),
     path("datasets/new/", dataset_views.dataset_create, name="dataset_create"),
     path("datasets/examples/", dataset_views.dataset_examples, name="dataset_examples"),
     path("datasets/examples/<int:example_id>/", dataset_views.dataset_example, name="dataset_example"),

@@ -13,10 +13,10 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from a4ps_site.http import HtmxHttpRequest, safe_next_url
-from memory.curator import curator_settings
-from memory.datasets import selectors, services
+from memory.curator import CRITERIA, curator_settings
+from memory.datasets import calibration, selectors, services
 from memory.datasets.forms import DatasetCreateForm, ExampleFilterForm, ImportForm
-from memory.models import GoldenDataset, GoldenExample
+from memory.models import CuratorVerdict, GoldenDataset, GoldenExample
 from memory.tasks import curate_now
 
 PAGE_SIZE = 25
@@ -25,13 +25,52 @@ PAGE_SIZE = 25
 @login_required
 def datasets(request: HtmxHttpRequest) -> HttpResponse:
     """Every dataset (size, persona, last curated), the curator's recent verdicts, and a new-dataset form."""
+    try:
+        gate_open, gate_why = calibration.training_allowed()
+        gate_config: dict[str, Any] | None = calibration.calibration_settings()
+    except ValueError as exc:  # a bad setting is shown, not a crash
+        gate_open, gate_why, gate_config = False, str(exc), None
     return render(request, "memory/dataset_list.html", {
         "datasets": selectors.datasets_overview(),
         "verdicts": selectors.verdicts_recent(),
         "counts": selectors.curator_counts(),
         "curator": curator_settings(),
         "create_form": DatasetCreateForm(),
+        "agreement": calibration.agreement(),
+        "to_review": calibration.review_queue(request.user).count(),
+        "gate": {"open": gate_open, "why": gate_why, "config": gate_config},
     })
+
+
+@login_required
+def dataset_review(request: HtmxHttpRequest) -> HttpResponse:
+    """The review queue: one of ALFRED's verdicts at a time, labelled by keyboard (see static/js/review.js).
+    POST saves a label (or skips) and answers with the next card."""
+    context: dict[str, Any] = {"criteria": [(c, calibration.criterion_label(c)) for c in CRITERIA],
+                               "last": None, "error": ""}
+    before = None
+    if request.method == "POST":
+        verdict = get_object_or_404(CuratorVerdict, pk=request.POST.get("verdict") or 0)
+        if request.POST.get("skip"):
+            before = verdict.pk
+        else:
+            try:
+                context["last"] = calibration.label_save(
+                    verdict=verdict, user=request.user, thumb=request.POST.get("thumb", ""),
+                    scores={c: request.POST.get(f"score_{c}", "") for c in CRITERIA})
+            except ValueError as exc:
+                context["error"] = str(exc)
+                before = verdict.pk + 1  # the same verdict again
+    if context["last"] is not None:
+        context["last_mine"] = calibration.describe_scores(context["last"].scores)
+        context["last_theirs"] = calibration.describe_scores(context["last"].verdict.scores)
+    context["verdict"] = calibration.review_next(request.user, before=before)
+    context["remaining"] = calibration.review_queue(request.user).count()
+    if request.htmx:
+        return render(request, "memory/_review_card.html", context, status=422 if context["error"] else 200)
+    if request.method == "POST" and not context["error"]:
+        return redirect("dataset_review")
+    return render(request, "memory/dataset_review.html", context, status=422 if context["error"] else 200)
 
 
 @login_required
@@ -109,9 +148,16 @@ def dataset_example_toggle(request: HtmxHttpRequest, example_id: int) -> HttpRes
 
 
 @login_required
-def dataset_export(request: HtmxHttpRequest, dataset_id: int) -> StreamingHttpResponse:
-    """The included examples as JSONL in chat format."""
+def dataset_export(request: HtmxHttpRequest, dataset_id: int) -> HttpResponse:
+    """The included examples as JSONL in chat format (unless the calibration gate is shut)."""
     dataset = get_object_or_404(GoldenDataset, pk=dataset_id)
+    try:
+        allowed, why = calibration.training_allowed()
+    except ValueError as exc:
+        allowed, why = False, str(exc)
+    if not allowed:
+        messages.error(request, f"Export refused. {why}")
+        return redirect("dataset_detail", dataset_id=dataset.pk)
     response = StreamingHttpResponse(services.dataset_export_lines(dataset=dataset),
                                      content_type="application/jsonl; charset=utf-8")
     name = slugify(f"{dataset.persona}-{dataset.name}") or f"dataset-{dataset.pk}"

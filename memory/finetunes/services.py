@@ -16,6 +16,7 @@ from django.utils import timezone
 from a4ps_site.config import app_settings
 from a4ps_site.realtime import broadcast, group_for
 from a4ps_site.throttle import Throttle
+from memory.datasets.calibration import training_allowed
 from memory.datasets.services import dataset_export_lines
 from memory.finetunes import engine as ft
 from memory.finetunes import gate as promotion_gate
@@ -76,6 +77,9 @@ def finetune_create(*, dataset: GoldenDataset, hyperparameters: dict[str, Any], 
     hyper = ft.Hyperparameters.from_dict(hyperparameters)
     if not dataset.examples.filter(included=True).exists():
         raise ValueError(f"{dataset.name} has no included examples to train on.")
+    allowed, why = training_allowed()
+    if not allowed:
+        raise ValueError(why)
     with transaction.atomic():
         job = FineTuneJob.objects.create(
             persona=dataset.persona, base_model=base_model_for(dataset.persona), dataset=dataset,

@@ -132,7 +132,7 @@ def test_every_page_requires_login(client, dataset):
         reverse("datasets"), reverse("dataset_detail", args=[dataset.pk]), reverse("dataset_examples"),
         reverse("dataset_example", args=[example.pk]), reverse("dataset_export", args=[dataset.pk]),
         reverse("finetune_new", args=[dataset.pk]), reverse("finetunes"), reverse("finetune_detail", args=[job.pk]),
-        reverse("finetune_compare", args=[job.pk]),
+        reverse("finetune_compare", args=[job.pk]), reverse("dataset_review"),
     ]
     for url in urls:
         response = client.get(url)
