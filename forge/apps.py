@@ -21,6 +21,7 @@ class ForgeConfig(AppConfig):
         from a4ps_site.config import register_settings_section
         from forge import registry, services, tasks
         from forge.config import ForgeSettings
+        from forge.evals import services as eval_services
         from forge.evals.tasks import eval_run
         from personas import events, ports
 
@@ -30,6 +31,7 @@ class ForgeConfig(AppConfig):
             forge=services.forge_for_graph,
             tool_schemas=lambda: registry.registry().schemas(),
             call_tool=services.tool_call_for_graph,
+            task_accuracy=eval_services.task_accuracy,
         )
 
         def take_queued_request(event: events.Event) -> None:

@@ -1,4 +1,5 @@
-"""What the kernel asks of the apps above it: memory, the forge, the live tools and promoted adapters.
+"""What the kernel asks of the apps above it: memory, the forge, the live tools, promoted adapters and
+the evals runner.
 
 The kernel (models, events, inference, the graph and its run executor) never imports forge/ or
 memory/. Those apps plug their functions in here from their AppConfig.ready(); until they do (or in a
@@ -40,6 +41,10 @@ def _nothing_waits() -> list[dict[str, Any]]:
     return []
 
 
+def _no_evals(**_: Any) -> dict[str, Any] | None:
+    return None
+
+
 @dataclass
 class Ports:
     """The functions behind each port (see the module docstring)."""
@@ -58,6 +63,9 @@ class Ports:
     """The promoted fine-tune a persona answers with, or None for its configured model."""
     waiting_for_a_person: Callable[[], list[dict[str, Any]]] = _nothing_waits
     """What an app has waiting for a person's decision: [{"label", "count", "url"}] (count > 0 only)."""
+    task_accuracy: Callable[..., dict[str, Any] | None] = _no_evals
+    """A persona with given weights (persona=, adapter=, limit=, on_item=) on a fixed subset of the evals
+    `tasks` suite: {"n", "passed", "rows"}, or None where no evals runner is installed."""
 
 
 _ports = Ports()

@@ -185,13 +185,16 @@ def run_tool_items(items: list[ToolItem], mode: str, model: Any, config: ForgeSe
     return results
 
 
-def run_task_single(item: TaskItem, model: Any) -> ItemResult:
-    """A task asked once of ALFRED's model, with no memory and no tools; the answer checked by its rule."""
+def run_task_single(item: TaskItem, model: Any, *, persona: str = "ALFRED",
+                    adapter: dict[str, Any] | None = None) -> ItemResult:
+    """A task asked once of a persona's model (ALFRED's by default, or with a fine-tune's `adapter`, see
+    ModelManager.chat), with no memory and no tools; the answer checked by its rule."""
     started = time.perf_counter()
     result = ItemResult(item.id, item.category, "", False, attempts=1)
+    options: dict[str, Any] = {"adapter": adapter} if adapter is not None else {}
     try:
-        reply = model.chat("ALFRED", [{"role": "user", "content": item.task}], max_tokens=TASK_MAX_TOKENS,
-                           temperature=0.0)
+        reply = model.chat(persona, [{"role": "user", "content": item.task}], max_tokens=TASK_MAX_TOKENS,
+                           temperature=0.0, **options)
     except Exception as exc:  # recorded on the item; the run goes on with the next one
         result.why = f"the model call failed: {type(exc).__name__}: {exc}"
     else:

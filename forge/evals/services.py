@@ -264,3 +264,32 @@ def eval_run_broadcast(*, run_id: int, item_id: str | None = None) -> None:
         if result is not None:
             page += render_to_string("forge/evals/_result_oob.html", {"result": result, "run": run})
     broadcast(group_for("eval", run.pk), "ui.html", html=page)
+
+
+def task_subset(limit: int) -> list[TaskItem]:
+    """`limit` tasks a single call can answer (none that needs an earlier run's memory), taken in turn
+    from each category so that a small subset still spans the suite; the same ones every time."""
+    by_category: dict[str, list[TaskItem]] = {}
+    for item in sorted(load_tasks(), key=lambda i: i.id):
+        if not item.setup_memory:
+            by_category.setdefault(item.category, []).append(item)
+    chosen: list[TaskItem] = []
+    while len(chosen) < limit and any(by_category.values()):
+        for category in sorted(by_category):
+            if by_category[category] and len(chosen) < limit:
+                chosen.append(by_category[category].pop(0))
+    return chosen
+
+
+def task_accuracy(*, persona: str, adapter: dict[str, Any], limit: int, model: Any = None,
+                  on_item: Callable[[engine.ItemResult], None] | None = None) -> dict[str, Any]:
+    """How many of a fixed subset of the `tasks` suite a persona answers right in one call with the given
+    weights (a fine-tune's adapter, or its bare base): what the promotion gate compares."""
+    model = model or model_manager()
+    rows = []
+    for item in task_subset(limit):
+        result = engine.run_task_single(item, model, persona=persona, adapter=adapter)
+        rows.append({"id": item.id, "passed": result.passed, "seconds": result.seconds})
+        if on_item:
+            on_item(result)
+    return {"n": len(rows), "passed": sum(r["passed"] for r in rows), "rows": rows}

@@ -1,9 +1,10 @@
-"""The promotion gate: is an adapter measurably better than its base on the held-out comparisons?
+"""The promotion gate: is an adapter measurably better than its base, and no worse at tasks?
 
 Each held-out prompt is judged twice, with the base and the adapted answer shown in both orders; the
 two verdicts make one outcome for the adapter (win, tie or loss). The adapter's score is
 (wins + ties / 2) / judged, with a 95 % Wilson interval; the gate opens only when the whole interval
-lies above 0.5, i.e. when the comparisons exclude "no better than the base"."""
+lies above 0.5, i.e. when the comparisons exclude "no better than the base", and when the adapter
+answers no fewer of a fixed subset of the evals `tasks` suite than the base does (where measured)."""
 from __future__ import annotations
 
 import math
@@ -39,9 +40,29 @@ def wilson(score: float, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def gate(tally: dict[str, int]) -> dict[str, Any]:
+def tasks_verdict(tasks: dict[str, Any] | None) -> dict[str, Any]:
+    """Whether task accuracy held with the adapter: {"measured", "held", "base", "adapted", "n", "why"}."""
+    base, adapted = (tasks or {}).get("base"), (tasks or {}).get("adapted")
+    if not base or not adapted or not base.get("n"):
+        return {"measured": False, "held": True, "why": "Task accuracy was not measured."}
+    n, b, a = int(base["n"]), int(base["passed"]), int(adapted["passed"])
+    held = a >= b
+    return {"measured": True, "held": held, "base": b, "adapted": a, "n": n,
+            "why": (f"On {n} tasks of the evals suite the adapter answers {a} right, the base {b}"
+                    + (": no drop." if held else ": task accuracy drops, so Promote stays shut."))}
+
+
+def gate(tally: dict[str, int], tasks: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the evaluation shows and whether Promote is open: wins, ties, losses, the adapter's score
-    with its 95 % interval, and a sentence saying why."""
+    with its 95 % interval, task accuracy with and without the adapter, and a sentence saying why."""
+    result = _comparisons(tally)
+    result["tasks"] = tasks_verdict(tasks)
+    if not result["tasks"]["held"]:
+        result["passed"] = False
+    return result
+
+
+def _comparisons(tally: dict[str, int]) -> dict[str, Any]:
     wins, ties, losses = (int(tally.get(k, 0)) for k in ("adapted", "tie", "base"))
     n = wins + ties + losses
     if n == 0:

@@ -33,7 +33,8 @@ def job_gate(job: FineTuneJob) -> dict[str, Any]:
     and the votes people cast in compare-in-chat, each one outcome."""
     judged = (job.evaluation or {}).get("tally") or {}
     votes = person_votes(job)
-    verdict = gate.gate({k: int(judged.get(k, 0)) + votes[k] for k in ("adapted", "base", "tie")})
+    verdict = gate.gate({k: int(judged.get(k, 0)) + votes[k] for k in ("adapted", "base", "tie")},
+                        (job.evaluation or {}).get("tasks"))
     verdict["votes"] = votes
     verdict["people"] = sum(votes.values())
     return verdict
@@ -46,7 +47,8 @@ def finetune_record(job: FineTuneJob) -> dict[str, Any]:
         "job": job.pk, "persona": job.persona, "base_model": job.base_model,
         "snapshot_sha256": job.snapshot_sha256, "examples": job.examples, "hyperparameters": job.hyperparameters,
         "steps": job.step, "final_loss": job.last_loss, "loss_history": job.loss_history,
-        "evaluation": {k: verdict[k] for k in ("wins", "ties", "losses", "n", "score", "low", "high", "passed")},
+        "evaluation": {**{k: verdict[k] for k in ("wins", "ties", "losses", "n", "score", "low", "high", "passed")},
+                       "tasks": verdict["tasks"]},
         "promoted_at": job.promoted_at.isoformat() if job.promoted_at else None,
         "promoted_by": job.promoted_by.get_username() if job.promoted_by else None,
         "promotion_reason": job.promotion_reason,

@@ -5,6 +5,7 @@ import hashlib
 import logging
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from personas.inference import ModelError, ModelsConfig
 from personas.inference.embedded_backend import ensure_packaged_gguf
 from personas.inference.packaged import PACKAGED_MODELS, packaged_for_file
 from personas.llm import model_manager
+from personas.ports import ports
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +219,13 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
         _update(job.pk, adapter_path=str(outcome.adapter_dir),
                 gguf_adapter_path=str(outcome.gguf_adapter or ""), progress=0.95,
                 tokens_per_s=round(outcome.train.tokens_per_s, 1))
+        log_line(f"ALFRED compares {len(outcome.comparisons)} held-out pair(s), blind, in both orders…")
         evaluation = evaluation_judge(comparisons=outcome.comparisons, persona=job.persona, seed=job.pk)
+        tally = evaluation["tally"]
+        log_line(f"Held-out verdicts: adapter won {tally['adapted']}, lost {tally['base']}, tied {tally['tie']}"
+                 + (f", {tally['unjudged']} unjudged." if tally["unjudged"] else "."))
+        if outcome.gguf_adapter is not None:
+            evaluation["tasks"] = _task_check(job, Path(outcome.gguf_adapter), log_line)
         status, error = FineTuneJob.Status.SUCCEEDED, ""
     except ft.Cancelled as exc:
         status, error, evaluation = FineTuneJob.Status.CANCELLED, "", {}
@@ -243,6 +251,36 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
             "message": f"Fine-tune #{job.pk} of {job.persona} {status}" + (f": {error}" if error else "")})
         transaction.on_commit(lambda: finetune_broadcast(job_id=job.pk))
     return job
+
+
+def gate_task_count() -> int:
+    """`[finetune] gate_tasks`: how many tasks of the evals suite the base and the adapter each answer
+    before Promote (0 = none)."""
+    value = finetune_settings().get("gate_tasks", 8)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 200:
+        raise ValueError(f"finetune.gate_tasks must be a whole number from 0 to 200, got {value!r}")
+    return value
+
+
+def _task_check(job: FineTuneJob, adapter: Path, log_line: Callable[[str], None]) -> dict[str, Any] | None:
+    """The persona on a fixed subset of the `tasks` suite with its bare base and with the adapter."""
+    limit = gate_task_count()
+    if limit == 0:
+        log_line("Task accuracy not measured (finetune.gate_tasks = 0).")
+        return None
+    weights = {"base": {"base_model": job.base_model, "lora_path": "", "ollama_model": ""},
+               "adapted": {"base_model": job.base_model, "lora_path": str(adapter), "lora_scale": 1.0,
+                           "ollama_model": job.ollama_model}}
+    out: dict[str, Any] = {}
+    for name, adapter_spec in weights.items():
+        log_line(f"Tasks with the {'adapter' if name == 'adapted' else 'bare base'}: {limit} from the evals suite…")
+        result = ports().task_accuracy(persona=job.persona, adapter=adapter_spec, limit=limit)
+        if result is None:
+            log_line("Task accuracy not measured: no evals runner is installed.")
+            return None
+        out[name] = result
+        log_line(f"… {result['passed']} of {result['n']} right.")
+    return out
 
 
 EVAL_SCHEMA: dict[str, Any] = {

@@ -518,3 +518,59 @@ def test_a_judge_that_cannot_answer_leaves_pairs_unjudged_and_the_gate_shut():
     assert result["tally"] == {"adapted": 0, "base": 0, "tie": 0, "unjudged": 3}
     assert "ConnectionError" in result["examples"][0]["judgements"][0]["reason"]
     assert result["gate"]["passed"] is False and len(result["examples"]) == 3  # the answers are kept
+
+
+class KnowsTasks:
+    """Answers the evals tasks right only with the weights it is told are better."""
+
+    def __init__(self, better: str) -> None:
+        from forge.evals.suites import load_tasks
+
+        self.better, self.calls = better, []
+        self.answers = {item.task: (", ".join(item.answer) if isinstance(item.answer, tuple) else str(item.answer))
+                        for item in load_tasks()}
+
+    def chat(self, persona, messages, *, adapter=None, **kwargs):
+        self.calls.append((persona, adapter))
+        with_adapter = bool(adapter and adapter.get("lora_path"))
+        right = with_adapter == (self.better == "adapted")
+        return Verdict(content=self.answers[messages[-1]["content"]] if right else "I cannot say.", parsed=None)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("better", ["adapted", "base"])
+def test_the_gate_shuts_when_the_adapter_answers_fewer_tasks_right(auth_client, tmp_path, better):
+    from personas.llm import set_model_manager
+
+    job = _succeeded_job(tmp_path, f"tasks-{better}")  # held-out comparisons: a clear win
+    model = KnowsTasks(better)
+    set_model_manager(model)
+    try:
+        lines: list[str] = []
+        tasks = services._task_check(job, Path(job.gguf_adapter_path), lines.append)
+    finally:
+        set_model_manager(None)
+    assert tasks["base"]["n"] == tasks["adapted"]["n"] == 8
+    assert {p for p, _ in model.calls} == {"ROBIN"} and len(model.calls) == 16
+    assert [a["lora_path"] for _, a in model.calls] == [""] * 8 + [job.gguf_adapter_path] * 8
+    right, wrong = (tasks["adapted"], tasks["base"]) if better == "adapted" else (tasks["base"], tasks["adapted"])
+    assert right["passed"] == 8 and wrong["passed"] == 0
+    assert any("8 of 8 right" in line for line in lines)
+    job.evaluation = {**job.evaluation, "tasks": tasks}
+    job.save()
+    verdict = services.job_gate(job)
+    assert verdict["tasks"]["measured"] and verdict["passed"] is (better == "adapted")
+    page = auth_client.get(reverse("finetune_detail", args=[job.pk])).content.decode()
+    assert 'id="gate-tasks"' in page and ("no drop" in page if better == "adapted" else "task accuracy drops" in page)
+    assert ('id="promote-job"' in page) is (better == "adapted")
+
+
+def test_the_task_subset_spans_the_categories_and_skips_memory_tasks():
+    from forge.evals.services import task_subset
+    from forge.evals.suites import load_tasks
+
+    subset = task_subset(8)
+    assert len(subset) == 8 and all(not item.setup_memory for item in subset)
+    categories = {item.category for item in load_tasks() if not item.setup_memory}
+    assert len({item.category for item in subset}) == min(8, len(categories))
+    assert [i.id for i in task_subset(8)] == [i.id for i in subset]  # the same every time
