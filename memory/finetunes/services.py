@@ -333,7 +333,9 @@ def evaluation_judge(*, comparisons: list[dict[str, str]], persona: str, model: 
         tally[outcome] += 1
         reason = " / ".join(j["reason"] for j in judgements if j["reason"])
         rows.append({**row, "judgements": judgements, "verdict": {"better": outcome, "reason": reason}})
-    return {"examples": rows, "tally": tally, "gate": promotion_gate.gate(tally), "blind": True}
+    said = [j["said"] for row in rows for j in row["judgements"] if j["said"] in ("A", "B")]
+    return {"examples": rows, "tally": tally, "gate": promotion_gate.gate(tally), "blind": True,
+            "position": {"verdicts": len(said), "first": said.count("A")}}
 
 
 # --- promote and rollback --------------------------------------------------------------------------

@@ -167,10 +167,12 @@ def test_the_fine_tune_form_validates_and_a_job_runs_to_an_evaluation(
         assert "BRICK" not in "".join(m["content"] for m in alfred.calls[0] if m["role"] == "user").split(
             "Answer A")[1]  # the answers are labelled A/B only, never by which model gave them
     assert job.evaluation["tally"]["tie"] == 3 and len(alfred.calls) == 6
+    assert job.evaluation["position"] == {"verdicts": 6, "first": 6}  # the judge's position bias, measured
     assert job.evaluation["gate"]["passed"] is False
     assert job.snapshot_sha256 == ft.file_sha256(snapshot) and job.snapshot_sha256[:12] in job.log
 
     page = auth_client.get(reverse("finetune_detail", args=[job.pk])).content.decode()
+    assert "chose the answer shown first in 6 of 6 verdicts: it followed the position" in page
     assert 'id="job-progress"' in page and 'value="100"' in page and "<svg" in page and "Finished." in page
     listing = auth_client.get(reverse("finetunes")).content.decode()
     assert f'id="finetune-row-{job.pk}"' in listing and "succeeded" in listing
