@@ -390,6 +390,8 @@ def test_an_adapter_not_shown_better_is_promoted_only_with_a_typed_reason(auth_c
     page = auth_client.get(reverse("finetune_detail", args=[losing.pk])).content.decode()
     assert 'data-passed="false"' in page and 'id="promote-job"' not in page and 'id="override-form"' in page
     assert "won 4 · tied 4 · lost 12" in page
+    listing = auth_client.get(reverse("finetunes")).content.decode()
+    assert "won 4 · tied 4 · lost 12" in listing and "not shown better" in listing and "Decide…" in listing
 
     response = auth_client.post(reverse("finetune_promote", args=[losing.pk]), follow=True)
     assert "To promote it anyway, say why" in response.content.decode()
