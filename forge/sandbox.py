@@ -1084,10 +1084,13 @@ class DockerBackend(SandboxBackend):
             for found in client.api.containers(all=True, filters={"label": "a4ps.sandbox=1"}):
                 labels = found.get("Labels") or {}
                 owner = labels.get("a4ps.owner")
-                # Containers from before owner labels: only exited ones, and only when old enough
-                # that no live process still reads their state.
-                legacy_gone = (owner is None and found.get("State") == "exited"
-                               and time.time() - float(found.get("Created") or 0) > 600)
+                # Containers from before owner labels: a warm one names its worker as host:pid; any
+                # other only once it has exited and is old enough that no live process reads its state.
+                warm_host, _, warm_pid = labels.get("a4ps.warm", "").rpartition(":")
+                legacy_gone = owner is None and (
+                    (warm_host == socket.gethostname() and warm_pid.isdigit()
+                     and not os.path.exists(f"/proc/{warm_pid}"))
+                    or (found.get("State") == "exited" and time.time() - float(found.get("Created") or 0) > 600))
                 if legacy_gone or (owner is not None and owner_is_gone(owner)):
                     with contextlib.suppress(Exception):
                         client.api.remove_container(found["Id"], force=True)

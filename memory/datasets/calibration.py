@@ -123,12 +123,13 @@ def agreement() -> dict[str, Any]:
             "criteria": criteria, "weeks": weeks, "labels": len(labels)}
 
 
-def training_allowed() -> tuple[bool, str]:
-    """Whether the calibration gate lets a dataset be trained on or exported now, and why."""
+def training_allowed(stats: dict[str, Any] | None = None) -> tuple[bool, str]:
+    """Whether the calibration gate lets a dataset be trained on or exported now, and why (`stats`: the
+    agreement when already computed)."""
     config = calibration_settings()
     if config["min_agreement"] == 0:
         return True, "The calibration gate is off (curator.min_agreement = 0)."
-    stats = agreement()
+    stats = stats or agreement()
     if stats["n"] < config["min_labels"]:
         return False, (f"The calibration gate needs {config['min_labels']} thumbs on ALFRED's verdicts before "
                        f"training or export; {stats['n']} given so far (Datasets → Review verdicts).")

@@ -25,8 +25,9 @@ PAGE_SIZE = 25
 @login_required
 def datasets(request: HtmxHttpRequest) -> HttpResponse:
     """Every dataset (size, persona, last curated), the curator's recent verdicts, and a new-dataset form."""
+    agreement = calibration.agreement()
     try:
-        gate_open, gate_why = calibration.training_allowed()
+        gate_open, gate_why = calibration.training_allowed(agreement)
         gate_config: dict[str, Any] | None = calibration.calibration_settings()
     except ValueError as exc:  # a bad setting is shown, not a crash
         gate_open, gate_why, gate_config = False, str(exc), None
@@ -36,7 +37,7 @@ def datasets(request: HtmxHttpRequest) -> HttpResponse:
         "counts": selectors.curator_counts(),
         "curator": curator_settings(),
         "create_form": DatasetCreateForm(),
-        "agreement": calibration.agreement(),
+        "agreement": agreement,
         "to_review": calibration.review_queue(request.user).count(),
         "gate": {"open": gate_open, "why": gate_why, "config": gate_config},
     })
@@ -48,9 +49,11 @@ def dataset_review(request: HtmxHttpRequest) -> HttpResponse:
     POST saves a label (or skips) and answers with the next card."""
     context: dict[str, Any] = {"criteria": [(c, calibration.criterion_label(c)) for c in CRITERIA],
                                "last": None, "error": ""}
-    before = None
+    raw_before = request.GET.get("before", "")
+    before = int(raw_before) if raw_before.isdigit() else None
     if request.method == "POST":
-        verdict = get_object_or_404(CuratorVerdict, pk=request.POST.get("verdict") or 0)
+        raw = request.POST.get("verdict", "")
+        verdict = get_object_or_404(CuratorVerdict, pk=int(raw) if raw.isdigit() else 0)
         if request.POST.get("skip"):
             before = verdict.pk
         else:
@@ -69,7 +72,8 @@ def dataset_review(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx:
         return render(request, "memory/_review_card.html", context, status=422 if context["error"] else 200)
     if request.method == "POST" and not context["error"]:
-        return redirect("dataset_review")
+        url = reverse("dataset_review")
+        return redirect(f"{url}?before={before}" if before is not None else url)
     return render(request, "memory/dataset_review.html", context, status=422 if context["error"] else 200)
 
 

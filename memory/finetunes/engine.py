@@ -275,6 +275,11 @@ def file_sha256(path: Path) -> str:
 CACHE_COMPLETE = "a4ps-cache.json"  # written last: an entry without it is unfinished and ignored
 
 
+def unfinished_cache_entries(cache_dir: Path) -> list[Path]:
+    """Half-written entries (a worker killed while saving one): never read, only cleared."""
+    return sorted(Path(cache_dir).glob(".*.tmp")) if Path(cache_dir).is_dir() else []
+
+
 def cached_bases(cache_dir: Path) -> list[dict[str, Any]]:
     """The dequantised bases in cache_dir: digest, source file name, bytes and when each was made."""
     rows = []
@@ -315,7 +320,8 @@ def _store_in_cache(model: Any, tokenizer: Any, entry: Path, source: Path, log: 
             os.replace(tmp, entry)
         except OSError:  # another job cached the same base meanwhile: theirs is as good
             shutil.rmtree(tmp, ignore_errors=True)
-    except OSError as exc:  # a full disk costs the next job its head start, never this job
+    except Exception as exc:  # noqa: BLE001 - a full disk or a refused tensor costs the next job its head
+        # start, never this job
         shutil.rmtree(tmp, ignore_errors=True)
         log(f"Could not cache the dequantised base ({exc}); the next job dequantises again.")
         return

@@ -17,7 +17,7 @@ _HELP = {
     "max_steps": "stop after at most this many steps (0 = no cap)",
     "batch_size": "examples per step",
     "max_len": "tokens per example (longer ones keep their end)",
-    "eval_fraction": "share held out for the base-vs-adapted evaluation",
+    "eval_fraction": "share held out for the base-vs-adapted evaluation (0 here and below: no evaluation)",
     "eval_min_examples": "held out however small the share (up to half the dataset): the promotion gate "
                          "wants 20 comparisons",
     "eval_max_new_tokens": "length of each evaluation answer",

@@ -17,10 +17,11 @@ MIN_COMPARISONS = 20  # what the evaluation asks for; fewer still count, with a 
 def combine(first: str, second: str) -> str:
     """One outcome for the adapter from its two verdicts ("adapted", "base", "tie" or "unjudged", one
     per order): agreeing verdicts stand, a tie and a preference lean to the preference, opposite
-    preferences (the judge followed the position, not the answer) are a tie."""
-    verdicts = [v for v in (first, second) if v != "unjudged"]
-    if not verdicts:
+    preferences (the judge followed the position, not the answer) are a tie. A pair with a verdict
+    missing is unjudged: one order alone cannot tell a preference from a position bias."""
+    if "unjudged" in (first, second):
         return "unjudged"
+    verdicts = [first, second]
     if "adapted" in verdicts and "base" in verdicts:
         return "tie"
     if "adapted" in verdicts:

@@ -20,19 +20,26 @@ def jobs_page() -> QuerySet[FineTuneJob]:
     return FineTuneJob.objects.select_related("dataset").order_by("-id")
 
 
-def person_votes(job: FineTuneJob) -> dict[str, int]:
-    """What people said in compare-in-chat, as outcomes for the adapter."""
-    tally = {"adapted": 0, "base": 0, "tie": 0}
-    for comparison in ChatComparison.objects.filter(job=job).exclude(vote=""):
-        tally[comparison.winner] += 1
-    return tally
+def person_votes(job_ids: list[int]) -> dict[int, dict[str, int]]:
+    """What people said in compare-in-chat, per job, as outcomes for the adapter: one vote per person and
+    prompt (asking the same prompt again and voting again does not add evidence), the newest standing."""
+    out: dict[int, dict[str, int]] = {pk: {"adapted": 0, "base": 0, "tie": 0} for pk in job_ids}
+    seen: set[tuple[int, int | None, str]] = set()
+    for comparison in (ChatComparison.objects.filter(job_id__in=job_ids).exclude(vote="")
+                       .only("job_id", "voter_id", "prompt", "vote", "adapted_is_a").order_by("-id")):
+        key = (comparison.job_id, comparison.voter_id, " ".join(comparison.prompt.lower().split()))
+        if key in seen:
+            continue
+        seen.add(key)
+        out[comparison.job_id][comparison.winner] += 1
+    return out
 
 
-def job_gate(job: FineTuneJob) -> dict[str, Any]:
+def job_gate(job: FineTuneJob, votes: dict[str, int] | None = None) -> dict[str, Any]:
     """The promotion gate: ALFRED's held-out verdicts (jobs evaluated before the gate existed included)
-    and the votes people cast in compare-in-chat, each one outcome."""
+    and the votes people cast in compare-in-chat, each one outcome. `votes` when already read (a list)."""
     judged = (job.evaluation or {}).get("tally") or {}
-    votes = person_votes(job)
+    votes = votes if votes is not None else person_votes([job.pk])[job.pk]
     verdict = gate.gate({k: int(judged.get(k, 0)) + votes[k] for k in ("adapted", "base", "tie")},
                         (job.evaluation or {}).get("tasks"))
     verdict["votes"] = votes

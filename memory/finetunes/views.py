@@ -49,8 +49,9 @@ def finetune_new(request: HtmxHttpRequest, dataset_id: int) -> HttpResponse:
 def finetunes(request: HtmxHttpRequest) -> HttpResponse:
     """Every fine-tune job: status, progress, loss curve, evaluation, promote and rollback."""
     page = Paginator(selectors.jobs_page(), PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = [{"job": job, "chart": selectors.loss_chart(job.loss_history), "gate": selectors.job_gate(job)}
-            for job in page]
+    votes = selectors.person_votes([job.pk for job in page])  # one query for the whole page
+    rows = [{"job": job, "chart": selectors.loss_chart(job.loss_history),
+             "gate": selectors.job_gate(job, votes[job.pk])} for job in page]
     return render(request, "memory/finetunes/list.html", {
         "page": page, "rows": rows, "promoted": selectors.promoted_jobs(), "cache": selectors.base_cache(),
     })

@@ -258,6 +258,9 @@ class ModelManager:
                 persona=persona, model_name=None if persona else model, messages=messages, options=options,
                 adapter=override,
             )
+        if adapter != PROMOTED and override and override.get("lora_path") and not override.get("ollama_model"):
+            raise ModelError("This fine-tune's adapter has no Ollama model, so Ollama cannot answer with it; "
+                             "comparing it with its base needs the embedded backend.")
         if override and override.get("ollama_model"):
             model = override["ollama_model"]
         keep_alive = self.config.keep_alive_for(persona)

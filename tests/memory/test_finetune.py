@@ -351,7 +351,7 @@ def test_the_gate_interval_is_wilson_and_opens_only_on_a_clear_win():
     assert gate.gate({})["passed"] is False and "nothing shows" in gate.gate({})["why"]
     # Two verdicts make one outcome; opposite preferences mean the judge followed the position.
     assert gate.combine("adapted", "adapted") == "adapted" and gate.combine("adapted", "tie") == "adapted"
-    assert gate.combine("adapted", "base") == "tie" and gate.combine("unjudged", "base") == "base"
+    assert gate.combine("adapted", "base") == "tie" and gate.combine("unjudged", "base") == "unjudged"
     assert gate.combine("unjudged", "unjudged") == "unjudged"
 
 
@@ -450,8 +450,11 @@ def test_compare_in_chat_asks_base_then_adapter_blind_and_the_votes_join_the_gat
     comparisons = list(job.comparisons.order_by("id"))
     assert [c.status for c in comparisons] == ["done"] * 3
     calls = scripted_persona_model.calls
-    assert [c["adapter"]["lora_path"] for c in calls] == ["", job.gguf_adapter_path] * 3  # base first, then adapter
     assert all(c["adapter"]["base_model"] == job.base_model and c["persona"] == "BRICK" for c in calls)
+    for c, (first, second) in zip(comparisons, zip(calls[0::2], calls[1::2], strict=True), strict=True):
+        # asked in label order (A, then B): the arrival order on the page gives nothing away
+        expected = [job.gguf_adapter_path, ""] if c.adapted_is_a else ["", job.gguf_adapter_path]
+        assert [first["adapter"]["lora_path"], second["adapter"]["lora_path"]] == expected
     for c in comparisons:
         adapted, base = (c.answer_a, c.answer_b) if c.adapted_is_a else (c.answer_b, c.answer_a)
         assert adapted == "Four: two and two, counted together." and base == "Two plus two is four, by counting."
@@ -464,13 +467,14 @@ def test_compare_in_chat_asks_base_then_adapter_blind_and_the_votes_join_the_gat
                                     HTTP_HX_REQUEST="true").content.decode()
         assert "the adapter is better" in card and "<h3>A — " in card  # revealed after the vote
     gate = services.job_gate(job)
-    assert gate["votes"] == {"adapted": 3, "base": 0, "tie": 0} and gate["n"] == 6 and gate["passed"] is True
+    # The same person on the same prompt three times is one vote, not three.
+    assert gate["votes"] == {"adapted": 1, "base": 0, "tie": 0} and gate["n"] == 4 and gate["passed"] is True
     detail = auth_client.get(reverse("finetune_detail", args=[job.pk])).content.decode()
     assert 'id="gate-votes"' in detail and 'id="promote-job"' in detail
 
-    # A person may change their mind: the gate follows.
-    auth_client.post(reverse("comparison_vote", args=[comparisons[0].pk]), {"vote": "tie"})
-    assert services.job_gate(job)["votes"] == {"adapted": 2, "base": 0, "tie": 1}
+    # A person may change their mind: their newest vote on a prompt stands.
+    auth_client.post(reverse("comparison_vote", args=[comparisons[-1].pk]), {"vote": "tie"})
+    assert services.job_gate(job)["votes"] == {"adapted": 0, "base": 0, "tie": 1}
 
 
 @pytest.mark.django_db
@@ -578,3 +582,35 @@ def test_the_task_subset_spans_the_categories_and_skips_memory_tasks():
     categories = {item.category for item in load_tasks() if not item.setup_memory}
     assert len({item.category for item in subset}) == min(8, len(categories))
     assert [i.id for i in task_subset(8)] == [i.id for i in subset]  # the same every time
+
+
+def test_ollama_cannot_pretend_to_answer_with_an_adapter_it_does_not_have(tmp_path):
+    from personas.inference import ModelError, ModelManager, ModelsConfig
+
+    manager = ModelManager(ModelsConfig.from_dict({"backend": "ollama", "ollama_host": "http://127.0.0.1:9"}),
+                           var_dir=tmp_path)
+    try:
+        with pytest.raises(ModelError, match="has no Ollama model"):
+            manager.chat("BRICK", [{"role": "user", "content": "hi"}],
+                         adapter={"base_model": "b.gguf", "lora_path": "a.gguf", "ollama_model": ""})
+    finally:
+        manager.close()
+
+
+@pytest.mark.django_db
+def test_the_review_queue_without_htmx_skips_and_refuses_a_bad_id(auth_client):
+    from memory.models import CuratorVerdict
+    from personas.models import Run
+
+    older, newer = (CuratorVerdict.objects.create(run=Run.objects.create(task=f"t{i}", status="done"),
+                                                  scores={"reasoning": 5}, total=5.0) for i in range(2))
+    skipped = auth_client.post(reverse("dataset_review"), {"verdict": newer.pk, "skip": "1"}, follow=True)
+    assert f'data-verdict="{older.pk}"' in skipped.content.decode()
+    assert auth_client.post(reverse("dataset_review"), {"verdict": "x"}).status_code == 404
+
+
+def test_clearing_the_cache_also_removes_half_written_entries(tmp_path):
+    half = tmp_path / ".abc.123.tmp"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"x" * 10)
+    assert ft.unfinished_cache_entries(tmp_path) == [half] and ft.cached_bases(tmp_path) == []
