@@ -11,11 +11,14 @@ from django.template.loader import render_to_string
 from django.test import Client
 
 from memory.finetunes.models import FineTuneJob
+from memory.finetunes.services import finetune_render
 from personas import events, runs
 from personas.models import Goal, Run
 from personas.selectors import goals_recent, run_queue
 
 pytestmark = pytest.mark.django_db
+
+WINNING = {"tally": {"adapted": 18, "base": 1, "tie": 1, "unjudged": 0}}  # an open gate
 
 
 @pytest.fixture
@@ -80,12 +83,13 @@ def test_promote_then_roll_back_on_a_live_fine_tune_page(browser_client, tmp_pat
     adapter = tmp_path / "a.gguf"
     adapter.write_bytes(b"GGUF")
     job = FineTuneJob.objects.create(persona="ROBIN", base_model=str(tmp_path / "base.gguf"), status="succeeded",
-                                     gguf_adapter_path=str(adapter))
-    html = render_to_string("memory/finetunes/_status.html", {"job": job, "oob": True})
+                                     gguf_adapter_path=str(adapter), evaluation=WINNING)
+    # The partials as the socket pushes them (with the job's promotion gate, open here).
+    html = finetune_render(job=job)["status"]
     assert press(browser_client, html, "Promote").status_code == 302
     job.refresh_from_db()
     assert job.promoted
-    html = render_to_string("memory/finetunes/_row.html", {"job": job, "oob": True})
+    html = finetune_render(job=job)["row"]
     assert press(browser_client, html, "Roll back").status_code == 302
     assert not FineTuneJob.objects.get(pk=job.pk).promoted
 
@@ -101,7 +105,7 @@ def test_a_promoted_fine_tune_shows_on_the_persona_card_and_the_models_page(auth
     adapter = tmp_path / "a.gguf"
     adapter.write_bytes(b"GGUF")
     job = FineTuneJob.objects.create(persona="ROBIN", base_model=str(tmp_path / "base.gguf"), status="succeeded",
-                                     gguf_adapter_path=str(adapter))
+                                     gguf_adapter_path=str(adapter), evaluation=WINNING)
     assert f"fine-tune #{job.pk}" not in auth_client.get("/").content.decode()
     auth_client.post(f"/memory/finetunes/{job.pk}/promote/")
     dashboard = auth_client.get("/").content.decode()
