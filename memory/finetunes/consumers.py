@@ -1,6 +1,9 @@
 """Websocket consumers of fine-tune jobs: one job's live page, its compare-in-chat page, and the Fine-tunes list."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from channels.db import database_sync_to_async
 
 from a4ps_site.live import LiveConsumer
@@ -22,18 +25,16 @@ def _comparisons_html(job_id: int) -> list[str]:
 
 class _OneJobConsumer(LiveConsumer):
     """A page of one job whose state is a few partials: catching up after a reconnect is sending their
-    current versions (on connect and on a resume request)."""
+    current versions (on connect and on a resume request). `group` names the job's group, `current_html`
+    renders those partials; both take the job's id."""
 
-    def group(self, job_id: int) -> str:
-        raise NotImplementedError
-
-    def current_html(self, job_id: int) -> list[str]:
-        raise NotImplementedError
+    group: Callable[[int], str]
+    current_html: Callable[[int], list[str]]
 
     async def resolve_groups(self) -> list[str] | None:
         self.job_id = int(self.scope["url_route"]["kwargs"]["job_id"])
         exists = await database_sync_to_async(FineTuneJob.objects.filter(pk=self.job_id).exists)()
-        return [self.group(self.job_id)] if exists else None
+        return [type(self).group(self.job_id)] if exists else None
 
     async def connect(self) -> None:
         await super().connect()
@@ -42,27 +43,21 @@ class _OneJobConsumer(LiveConsumer):
                 await self.send(text_data=html)
 
     async def replay(self, after: int) -> list[str]:
-        return await database_sync_to_async(self.current_html)(self.job_id)
+        return await database_sync_to_async(type(self).current_html)(self.job_id)
 
 
 class FineTuneConsumer(_OneJobConsumer):
     """Progress, loss chart and log of one job."""
 
-    def group(self, job_id: int) -> str:
-        return group_for("finetune", job_id)
-
-    def current_html(self, job_id: int) -> list[str]:
-        return _job_html(job_id)
+    group = staticmethod(partial(group_for, "finetune"))
+    current_html = staticmethod(_job_html)
 
 
 class CompareConsumer(_OneJobConsumer):
     """Compare-in-chat: answers arrive on their cards as the worker gets them."""
 
-    def group(self, job_id: int) -> str:
-        return compare_group(job_id)
-
-    def current_html(self, job_id: int) -> list[str]:
-        return _comparisons_html(job_id)
+    group = staticmethod(compare_group)
+    current_html = staticmethod(_comparisons_html)
 
 
 class FineTunesConsumer(LiveConsumer):
