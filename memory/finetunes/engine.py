@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import json
 import math
@@ -264,14 +263,6 @@ def training_backend() -> str:
     return "peft"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(8 * 1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 CACHE_COMPLETE = "a4ps-cache.json"  # written last: an entry without it is unfinished and ignored
 
 
@@ -356,7 +347,9 @@ def load_base(base: str | Path, *, max_len: int = 512, log: Log = print,
             kwargs: dict[str, Any] = {}
             where = str(path)
             if path.suffix == ".gguf" and cache_dir is not None:
-                digest = file_sha256(path)
+                from personas.inference.embedded_backend import gguf_sha256
+
+                digest = gguf_sha256(path)
                 entry = Path(cache_dir) / digest
                 if (entry / CACHE_COMPLETE).is_file():
                     where = str(entry)

@@ -43,6 +43,18 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".verified.json")
 
 
+def gguf_sha256(path: Path) -> str:
+    """The SHA-256 of a GGUF: from its verification sidecar when the file has not changed since it was
+    checked (a packaged model, assembled here), else hashed now."""
+    path = Path(path)
+    st = path.stat()
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        cached = json.loads(_sidecar(path).read_text())
+        if (cached.get("size"), cached.get("mtime_ns")) == (st.st_size, st.st_mtime_ns) and cached.get("sha256"):
+            return str(cached["sha256"])
+    return _sha256(path)
+
+
 def verify_gguf(path: Path, *, sha256: str, size: int) -> None:
     """Raise EmbeddedModelError unless `path` has the expected size and SHA-256.
 

@@ -1,6 +1,7 @@
 """Fine-tunes: a real LoRA training on a tiny model, the job from button to evaluation, promote/rollback."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -169,7 +170,8 @@ def test_the_fine_tune_form_validates_and_a_job_runs_to_an_evaluation(
     assert job.evaluation["tally"]["tie"] == 3 and len(alfred.calls) == 6
     assert job.evaluation["position"] == {"verdicts": 6, "first": 6}  # the judge's position bias, measured
     assert job.evaluation["gate"]["passed"] is False
-    assert job.snapshot_sha256 == ft.file_sha256(snapshot) and job.snapshot_sha256[:12] in job.log
+    assert job.snapshot_sha256 == hashlib.sha256(snapshot.read_bytes()).hexdigest()
+    assert job.snapshot_sha256[:12] in job.log
 
     page = auth_client.get(reverse("finetune_detail", args=[job.pk])).content.decode()
     assert "chose the answer shown first in 6 of 6 verdicts: it followed the position" in page
@@ -306,7 +308,7 @@ def test_a_gguf_base_is_dequantised_once_and_later_jobs_start_from_the_cache(
         "no dequantising", "")
     cached = ft.cached_bases(Path(settings.VAR_DIR) / "finetune" / "base-cache")
     assert [row["source"] for row in cached] == [smollm_gguf.name]
-    assert cached[0]["digest"] == ft.file_sha256(smollm_gguf)
+    assert cached[0]["digest"] == hashlib.sha256(smollm_gguf.read_bytes()).hexdigest()
     # The adapter trained on the cached copy still fits the GGUF llama.cpp serves.
     assert Path(second.gguf_adapter_path).is_file()
 
@@ -614,3 +616,20 @@ def test_clearing_the_cache_also_removes_half_written_entries(tmp_path):
     half.mkdir()
     (half / "model.safetensors").write_bytes(b"x" * 10)
     assert ft.unfinished_cache_entries(tmp_path) == [half] and ft.cached_bases(tmp_path) == []
+
+
+def test_a_gguf_digest_comes_from_its_fresh_verification_sidecar_or_is_computed(tmp_path):
+    import json as _json
+
+    from personas.inference.embedded_backend import gguf_sha256
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF weights")
+    real = hashlib.sha256(b"GGUF weights").hexdigest()
+    assert gguf_sha256(gguf) == real
+    st = gguf.stat()
+    sidecar = tmp_path / "m.gguf.verified.json"
+    sidecar.write_text(_json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": "recorded"}))
+    assert gguf_sha256(gguf) == "recorded"  # checked before: not hashed again
+    gguf.write_bytes(b"other weights!")
+    assert gguf_sha256(gguf) == hashlib.sha256(b"other weights!").hexdigest()  # changed since: hashed
