@@ -17,6 +17,7 @@ class MemoryConfig(AppConfig):
         # Imported here, not at the top: models cannot be imported before the app registry is ready.
         from a4ps_site import lifecycle
         from memory import image, services, tasks
+        from memory.documents.tasks import document_ingest_run
         from memory.finetunes.selectors import finetunes_awaiting_decision
         from memory.finetunes.services import persona_model_override
         from memory.finetunes.tasks import finetune_compare_run, finetune_run
@@ -36,6 +37,8 @@ class MemoryConfig(AppConfig):
         )
         events.subscribe(["finetune.queued"], "finetune worker",
                          lambda event: finetune_run(int(event.payload["job"])))
+        events.subscribe(["document.queued"], "document indexer",
+                         lambda event: document_ingest_run(int(event.payload["document"])))
         events.subscribe(["finetune.compare_queued"], "compare-in-chat worker",
                          lambda event: finetune_compare_run(int(event.payload["comparison"])))
 

@@ -101,5 +101,7 @@ class VerdictLabel(models.Model):
         return f"label of verdict #{self.verdict_id} by {self.user_id}"
 
 
-# Fine-tune jobs live with the rest of their capability; Django finds the model through this import.
+# Fine-tune jobs and documents live with the rest of their capability; Django finds the models through
+# these imports.
+from memory.documents.models import Document  # noqa: E402,F401
 from memory.finetunes.models import ChatComparison, FineTuneJob, default_hyperparameters  # noqa: E402,F401

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 
 from a4ps_site.config import app_settings
 from memory.store import MemoryStore
@@ -77,9 +78,31 @@ def memory_search(*, query: str, k: int) -> list[dict[str, Any]]:
         relevance.update({h.id: cosine_similarity(vectors[0], vectors[i + 1]) for i, h in enumerate(missing)})
     return [
         {"id": h.id, "text": h.text, "score": round(h.score, 4), "run_id": h.run_id, "persona": h.persona,
-         "summary": h.parent_text, "summary_id": h.parent_id, "relevance": round(relevance[h.id], 4)}
+         "summary": h.parent_text, "summary_id": h.parent_id, "relevance": round(relevance[h.id], 4),
+         "source": hit_source(h)}
         for h in hits
     ]
+
+
+def hit_source(hit: Any) -> dict[str, Any]:
+    """Where a memory came from, for citations: a document chunk, a web page, an earlier run."""
+    meta = hit.metadata or {}
+    if meta.get("kind") == "document" and meta.get("document"):
+        where = meta.get("heading") or ""
+        if meta.get("page"):
+            where = f"page {meta['page']}" + (f"–{meta['page_end']}" if meta.get("page_end") else "")
+        title = meta.get("title") or f"document {meta['document']}"
+        return {"kind": "document", "document": meta["document"], "chunk": hit.id, "page": meta.get("page"),
+                "heading": meta.get("heading", ""), "label": f"{title}, {where}" if where else title,
+                "url": reverse("document_detail", args=[meta["document"]]) + f"?chunk={hit.id}#chunk-{hit.id}"}
+    if meta.get("kind") == "web" and meta.get("url"):
+        return {"kind": "web", "url": meta["url"], "label": meta.get("title") or meta["url"],
+                "fetched_at": meta.get("fetched_at", "")}
+    if hit.run_id:
+        return {"kind": "run", "run": hit.run_id, "label": f"run #{hit.run_id}",
+                "url": reverse("run_detail", args=[hit.run_id])}
+    return {"kind": "memory", "label": f"memory {str(hit.parent_id or hit.id)[:8]}",
+            "url": reverse("memory_detail", args=[hit.parent_id or hit.id])}
 
 
 def memory_of_run(run_id: int) -> str | None:

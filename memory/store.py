@@ -608,9 +608,17 @@ class MemoryStore:
 
     # ----------------------------------------------------------------- writes
 
-    def _embed_texts(self, texts: list[str]) -> np.ndarray:
-        vectors = self._embed(texts)
-        return self._check_vectors(vectors, len(texts), "embedder output")
+    def _embed_texts(
+        self, texts: list[str], on_progress: Callable[[int, int], None] | None = None, batch: int = 32
+    ) -> np.ndarray:
+        if on_progress is None:
+            return self._check_vectors(self._embed(texts), len(texts), "embedder output")
+        parts = []
+        for at in range(0, len(texts), batch):
+            part = texts[at : at + batch]
+            parts.append(self._check_vectors(self._embed(part), len(part), "embedder output"))
+            on_progress(at + len(part), len(texts))
+        return np.concatenate(parts) if parts else np.empty((0, self.dim), dtype=np.float32)
 
     def _check_vectors(self, vectors: object, n: int, what: str) -> np.ndarray:
         arr = np.asarray(vectors, dtype=np.float32)
@@ -680,10 +688,17 @@ class MemoryStore:
             [{"summary": summary, "chunks": chunks, "run_id": run_id, "metadata": metadata, "persona": persona}]
         )[0]
 
-    def add_memories(self, memories: Sequence[Mapping[str, Any]]) -> list[MemoryRecord]:
+    def add_memories(
+        self,
+        memories: Sequence[Mapping[str, Any]],
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[MemoryRecord]:
         """Bulk add_memory: one embed call and one write per table for all of them.
 
-        Each item takes add_memory's keyword arguments as keys.
+        Each item takes add_memory's keyword arguments as keys, and optionally ``id`` (a UUID the
+        caller chose, so it can purge a write that failed half-way). ``on_progress(done, total)`` is
+        called as the texts are embedded, in batches (an exception it raises stops the write).
         """
         if not memories:
             return []
@@ -695,7 +710,7 @@ class MemoryStore:
         records_chunks: list[list[MemoryChunk]] = []
         for m_index, mem in enumerate(memories):
             where = f"memory #{m_index}" if len(memories) > 1 else "memory"
-            unknown = set(mem) - {"summary", "chunks", "run_id", "metadata", "persona"}
+            unknown = set(mem) - {"id", "summary", "chunks", "run_id", "metadata", "persona"}
             if unknown:
                 raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
             summary = _clean_text(mem.get("summary"), f"{where}: summary")
@@ -703,7 +718,7 @@ class MemoryStore:
             if not isinstance(chunks, Sequence) or isinstance(chunks, (str, bytes)):
                 raise ValueError(f"{where}: chunks must be a list of dicts")
             run_id = _clean_run_id(mem.get("run_id"))
-            mem_id = str(uuid.uuid4())
+            mem_id = _memory_id(mem["id"]) if mem.get("id") else str(uuid.uuid4())
             all_steps: list[int] = []
             chunk_records = []
             for pos, chunk in enumerate(chunks):
@@ -742,7 +757,7 @@ class MemoryStore:
                 s_rows[k].append(v)
             records_chunks.append(chunk_records)
 
-        vectors = self._embed_texts(s_rows["texts"] + c_rows["texts"])
+        vectors = self._embed_texts(s_rows["texts"] + c_rows["texts"], on_progress)
         n_s = len(s_rows["ids"])
         summaries = self._rows(
             ids=s_rows["ids"],
@@ -795,12 +810,14 @@ class MemoryStore:
             for i in range(n_s)
         ]
 
-    def delete_memory(self, memory_id: str) -> int:
-        """Delete a summary and all its chunks; returns the number of chunks removed."""
+    def delete_memory(self, memory_id: str, *, missing_ok: bool = False) -> int:
+        """Delete a summary and all its chunks; returns the number of chunks removed.
+
+        ``missing_ok`` also removes chunks whose summary was never written (a write cut off half-way)."""
         mid = _memory_id(memory_id)
 
         async def delete() -> int:
-            if not await self._tables[SUMMARIES].count_rows(f"id = '{mid}'"):
+            if not missing_ok and not await self._tables[SUMMARIES].count_rows(f"id = '{mid}'"):
                 raise ValueError(f"unknown memory id {memory_id!r}")
             n_chunks = await self._tables[CHUNKS].count_rows(f"parent_id = '{mid}'")
             # Summary first: once it is gone hierarchical search can no longer

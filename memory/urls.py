@@ -28,4 +28,5 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/import/", dataset_views.dataset_import, name="dataset_import"),
     path("datasets/<int:dataset_id>/finetune/", finetune_views.finetune_new, name="finetune_new"),
     path("finetunes/", include("memory.finetunes.urls")),
+    path("documents/", include("memory.documents.urls")),
 ]

@@ -81,6 +81,12 @@ def run_json(run: Run, *, steps: bool = False) -> dict[str, Any]:
         "final_answer": run.final_answer, "error": run.error, "max_dissonance": run.max_dissonance,
         "options": run.options, "parent": run.parent_id,
     }
+    answer = run.answer_step() if run.final_answer else None
+    cites = answer.data if answer else {}
+    # Numbered as the answer cites them ([n]); "uncited": the run retrieved sources and the answer cites none.
+    data["sources"] = cites.get("sources", [])
+    data["citations"] = {"cited": cites.get("cited", []), "attributed": cites.get("attributed", []),
+                         "uncited": bool(cites.get("uncited", False))}
     if steps:
         data["steps"] = [
             {"seq": s.seq, "node": s.node, "persona": s.persona, "kind": s.kind, "content": s.content,

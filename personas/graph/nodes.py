@@ -9,7 +9,7 @@ from typing import Any
 
 from langgraph.types import interrupt
 
-from personas.graph import prompts, quality
+from personas.graph import citations, prompts, quality
 from personas.graph.state import GraphDeps, GraphSettings, GraphState
 from personas.inference import ModelOutputInvalid
 from personas.inference.embeddings import cosine_similarity
@@ -259,7 +259,8 @@ def babs_research(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         report = f"Memories that may bear on this task: {listing}"
         step.fallback("research")
     step.record(persona="BABS", kind="research", content=report,
-                data={"memories": memories, "ignored": ignored, "fallback": bool(step.fallbacks)}, result=result)
+                data={"memories": memories, "ignored": ignored, "fallback": bool(step.fallbacks),
+                      "sources": citations.source_entries(memories)}, result=result)
     return step.update(memories=memories, babs_report=report)
 
 
@@ -645,8 +646,10 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         answer = thesis or "The team could not produce a real answer to this task."
         notes.append(f"the second answer was hollow too ({hollow}): " +
                      ("BRICK's last thesis stands as the answer" if thesis else "no answer"))
+    cites = citations.check(answer, state["task"], list(state.get("memories") or []))
+    answer = cites.pop("answer")
     step.record(persona="ALFRED", kind="answer", content=answer,
-                data={"fallback": fallback, "notes": notes, "budget_out": out_of_budget}, result=result)
+                data={"fallback": fallback, "notes": notes, "budget_out": out_of_budget, **cites}, result=result)
     return step.update(final_answer=answer, answer_fallback=fallback, budget_out=out_of_budget)
 
 

@@ -109,7 +109,8 @@ def route(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict
 
 def research(persona: dict[str, Any] | None, task: str, memories: list[dict[str, Any]]) -> list[dict[str, str]]:
     listing = "\n".join(
-        f"[{i + 1}] (run {m.get('run_id', '?')}) {m.get('text', '')}" for i, m in enumerate(memories)
+        f"[{i + 1}] ({(m.get('source') or {}).get('label') or 'run ' + str(m.get('run_id', '?'))}) {m.get('text', '')}"
+        for i, m in enumerate(memories)
     )
     return [
         system(persona, "You are BABS, the researcher."),
@@ -197,6 +198,22 @@ def critic(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dic
     ]
 
 
+def sources_block(state: Mapping[str, Any]) -> str:
+    """The retrieved sources, numbered as BABS cited them, for the prompts that may cite them."""
+    memories = state.get("memories") or []
+    if not memories:
+        return ""
+    lines = []
+    for i, m in enumerate(memories, start=1):
+        label = (m.get("source") or {}).get("label", "")
+        text = " ".join(str(m.get("text", "")).split())
+        lines.append(f"[{i}] {label + ': ' if label else ''}{text[:400]}")
+    return "Sources:\n" + "\n".join(lines)
+
+
+_CITE = " Where you use a source, cite it by its number, like [1]."
+
+
 def synthesis(persona: dict[str, Any] | None, state: Mapping[str, Any], size: str = "small") -> list[dict[str, str]]:
     turns = "\n\n".join(f"{t['persona']}: {t['content']}" for t in state.get("dialogue", []))
     ask = ("Write the final answer for the person who asked: clear, complete and honest about uncertainty. "
@@ -205,9 +222,13 @@ def synthesis(persona: dict[str, Any] | None, state: Mapping[str, Any], size: st
         ask = ("Write the final answer for the person who asked. Where BRICK and ROBIN still disagree, decide "
                "yourself by checking the point against the task and the facts above. Give the answer first, then "
                "a short justification, and say plainly what remains uncertain. Do not describe the discussion.")
+    sources = sources_block(state)
+    if sources:
+        ask += _CITE
+        sources = f"\n\n{sources}"
     return [
         system(persona, "You are ALFRED, the supervisor."),
-        {"role": "user", "content": f"{_context(state)}\n\nThe team's discussion:\n{turns}\n\n{ask}"},
+        {"role": "user", "content": f"{_context(state)}{sources}\n\nThe team's discussion:\n{turns}\n\n{ask}"},
     ]
 
 
@@ -285,6 +306,8 @@ def synthesis_retry(persona: dict[str, Any] | None, state: Mapping[str, Any], no
         {"role": "user", "content": (
             f"{state['task']}\n\n" + "".join(f"Known: {text}\n\n" for text in _facts(state)) +
             f"Notes from the team:\n{notes or '(none)'}\n\n"
-            "Answer the task above for the person who asked, in a few sentences."
+            + (f"{sources_block(state)}\n\n" if state.get("memories") else "")
+            + "Answer the task above for the person who asked, in a few sentences."
+            + (_CITE if state.get("memories") else "")
         )},
     ]

@@ -3,10 +3,17 @@ safe HTML. Raw HTML in the text is not passed through, and the result is cleaned
 sanitiser as well, so a model's `<script>` or `onclick=` never reaches the page."""
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 import nh3
 from django import template
+from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
+
+from personas.graph.citations import CITATION
 
 register = template.Library()
 
@@ -22,3 +29,32 @@ def markdown(text: object) -> SafeString:
     clean = nh3.clean(html, tags=_TAGS, attributes=_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
                       link_rel="noopener noreferrer nofollow")
     return mark_safe(clean)  # noqa: S308 - rendered without raw HTML, then cleaned by an allow-list
+
+
+def safe_href(url: object) -> str:
+    """A link target that can only be this site's path or an http(s) page ("" otherwise)."""
+    url = str(url or "")
+    if (url.startswith("/") and not url.startswith("//")) or re.match(r"^https?://", url, re.IGNORECASE):
+        return url
+    return ""
+
+
+@register.filter(name="href")
+def href(url: object) -> str:
+    return safe_href(url) or "#"
+
+
+@register.filter(name="cite")
+def cite(html: object, sources: Iterable[Mapping[str, Any]] | None) -> SafeString:
+    """Citations `[n]` in already-safe HTML become links to source n (numbers without a source stay text)."""
+    urls = {int(s.get("n", 0)): safe_href(s.get("url")) for s in sources or []}
+
+    def link(match: re.Match[str]) -> str:
+        numbers = [int(p) for p in re.split(r"[,;]", match.group(1))]
+        if not all(n in urls for n in numbers):
+            return match.group(0)
+        return "".join(
+            f'<sup class="cite"><a href="{escape(urls[n] or f"#source-{n}")}" data-source="{n}">[{n}]</a></sup>'
+            for n in numbers)
+
+    return mark_safe(CITATION.sub(link, str(html)))  # noqa: S308 - the input is safe HTML; hrefs are escaped

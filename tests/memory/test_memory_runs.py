@@ -32,7 +32,7 @@ def test_a_finished_run_is_stored_and_retrieved_by_babs_in_the_next_run(user, sc
     assert research.data["memories"], "BABS found nothing"
     assert all(m["run_id"] == first.pk for m in research.data["memories"])
     babs_prompt = [c for c in scripted_model.calls if c["persona"] == "BABS"][0]["messages"][-1]["content"]
-    assert "Basel" in babs_prompt and f"run {first.pk}" in babs_prompt
+    assert "Basel" in babs_prompt and f"run #{first.pk}" in babs_prompt
 
 
 def test_memory_page_searches_browses_and_deletes(auth_client, user, scripted_model, personas_seeded):

@@ -1,0 +1,249 @@
+"""Writes of the document library: add a file (checked at once, ingested as a job), ingest it into
+memory with progress, re-index it and delete it. A document is visible to BABS only once all its chunks
+and its summary are written; a failed or cancelled ingest leaves nothing in memory."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from a4ps_site.config import app_settings
+from a4ps_site.files import write_atomically
+from memory.documents import parsing
+from memory.documents.models import Document
+from memory.documents.parsing import DocumentError
+from personas.events import event_publish
+from personas.llm import model_manager
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "max_file_mb": 20,  # larger files are refused
+    "max_pages": 500,  # PDF pages
+    "max_chunks": 4000,  # per document
+    "max_total_chunks": 100_000,  # over the whole library
+    "chunk_chars": 900,  # chunks fill to between half this and this many characters
+    "overlap_chars": 120,  # neighbouring chunks share up to this many characters
+}
+
+
+class Cancelled(Exception):
+    """The document was deleted while it was being ingested."""
+
+
+def document_settings() -> dict[str, Any]:
+    """The [documents] settings over the defaults; a bad value is refused with its key named."""
+    merged = {**DEFAULTS, **app_settings().get("documents", {})}
+    for key, default in DEFAULTS.items():
+        value = merged[key]
+        lowest = 0 if key == "overlap_chars" else 1e-9
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < lowest:
+            what = "0 or more" if key == "overlap_chars" else "a positive number"
+            raise DocumentError(f"documents.{key} must be {what}, not {value!r} (config/settings.toml)")
+        merged[key] = float(value) if isinstance(default, float) or key == "max_file_mb" else int(value)
+    if merged["overlap_chars"] >= merged["chunk_chars"]:
+        raise DocumentError("documents.overlap_chars must be smaller than documents.chunk_chars")
+    return merged
+
+
+def files_dir() -> Path:
+    path = settings.VAR_DIR / "documents"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def stored_file(document: Document) -> Path:
+    suffix = "." + document.name.rsplit(".", 1)[-1].lower() if "." in document.name else ""
+    return files_dir() / f"{document.sha256}{suffix}"
+
+
+def check_file(name: str, data: bytes) -> tuple[parsing.Parsed, list[parsing.Chunk]]:
+    """Parse and split a file as ingesting will, so a bad file is refused before anything is stored."""
+    config = document_settings()
+    name = (name or "").strip() or "unnamed"
+    limit = int(float(config["max_file_mb"]) * 1024 * 1024)
+    if len(data) > limit:
+        raise DocumentError(f"{name}: {len(data) / 1048576:.1f} MB; the limit is {config['max_file_mb']} MB "
+                            "(documents.max_file_mb)")
+    parsed = parsing.parse(name, data, max_pages=int(config["max_pages"]))
+    _, chunks = parsing.split(parsed, chunk_chars=int(config["chunk_chars"]),
+                              overlap_chars=int(config["overlap_chars"]))
+    if len(chunks) > int(config["max_chunks"]):
+        raise DocumentError(f"{name}: {len(chunks)} chunks; the limit per document is {config['max_chunks']} "
+                            "(documents.max_chunks)")
+    return parsed, chunks
+
+
+def _library_chunks(excluding: int | None = None) -> int:
+    rows = Document.objects.exclude(pk=excluding) if excluding else Document.objects.all()
+    return int(rows.aggregate(n=Sum("chunk_count"))["n"] or 0)
+
+
+def document_add(*, name: str, data: bytes, by: Any = None, enqueue: bool = True) -> tuple[Document, bool]:
+    """Check a file and keep it, queued for ingesting; (document, False) when the same bytes are already
+    in the library (a failed copy is replaced and queued again). DocumentError when the file is refused."""
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()[:255] or "unnamed"
+    parsed, chunks = check_file(name, data)
+    total = int(document_settings()["max_total_chunks"])
+    if _library_chunks() + len(chunks) > total:
+        raise DocumentError(f"{name}: the library would hold more than {total} chunks "
+                            "(documents.max_total_chunks); delete documents first")
+    sha = hashlib.sha256(data).hexdigest()
+    with transaction.atomic():
+        existing = Document.objects.select_for_update().filter(sha256=sha).first()
+        if existing is not None and existing.status != Document.Status.FAILED:
+            return existing, False
+        document = existing or Document(sha256=sha)
+        document.name, document.title, document.kind = name, parsed.title[:500], parsed.kind
+        document.size, document.pages, document.status = len(data), parsed.pages, Document.Status.QUEUED
+        document.progress, document.stage, document.error = 0.0, "queued", ""
+        document.uploaded_by = by if getattr(by, "pk", None) else None
+        document.save()
+        write_atomically(stored_file(document), data)
+        if enqueue:
+            _queue(document, by)
+    return document, True
+
+
+def _queue(document: Document, by: Any) -> None:
+    event_publish(kind="document.queued", source=str(by or "system"), payload={
+        "document": document.pk,
+        "message": f"Document “{document}” queued for indexing ({document.size / 1024:.0f} KB)"})
+
+
+def document_reindex(*, document: Document, by: Any = None) -> Document:
+    """Parse and embed the kept file again (after a settings or embedding-model change)."""
+    if document.busy:
+        raise ValueError(f"“{document}” is already {document.status}")
+    if not stored_file(document).exists():
+        raise ValueError(f"the file of “{document}” is gone from {files_dir()}; upload it again")
+    Document.objects.filter(pk=document.pk).update(status=Document.Status.QUEUED, progress=0.0, stage="queued",
+                                                   error="")
+    document.refresh_from_db()
+    _queue(document, by)
+    return document
+
+
+def _set(document_id: int, **fields: Any) -> None:
+    Document.objects.filter(pk=document_id).update(**fields)
+
+
+def document_ingest(*, document_id: int,
+                    on_progress: Callable[[Document], None] | None = None) -> Document | None:
+    """Parse, split, embed and write one document; None when it is gone or not queued. The chunks and the
+    summary are written under a fresh memory id only after every text is embedded, and the previous
+    version (a re-index) is removed only after the new one is complete."""
+    from memory.services import memory_store
+
+    claimed = Document.objects.filter(pk=document_id, status__in=[Document.Status.QUEUED]).update(
+        status=Document.Status.INGESTING, stage="reading the file", progress=0.0)
+    if not claimed:
+        return None
+    document = Document.objects.get(pk=document_id)
+    if on_progress:
+        on_progress(document)
+    new_id = str(uuid.uuid4())
+    store = None
+    try:
+        parsed, chunks = check_file(document.name, stored_file(document).read_bytes())
+        text, _ = parsing.split(parsed, chunk_chars=int(document_settings()["chunk_chars"]),
+                                overlap_chars=int(document_settings()["overlap_chars"]))
+        _set(document_id, stage=f"embedding {len(chunks)} chunks", title=parsed.title[:500], pages=parsed.pages,
+             chars=len(text))
+        store = memory_store()
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            fraction = done / max(total, 1)
+            if not Document.objects.filter(pk=document_id).exists():
+                raise Cancelled
+            if fraction - last[0] >= 0.02 or done == total:
+                last[0] = fraction
+                _set(document_id, progress=round(0.95 * fraction, 4), stage=f"embedded {done} of {total} texts")
+                if on_progress:
+                    fresh = Document.objects.filter(pk=document_id).first()
+                    if fresh:
+                        on_progress(fresh)
+
+        store.add_memories([{
+            "id": new_id, "summary": _summary(document, parsed), "persona": "BABS",
+            "metadata": {"kind": "document", "document": document.pk, "name": document.name,
+                         "title": parsed.title, "sha256": document.sha256},
+            "chunks": [{"text": _chunk_text(parsed.title, c), "persona": "BABS", "metadata": {
+                "kind": "document", "document": document.pk, "title": parsed.title, "page": c.page,
+                "page_end": c.page_end, "heading": c.heading, "start": c.start, "end": c.end}} for c in chunks],
+        }], on_progress=progress)
+        old = document.memory_id
+        updated = Document.objects.filter(pk=document_id).update(
+            status=Document.Status.INDEXED, progress=1.0, stage="", memory_id=new_id, chunk_count=len(chunks),
+            indexed=timezone.now(), embedding_model=str(getattr(model_manager(), "embedding_model", "")),
+            error="")
+        if not updated:
+            raise Cancelled
+        if old and old != new_id:
+            store.delete_memory(old, missing_ok=True)
+    except Cancelled:
+        if store is not None:
+            store.delete_memory(new_id, missing_ok=True)
+        log.info("document %s was deleted while it was ingested", document_id)
+        return None
+    except Exception as exc:
+        if store is not None:
+            try:
+                store.delete_memory(new_id, missing_ok=True)
+            except Exception:
+                log.exception("could not remove the half-written memory %s", new_id)
+        message = str(exc) if isinstance(exc, DocumentError) else f"{type(exc).__name__}: {exc}"
+        log.warning("document %s failed: %s", document_id, message)
+        _set(document_id, status=Document.Status.FAILED, stage="", progress=0.0, error=message[:4000])
+        event_publish(kind="document.failed", source="worker", payload={
+            "document": document_id, "message": f"Document “{document}” could not be indexed: {message}"})
+    else:
+        event_publish(kind="document.indexed", source="worker", payload={
+            "document": document_id, "message": f"Document “{document}” indexed: {len(chunks)} chunks"})
+    document = Document.objects.filter(pk=document_id).first()
+    if document is not None and on_progress:
+        on_progress(document)
+    return document
+
+
+def _summary(document: Document, parsed: parsing.Parsed) -> str:
+    """The document's stage-1 entry: its title, its outline and how it begins."""
+    outline = [b.text for b in parsed.blocks if b.level][:24]
+    body = " ".join(b.text for b in parsed.blocks if not b.level)
+    parts = [f"Document: {parsed.title or document.name}", f"File: {document.name}"]
+    if outline:
+        parts.append("Sections: " + "; ".join(outline))
+    parts.append(body[:600])
+    return "\n".join(parts)
+
+
+def _chunk_text(title: str, chunk: parsing.Chunk) -> str:
+    """What is embedded and shown: the chunk under a line naming its document and section."""
+    where = f"{title} › {chunk.heading}" if chunk.heading else title
+    return f"[{where}]\n{chunk.text}"
+
+
+def document_delete(*, document: Document, by: Any = None) -> int:
+    """Remove a document, its chunks from memory and its kept file; returns the chunks removed. An ingest
+    in progress notices and removes what it wrote."""
+    from memory.services import memory_store
+
+    removed = 0
+    if document.memory_id:
+        removed = memory_store().delete_memory(document.memory_id, missing_ok=True)
+    path = stored_file(document)
+    name = str(document)
+    document.delete()
+    path.unlink(missing_ok=True)
+    event_publish(kind="document.deleted", source=str(by or "system"), payload={
+        "message": f"Document “{name}” deleted with {removed} chunks"})
+    return removed

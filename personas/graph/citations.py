@@ -1,0 +1,84 @@
+"""Numbered sources and the citations `[n]` that point at them.
+
+BABS numbers what it retrieved ([1] is the first memory it used); its report and ALFRED's answer cite by
+those numbers. An answer that cites nothing though the run retrieved facts is checked against the
+sources: where it plainly uses one (a number, a name or a rare word of the source that the task does not
+contain), the citation is added and marked as added; otherwise the answer is flagged as uncited.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+CITATION = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+_WORD = re.compile(r"[A-Za-zÀ-ÿ][A-Za-zÀ-ÿ'’-]{3,}|\d+(?:[.,:]\d+)*")
+# Words too common to show that an answer used a source.
+_COMMON = frozenset("""
+about above after again against also always among another answer any are around because been before being
+below between both but came can cannot could did does doing done down during each either else even every
+first from further give given had has have having here how however into its itself just keep kept know
+last least less like made make many more most much must near need never next none not now often once
+only other others our out over own part per perhaps please quite rather really said same says should
+since some still such than that the their them then there these they thing things this those though
+through thus too toward under until upon used using very want was way well were what when where whether
+which while who whom whose why will with within without would year years yes yet you your
+""".split())
+
+
+def cited_numbers(text: str) -> list[int]:
+    """The source numbers a text cites, in order of first mention."""
+    seen: list[int] = []
+    for match in CITATION.finditer(text or ""):
+        for part in re.split(r"[,;]", match.group(1)):
+            n = int(part.strip())
+            if n not in seen:
+                seen.append(n)
+    return seen
+
+
+def source_entries(memories: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What the run page and the API list: one entry per memory BABS used, numbered from 1."""
+    entries = []
+    for n, memory in enumerate(memories, start=1):
+        source = dict(memory.get("source") or {})
+        text = " ".join(str(memory.get("text", "")).split())
+        entries.append({
+            "n": n, "kind": source.get("kind", "memory"), "label": source.get("label") or f"memory {n}",
+            "url": source.get("url", ""), "snippet": text[:280] + ("…" if len(text) > 280 else ""),
+            **{k: source[k] for k in ("document", "chunk", "page", "heading", "run", "fetched_at") if k in source},
+        })
+    return entries
+
+
+def _distinctive(text: str) -> set[str]:
+    words = {w.lower().strip("'’-") for w in _WORD.findall(text or "")}
+    return {w for w in words if w not in _COMMON and (w[0].isdigit() or len(w) >= 5)}
+
+
+def attribute(answer: str, task: str, memories: list[Mapping[str, Any]]) -> list[int]:
+    """Sources whose distinctive words (not in the task) the answer repeats: numbers from 1."""
+    said = _distinctive(answer) - _distinctive(task)
+    found = []
+    for n, memory in enumerate(memories, start=1):
+        shared = said & _distinctive(str(memory.get("text", "")))
+        # A number, or two rarer words, shared with the source and absent from the task.
+        if any(w[0].isdigit() for w in shared) or len(shared) >= 2:
+            found.append(n)
+    return found
+
+
+def check(answer: str, task: str, memories: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """How an answer cites the run's sources: {"sources", "cited", "attributed", "uncited", "answer"} where
+    "answer" carries the added citations (unchanged when the model cited, or when nothing was retrieved)."""
+    sources = source_entries(memories)
+    if not sources:
+        return {"sources": [], "cited": [], "attributed": [], "uncited": False, "answer": answer}
+    cited = [n for n in cited_numbers(answer) if 1 <= n <= len(sources)]
+    attributed: list[int] = []
+    if not cited:
+        attributed = attribute(answer, task, memories)
+        if attributed:
+            answer = answer.rstrip() + " " + "".join(f"[{n}]" for n in attributed)
+    return {"sources": sources, "cited": cited, "attributed": attributed, "uncited": not cited and not attributed,
+            "answer": answer}
