@@ -21,6 +21,7 @@ class MemoryConfig(AppConfig):
         from memory.finetunes.selectors import finetunes_awaiting_decision
         from memory.finetunes.services import persona_model_override
         from memory.finetunes.tasks import finetune_compare_run, finetune_run
+        from memory.research.services import senses, web_research
         from personas import events, ports
 
         def memory_write(*, run_id: int, state: dict) -> dict | None:
@@ -32,6 +33,8 @@ class MemoryConfig(AppConfig):
         ports.provide(
             memory_search=lambda query, k: services.memory_search(query=query, k=k),
             memory_write=memory_write,
+            web_research=lambda *, query, run_id: web_research(query=query, run_id=run_id),
+            senses=senses,
             model_override=persona_model_override,
             waiting_for_a_person=finetunes_awaiting_decision,
         )

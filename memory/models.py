@@ -105,3 +105,4 @@ class VerdictLabel(models.Model):
 # these imports.
 from memory.documents.models import Document  # noqa: E402,F401
 from memory.finetunes.models import ChatComparison, FineTuneJob, default_hyperparameters  # noqa: E402,F401
+from memory.research.models import WebFetch  # noqa: E402,F401

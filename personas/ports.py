@@ -21,6 +21,10 @@ def _no_memory_write(*, run_id: int, state: dict[str, Any]) -> dict[str, Any] | 
     return None
 
 
+def _no_web(*, query: str, run_id: int | None) -> dict[str, Any]:
+    return {"enabled": False}
+
+
 def _no_forge(*, run_id: int | None, spec: str) -> dict[str, Any]:
     return {"status": "failed", "tool": "", "note": "No tool forge is installed: reason it out without the tool."}
 
@@ -45,6 +49,10 @@ def _no_evals(**_: Any) -> dict[str, Any] | None:
     return None
 
 
+def _no_senses() -> dict[str, Any] | None:
+    return None
+
+
 @dataclass
 class Ports:
     """The functions behind each port (see the module docstring)."""
@@ -53,6 +61,8 @@ class Ports:
     """What BABS retrieves for a query: hierarchical search results as dicts."""
     memory_write: Callable[..., dict[str, Any] | None] = _no_memory_write
     """Store a finished run (run_id=, state=); returns what was stored, or None."""
+    web_research: Callable[..., dict[str, Any]] = _no_web
+    """BABS found a knowledge gap (query=, run_id=): search the web and keep the pages in memory."""
     forge: Callable[..., dict[str, Any]] = _no_forge
     """BRICK asked for a tool (run_id=, spec=): build it now and say how it went."""
     tool_schemas: Callable[[], list[dict[str, Any]]] = _no_tools
@@ -63,6 +73,9 @@ class Ports:
     """The promoted fine-tune a persona answers with, or None for its configured model."""
     waiting_for_a_person: Callable[[], list[dict[str, Any]]] = _nothing_waits
     """What an app has waiting for a person's decision: [{"label", "count", "url"}] (count > 0 only)."""
+    senses: Callable[[], dict[str, Any] | None] = _no_senses
+    """What BABS can reach beyond runs, for the Models page: {"documents", "chunks", "documents_url",
+    "web": {"enabled", "provider", "error", "recent": [{"url", "status", "reason", "fetched_at"}]}}, or None."""
     task_accuracy: Callable[..., dict[str, Any] | None] = _no_evals
     """A persona with given weights (persona=, adapter=, limit=, on_item=) on a fixed subset of the evals
     `tasks` suite: {"n", "passed", "rows"}, or None where no evals runner is installed."""

@@ -168,6 +168,7 @@ def build_deps(run: Run, *, record_step: Callable[..., Any], overrides: dict[str
         token_sink=token_sink,
         memory_search=lambda query, k: port.memory_search(query, k),
         memory_write=lambda state: port.memory_write(run_id=run.pk, state=state),
+        web_research=lambda query: port.web_research(query=query, run_id=run.pk),
         forge=lambda spec: port.forge(run_id=run.pk, spec=spec),
         tools=lambda: port.tool_schemas(),
         call_tool=lambda name, arguments: port.call_tool(run_id=run.pk, name=name, arguments=arguments),
@@ -193,7 +194,7 @@ def build_deps(run: Run, *, record_step: Callable[..., Any], overrides: dict[str
         chosen.update(tools=lambda: [], call_tool=None, forge=lambda spec: {
             "status": "off", "note": "Tools are off for this run: reason it out without one."})
     if options.get("memory") is False:
-        chosen.update(memory_search=lambda query, k: [],
+        chosen.update(memory_search=lambda query, k: [], web_research=lambda query: {"enabled": False},
                       memory_write=lambda state: {"note": "Memory is off for this run: nothing was stored."})
     return replace(deps, **{**chosen, **(overrides or {})})
 

@@ -20,6 +20,7 @@ from personas.forms import MODEL_NAME, FollowUpForm, ModelsForm, TaskForm
 from personas.graph.diagram import graph_mermaid, graph_svg
 from personas.llm import model_manager, models_config, models_settings_save
 from personas.models import CodexAmendment, CodexVersion, Goal, Run
+from personas.ports import ports
 from personas.tasks import pull_model
 
 
@@ -164,6 +165,7 @@ def models_page(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "personas/models.html", {
         "status": model_manager().status(), "form": form, "calls": selectors.model_calls_recent(limit=30),
         "model_status": selectors.model_status(), "cards": selectors.persona_cards(),
+        "senses": ports().senses(),
     }, status=status_code)
 
 

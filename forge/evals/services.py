@@ -188,6 +188,7 @@ def run_task_graph(item: TaskItem, *, model: Any, eval_run: EvalRun | None = Non
     # waiting for a person, nothing written to memory.
     run = runs.run_execute(run=run, overrides={
         "model": model, "memory_search": _item_memory(item, model), "memory_write": lambda state: no_memory,
+        "web_research": lambda query: {"enabled": False},
         "on_dissonance": lambda score, detail: None, "amendment_evidence": lambda: [],
         "propose_amendment": lambda **draft: None, "wait_for_decision": False,
     })

@@ -239,9 +239,18 @@ def babs_research(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     """BABS searches memory and reports what is relevant (plainly saying so when nothing is). Only
     memories at least graph.memory_min_relevance similar to the task are used; the step lists them."""
     step = _Step(state, "babs_research", deps)
-    found = deps.memory_search(state["task"], deps.settings.memory_k)
     threshold = deps.settings.memory_min_relevance
+    found = deps.memory_search(state["task"], deps.settings.memory_k)
     memories = [m for m in found if float(m.get("relevance", 1.0)) >= threshold]
+    if not memories:
+        # A knowledge gap: ALFRED asked for research and memory holds nothing relevant. With web research
+        # on, BABS searches, keeps the pages in memory and looks again.
+        web = deps.web_research(state["task"])
+        if web.get("enabled"):
+            step.record(persona="BABS", kind="web", content=_web_note(web), data=web)
+            if web.get("fetched"):
+                found = deps.memory_search(state["task"], deps.settings.memory_k)
+                memories = [m for m in found if float(m.get("relevance", 1.0)) >= threshold]
     ignored = len(found) - len(memories)
     if not memories:
         report = "Memory holds nothing relevant to this task yet."
@@ -262,6 +271,17 @@ def babs_research(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
                 data={"memories": memories, "ignored": ignored, "fallback": bool(step.fallbacks),
                       "sources": citations.source_entries(memories)}, result=result)
     return step.update(memories=memories, babs_report=report)
+
+
+def _web_note(web: dict[str, Any]) -> str:
+    """What BABS's web search did, in a line for the transcript."""
+    if web.get("error"):
+        return f"BABS searched the web for this task: {web['error']}."
+    fetched, refused = web.get("fetched") or [], web.get("refused") or []
+    parts = [f"BABS searched the web ({web.get('provider', 'search')}): {len(fetched)} page(s) kept in memory"]
+    parts += [f"{f.get('title') or f['url']} <{f['url']}>" for f in fetched]
+    parts += [f"refused {r['url']}: {r.get('reason', '')}" for r in refused]
+    return "; ".join(parts) + "."
 
 
 def _clip(text: str, limit: int) -> str:
@@ -602,7 +622,8 @@ def _instructions_of(prompt: str, state: GraphState) -> str:
     for the echo check (a retrieved fact stated back is the answer, not an echo)."""
     found = [_team_notes(state), *(t.get("content", "") for t in state.get("dialogue", [])),
              state.get("thesis", ""), state.get("antithesis", ""), state.get("babs_report", ""),
-             *(state.get("candidates") or []), *(str(m.get("text", "")) for m in state.get("memories") or [])]
+             *(state.get("candidates") or []), *(str(m.get("text", "")) for m in state.get("memories") or []),
+             prompts.sources_block(state)]
     for result in state.get("tool_results", []):
         found += [str(result.get("output", "")), str(result.get("note", "")), str(result.get("spec", ""))]
     for text in sorted((t for t in found if t and t.strip()), key=len, reverse=True):

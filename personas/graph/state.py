@@ -128,6 +128,9 @@ class GraphDeps:
     token_sink: Callable[[str, str], Callable[[str], None] | None] = lambda persona, node: None
     memory_search: Callable[[str, int], list[dict[str, Any]]] = _no_memory
     memory_write: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda state: None
+    # BABS searches the web when memory holds nothing relevant (off unless the settings turn it on):
+    # {"enabled": bool, "fetched": [...], "refused": [...], "error": str}.
+    web_research: Callable[[str], dict[str, Any]] = lambda query: {"enabled": False}
     forge: Callable[[str], dict[str, Any]] = _no_forge
     tools: Callable[[], list[dict[str, Any]]] = lambda: []
     call_tool: Callable[[str, dict[str, Any]], Any] | None = None

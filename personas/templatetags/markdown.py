@@ -45,8 +45,11 @@ def href(url: object) -> str:
 
 
 @register.filter(name="cite")
-def cite(html: object, sources: Iterable[Mapping[str, Any]] | None) -> SafeString:
-    """Citations `[n]` in already-safe HTML become links to source n (numbers without a source stay text)."""
+def cite(html: object, sources: Mapping[str, Any] | Iterable[Mapping[str, Any]] | None) -> SafeString:
+    """Citations `[n]` in already-safe HTML become links to source n (numbers without a source stay text).
+    `sources` is the list, or a step's data holding it under "sources" (a step may have none)."""
+    if isinstance(sources, Mapping):
+        sources = sources.get("sources")
     urls = {int(s.get("n", 0)): safe_href(s.get("url")) for s in sources or []}
 
     def link(match: re.Match[str]) -> str:
