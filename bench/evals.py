@@ -1,7 +1,7 @@
 """The eval suites on the real embedded model, mode beside mode: pass rates per category, tokens, seconds.
 
     python bench/evals.py --suite tools [--modes forge,single,resample] [--limit N] [--threads 1] [--out F]
-    python bench/evals.py --suite tasks [--modes single,graph] [--limit N | --ids …] [--out F]
+    python bench/evals.py --suite tasks [--modes single,graph,closedbook] [--category C] [--limit N | --ids …] [--out F]
     python bench/evals.py --report F [F ...]     # the same table from saved --out files (e.g. modes run apart)
 
 The tasks suite's graph mode is a full run through the four personas; it needs the database, so it runs
@@ -51,9 +51,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=["tools", "tasks"], default="tools")
     parser.add_argument("--modes", default="", help="comma-separated, of " + ", ".join(TOOL_MODES) +
-                        " (tools; default all) or " + ", ".join(TASK_MODES) + " (tasks; default both)")
+                        " (tools; default all) or " + ", ".join(TASK_MODES) + " (tasks; default all)")
     parser.add_argument("--limit", type=int, default=0, help="the first N items only (0 = all)")
     parser.add_argument("--ids", default="", help="comma-separated item ids instead of --limit")
+    parser.add_argument("--category", default="", help="tasks: only this category (e.g. documents)")
     parser.add_argument("--var-dir", default=str(REPO / "var"), help="where the assembled GGUF lives")
     parser.add_argument("--threads", type=int, default=1,
                         help="llama.cpp threads (0 = the product's default, one core fewer than the machine has)")
@@ -185,7 +186,9 @@ def run_tasks(args: argparse.Namespace) -> None:
 
     call_command("migrate", verbosity=0)
     persona_sync_from_codex()
-    items = load_tasks()
+    items = [i for i in load_tasks() if not i.setup_web]  # web tasks need a search engine serving their pages
+    if args.category:
+        items = [i for i in items if i.category == args.category]
     if args.ids:
         by_id = {i.id: i for i in items}
         items = [by_id[i.strip()] for i in args.ids.split(",") if i.strip() in by_id]
@@ -199,7 +202,10 @@ def run_tasks(args: argparse.Namespace) -> None:
     results: dict[str, list[ItemResult]] = {mode: [] for mode in modes}
     for item in items:
         for mode in modes:
-            result = run_task_single(item, model) if mode == "single" else services.run_task_graph(item, model=model)
+            if mode == "single":
+                result = run_task_single(item, model)
+            else:
+                result = services.run_task_graph(item, model=model, retrieval=mode == "graph")
             result.detail["needs"] = list(item.needs)
             results[mode].append(result)
             mark = "pass" if result.passed else "FAIL"
@@ -268,6 +274,11 @@ def report(results: dict[str, list[ItemResult]], figures: dict[str, object]) -> 
         figures["graph_budget_cut"] = sum(bool(r.detail.get("budget_out")) for r in results["graph"])
         print(f"where a tool or memory helps: single {figures['single_pass_rate_where_tool_or_memory_helps']}, "
               f"graph {figures['graph_pass_rate_where_tool_or_memory_helps']}")
+    if "graph" in results and "closedbook" in results:
+        figures["graph_minus_closedbook_points"] = round(
+            100 * (figures["graph_pass_rate"] - figures["closedbook_pass_rate"]), 1)  # type: ignore[operator]
+        print(f"graph with retrieval - the same graph with retrieval off: "
+              f"{figures['graph_minus_closedbook_points']} points")
     if "forge" in results:
         attempts = [a for r in results["forge"] for a in r.detail.get("attempts", [])]
         figures["forge_truncated_retries"] = sum(a.get("truncated_retries", 0) for a in attempts)

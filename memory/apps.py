@@ -17,6 +17,7 @@ class MemoryConfig(AppConfig):
         # Imported here, not at the top: models cannot be imported before the app registry is ready.
         from a4ps_site import lifecycle
         from memory import image, services, tasks
+        from memory.documents.library import document_library
         from memory.documents.tasks import document_ingest_run
         from memory.finetunes.selectors import finetunes_awaiting_decision
         from memory.finetunes.services import persona_model_override
@@ -35,6 +36,7 @@ class MemoryConfig(AppConfig):
             memory_write=memory_write,
             web_research=lambda *, query, run_id: web_research(query=query, run_id=run_id),
             senses=senses,
+            document_library=document_library,
             model_override=persona_model_override,
             waiting_for_a_person=finetunes_awaiting_decision,
         )

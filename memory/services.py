@@ -62,7 +62,11 @@ def reset_stores() -> None:
 
 def memory_search(*, query: str, k: int) -> list[dict[str, Any]]:
     """Hierarchical search, as plain dicts for BABS's prompt and the run transcript."""
-    store = memory_store()
+    return search_store(memory_store(), query=query, k=k)
+
+
+def search_store(store: Any, *, query: str, k: int) -> list[dict[str, Any]]:
+    """memory_search over a given store (the person's memory, or a library built for an eval)."""
     if store.count(level=1) == 0:
         return []
     hits = store.search_hierarchical(query, k=k)
@@ -87,6 +91,11 @@ def memory_search(*, query: str, k: int) -> list[dict[str, Any]]:
 def hit_source(hit: Any) -> dict[str, Any]:
     """Where a memory came from, for citations: a document chunk, a web page, an earlier run."""
     meta = hit.metadata or {}
+    if meta.get("kind") == "document" and not meta.get("document"):  # a library outside memory (evals)
+        where = meta.get("heading") or ""
+        title = meta.get("title") or meta.get("name") or "document"
+        return {"kind": "document", "document": None, "chunk": hit.id, "page": meta.get("page"),
+                "heading": where, "label": f"{title}, {where}" if where else title, "url": ""}
     if meta.get("kind") == "document" and meta.get("document"):
         where = meta.get("heading") or ""
         if meta.get("page"):

@@ -53,6 +53,10 @@ def _no_senses() -> dict[str, Any] | None:
     return None
 
 
+def _no_library(documents: Any) -> Callable[[str, int], list[dict[str, Any]]] | None:
+    return None
+
+
 @dataclass
 class Ports:
     """The functions behind each port (see the module docstring)."""
@@ -76,6 +80,8 @@ class Ports:
     senses: Callable[[], dict[str, Any] | None] = _no_senses
     """What BABS can reach beyond runs, for the Models page: {"documents", "chunks", "documents_url",
     "web": {"enabled", "provider", "error", "recent": [{"url", "status", "reason", "fetched_at"}]}}, or None."""
+    document_library: Callable[[Any], Callable[[str, int], list[dict[str, Any]]] | None] = _no_library
+    """A search over given documents ((name, text) pairs) kept outside the person's memory, or None."""
     task_accuracy: Callable[..., dict[str, Any] | None] = _no_evals
     """A persona with given weights (persona=, adapter=, limit=, on_item=) on a fixed subset of the evals
     `tasks` suite: {"n", "passed", "rows"}, or None where no evals runner is installed."""

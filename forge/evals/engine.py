@@ -32,7 +32,9 @@ from forge.toolforge import (
 )
 
 TOOL_MODES = ("single", "forge", "resample")
-TASK_MODES = ("single", "graph")  # graph: a full run, executed by the runner service (it needs the database)
+# graph: a full run, executed by the runner service (it needs the database); closedbook: the same run with
+# retrieval switched off (BABS finds nothing), to measure what memory and documents add.
+TASK_MODES = ("single", "graph", "closedbook")
 TASK_MAX_TOKENS = 256
 RESAMPLE_TEMPERATURE = 0.8
 MAX_RESAMPLES = 12  # a backstop: a model reporting no tokens would otherwise never exhaust the budget

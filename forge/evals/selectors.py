@@ -48,7 +48,8 @@ def category_table(*, run: EvalRun) -> list[dict[str, Any]]:
 
 
 CHART_W, CHART_H, PAD = 640, 200, 36
-MODE_COLOURS = {"single": "#1c7ed6", "forge": "#e8590c", "resample": "#2b8a3e", "graph": "#845ef7"}
+MODE_COLOURS = {"single": "#1c7ed6", "forge": "#e8590c", "resample": "#2b8a3e", "graph": "#845ef7",
+                "closedbook": "#868e96"}
 
 
 def scoreboard(*, limit: int = 60) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from personas.events import event_publish
 from personas.inference.embeddings import cosine_similarity
 from personas.llm import model_manager, models_config
 from personas.models import Run
+from personas.ports import ports
 from personas.runner import lease_seconds, worker_id
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,9 @@ def eval_run_create(*, suite: str, mode: str, limit: int = 0, user: Any = None, 
     """Record an eval run of the first `limit` items (0 = all); the worker that subscribes to
     "evals.queued" (ForgeConfig.ready()) executes it after commit, unless `enqueue` is off."""
     _check(suite, mode, limit)
-    items = suite_items(suite)
+    # Web tasks need a search engine that serves their pages; the test suite provides one, a person's
+    # machine (with web research off, or on the real web) does not: the runner leaves them out.
+    items = [i for i in suite_items(suite) if not getattr(i, "setup_web", ())]
     chosen = [i.id for i in (items[:limit] if limit else items)]
     with transaction.atomic():
         run = EvalRun.objects.create(suite=suite, mode=mode, limit=limit, item_ids=chosen, total=len(chosen),
@@ -159,7 +162,13 @@ def _store(run: EvalRun, result: engine.ItemResult) -> None:
 
 
 def _item_memory(item: TaskItem, model: Any) -> Callable[[str, int], list[dict[str, Any]]]:
-    """An eval run's memory: only the facts the item says an earlier run stored, ranked by similarity."""
+    """An eval run's memory: only the facts the item says an earlier run stored, ranked by similarity; for
+    a task that ships documents, a library of every document the suite ships (built once, outside the
+    person's memory), so retrieval must find the right one among them all."""
+    if item.setup_documents:
+        library = ports().document_library(suite_documents())
+        if library is not None:
+            return library
 
     def search(query: str, k: int) -> list[dict[str, Any]]:
         facts = list(item.setup_memory)
@@ -174,10 +183,21 @@ def _item_memory(item: TaskItem, model: Any) -> Callable[[str, int], list[dict[s
     return search
 
 
-def run_task_graph(item: TaskItem, *, model: Any, eval_run: EvalRun | None = None) -> engine.ItemResult:
+def suite_documents() -> tuple[tuple[str, str], ...]:
+    """Every document the tasks suite ships, once each."""
+    seen: dict[str, str] = {}
+    for item in load_tasks():
+        for name, text in item.setup_documents:
+            seen.setdefault(name, text)
+    return tuple(sorted(seen.items()))
+
+
+def run_task_graph(item: TaskItem, *, model: Any, eval_run: EvalRun | None = None,
+                   retrieval: bool = True) -> engine.ItemResult:
     """A task as a full run through the graph (source "eval"): its own memory holding only the item's
     setup facts, nothing written to the real memory; the final answer checked by the item's rule.
-    The run stays on the Runs page, so every step can be inspected."""
+    The run stays on the Runs page, so every step can be inspected. Without `retrieval` (closedbook mode)
+    BABS finds nothing: the same graph, with nothing to look things up in."""
     started = time.perf_counter()
     result = engine.ItemResult(item.id, item.category, "", False, attempts=1)
     run = Run.objects.create(task=item.task, source=Run.Source.EVAL, status=Run.Status.RUNNING,
@@ -187,7 +207,8 @@ def run_task_graph(item: TaskItem, *, model: Any, eval_run: EvalRun | None = Non
     # An eval measures; it never changes the system: no codex amendments, no motivating events, no
     # waiting for a person, nothing written to memory.
     run = runs.run_execute(run=run, overrides={
-        "model": model, "memory_search": _item_memory(item, model), "memory_write": lambda state: no_memory,
+        "model": model, "memory_search": _item_memory(item, model) if retrieval else (lambda query, k: []),
+        "memory_write": lambda state: no_memory,
         "web_research": lambda query: {"enabled": False},
         "on_dissonance": lambda score, detail: None, "amendment_evidence": lambda: [],
         "propose_amendment": lambda **draft: None, "wait_for_decision": False,
@@ -232,8 +253,8 @@ def eval_run_execute(*, run_id: int, model: Any = None,
                 continue
             if isinstance(item, ToolItem):
                 result = engine.run_tool_item(item, run.mode, model, config, budget=budgets.get(item_id))
-            elif run.mode == "graph":
-                result = run_task_graph(item, model=model, eval_run=run)
+            elif run.mode in ("graph", "closedbook"):
+                result = run_task_graph(item, model=model, eval_run=run, retrieval=run.mode == "graph")
             else:
                 result = engine.run_task_single(item, model)
             _store(run, result)
@@ -268,11 +289,11 @@ def eval_run_broadcast(*, run_id: int, item_id: str | None = None) -> None:
 
 
 def task_subset(limit: int) -> list[TaskItem]:
-    """`limit` tasks a single call can answer (none that needs an earlier run's memory), taken in turn
+    """`limit` tasks a single call can answer (none that needs memory, a document or the web), taken in turn
     from each category so that a small subset still spans the suite; the same ones every time."""
     by_category: dict[str, list[TaskItem]] = {}
     for item in sorted(load_tasks(), key=lambda i: i.id):
-        if not item.setup_memory:
+        if not (item.setup_memory or item.setup_documents or item.setup_web):
             by_category.setdefault(item.category, []).append(item)
     chosen: list[TaskItem] = []
     while len(chosen) < limit and any(by_category.values()):

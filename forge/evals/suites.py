@@ -27,9 +27,10 @@ TASKS_PATH = SUITES_DIR / "tasks.jsonl"
 
 TOOL_CATEGORIES = ("strings", "lists", "numbers", "dates", "parsing", "combinatorics", "algorithms")
 TOOL_STYLES = ("docstring", "plain", "helper")
-TASK_CATEGORIES = ("arithmetic", "units", "dates", "logic", "counting", "strings", "memory")
+TASK_CATEGORIES = ("arithmetic", "units", "dates", "logic", "counting", "strings", "memory", "documents", "web")
 COMPARE_RULES = ("number", "exact", "date", "set")
-NEEDS = ("tool", "memory")
+NEEDS = ("tool", "memory", "documents", "web")
+DOCUMENT_SUFFIXES = (".txt", ".md", ".html")  # what a task may ship (the library reads these and more)
 # What a reference solution and hidden tests may import (the forge's default allowed imports).
 ALLOWED_IMPORTS = (
     "math", "cmath", "statistics", "re", "json", "datetime", "itertools", "functools", "collections",
@@ -47,6 +48,7 @@ TASK_OPTIONAL = ("tolerance", "choices", "setup")
 _ID_RE = re.compile(r"[a-z][a-z0-9]*-[0-9]{3}")
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _ISO_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_CITATION_RE = re.compile(r"\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]")
 
 Answer = int | float | str | tuple[str, ...]
 
@@ -91,6 +93,9 @@ class TaskItem:
     tolerance: float = 0.0
     choices: tuple[str, ...] | None = None
     setup_memory: tuple[str, ...] = ()  # setup.memory: facts an earlier run must have stored
+    setup_documents: tuple[tuple[str, str], ...] = ()  # setup.documents: (file name, text) in the library
+    setup_web: tuple[tuple[str, str, str], ...] = ()  # setup.web: (url, title, html) a web search finds
+    evidence: str = ""  # setup.evidence: the words in a shipped document or page that hold the answer
 
 
 # ----------------------------------------------------------------------------------- reading lines
@@ -301,16 +306,53 @@ def _answer(line: _Line, compare: str) -> Answer:
     return text
 
 
-def _setup_memory(line: _Line) -> tuple[str, ...]:
+def _setup(line: _Line) -> dict[str, Any]:
+    """setup: {"memory": [...]} and/or {"documents": [...], "evidence"} or {"web": [...], "evidence"}."""
     if "setup" not in line.obj:
-        return ()
+        return {}
     setup: dict[str, Any] = line.typed("setup", line.obj["setup"], "object")
     for key in setup:
-        if key != "memory":
+        if key not in ("memory", "documents", "web", "evidence"):
             line.fail(f"unknown key {key!r} in setup")
-    if "memory" not in setup:
-        line.fail("missing key 'memory' in setup")
-    return line.strings("setup.memory", setup["memory"], allow_empty=False)
+    if not {"memory", "documents", "web"} & set(setup):
+        line.fail("missing key 'memory', 'documents' or 'web' in setup")
+    out: dict[str, Any] = {}
+    if "memory" in setup:
+        out["memory"] = line.strings("setup.memory", setup["memory"], allow_empty=False)
+    texts: list[str] = []
+    for key, fields in (("documents", ("name", "text")), ("web", ("url", "title", "html"))):
+        if key not in setup:
+            continue
+        entries = line.typed(f"setup.{key}", setup[key], "array")
+        if not entries:
+            line.fail(f"setup.{key} must not be empty")
+        rows = []
+        for n, entry in enumerate(entries):
+            where = f"setup.{key}[{n}]"
+            entry = line.typed(where, entry, "object")
+            if set(entry) != set(fields):
+                line.fail(f"{where} must have exactly the keys {', '.join(fields)}")
+            for field_name in fields:
+                if not isinstance(entry[field_name], str) or not entry[field_name].strip():
+                    line.fail(f"{where}.{field_name} must be a non-empty string")
+            if key == "documents" and not entry["name"].lower().endswith(DOCUMENT_SUFFIXES):
+                line.fail(f"{where}.name must end in one of {', '.join(DOCUMENT_SUFFIXES)}")
+            if key == "web" and not re.match(r"https?://[^/\s]+", entry["url"]):
+                line.fail(f"{where}.url must be an http(s) address")
+            rows.append(tuple(entry[f] for f in fields))
+            texts.append(entry["text"] if key == "documents" else entry["html"])
+        out[key] = tuple(rows)
+    if texts:
+        evidence = setup.get("evidence")
+        if not isinstance(evidence, str) or not evidence.strip():
+            line.fail("setup.evidence (the words that hold the answer) is required with documents or web")
+        holding = sum(evidence in text for text in texts)
+        if holding != 1:
+            line.fail(f"setup.evidence must occur in exactly one shipped text, found in {holding}")
+        out["evidence"] = evidence
+    elif "evidence" in setup:
+        line.fail("setup.evidence goes with setup.documents or setup.web")
+    return out
 
 
 def _task_item(line: _Line) -> TaskItem:
@@ -340,12 +382,14 @@ def _task_item(line: _Line) -> TaskItem:
         for element in answer if isinstance(answer, tuple) else ():
             if element.casefold() not in folded:
                 line.fail(f"answer {element!r} is not among the choices")
-    memory = _setup_memory(line)
-    if category == "memory" and "memory" not in needs:
-        line.fail("a memory task must list 'memory' in needs")
-    if ("memory" in needs) != bool(memory):
-        line.fail("'memory' in needs and setup.memory go together: list both or neither")
-    return TaskItem(item_id, category, task, answer, compare, needs, tolerance, choices, memory)
+    setup = _setup(line)
+    for kind in ("memory", "documents", "web"):
+        if category == kind and kind not in needs:
+            line.fail(f"a {kind} task must list {kind!r} in needs")
+        if (kind in needs) != bool(setup.get(kind)):
+            line.fail(f"{kind!r} in needs and setup.{kind} go together: list both or neither")
+    return TaskItem(item_id, category, task, answer, compare, needs, tolerance, choices, setup.get("memory", ()),
+                    setup.get("documents", ()), setup.get("web", ()), setup.get("evidence", ""))
 
 
 def load_tasks(path: str | os.PathLike[str] | None = None) -> list[TaskItem]:
@@ -384,9 +428,11 @@ def _normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).translate(_QUOTES).casefold().split())
 
 
-def _mentions(normalised_text: str, phrase: str) -> bool:
-    """True when phrase appears in the (normalised) text as a whole word or phrase."""
-    pattern = r"(?<!\w)" + re.escape(_normalise(phrase)) + r"(?!\w)"
+def _mentions(normalised_text: str, phrase: str, *, plural: bool = False) -> bool:
+    """True when phrase appears in the (normalised) text as a whole word or phrase; with `plural`, its
+    plural counts too ("Mondays" names the choice "Monday")."""
+    plural_re = r"(?:s|es)?" if plural and phrase[-1:].isalpha() else ""
+    pattern = r"(?<!\w)" + re.escape(_normalise(phrase)) + plural_re + r"(?!\w)"
     return re.search(pattern, normalised_text) is not None
 
 
@@ -458,10 +504,10 @@ def _check_set(item: TaskItem, text: str) -> tuple[bool, str]:
     if not isinstance(item.answer, tuple):
         raise TypeError(f"{item.id}: compare 'set' needs a list answer")
     normalised = _normalise(text)
-    missing = [element for element in item.answer if not _mentions(normalised, element)]
+    missing = [element for element in item.answer if not _mentions(normalised, element, plural=True)]
     expected = {element.casefold() for element in item.answer}
     extra = [choice for choice in item.choices or ()
-             if choice.casefold() not in expected and _mentions(normalised, choice)]
+             if choice.casefold() not in expected and _mentions(normalised, choice, plural=True)]
     problems = []
     if missing:
         problems.append("missing: " + ", ".join(missing))
@@ -479,8 +525,9 @@ def check_answer(item: TaskItem, text: str) -> tuple[bool, str]:
     """Judge a model's free-text final answer by the item's compare rule: (passed, a short reason).
 
     number: the last number in the text, within tolerance; date: the last date (ISO or written out);
-    exact: the answer as a whole word or phrase; set: every expected element, and no other choice."""
-    return _CHECKS[item.compare](item, text)
+    exact: the answer as a whole word or phrase; set: every expected element, and no other choice.
+    Citation marks such as [1] or [2, 3] are not part of the answer and are read past."""
+    return _CHECKS[item.compare](item, _CITATION_RE.sub(" ", text or ""))
 
 
 # ----------------------------------------------------------------------------------- hidden tests

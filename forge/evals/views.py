@@ -48,7 +48,7 @@ def evals(request: HtmxHttpRequest) -> HttpResponse:
     page = Paginator(selectors.runs_page(), 25).get_page(request.GET.get("page"))
     return render(request, "forge/evals/evals.html", {
         "form": form, "page": page, "board": selectors.scoreboard(),
-        "counts": {"tools": len(load_tools()), "tasks": len(load_tasks())},
+        "counts": {"tools": len(load_tools()), "tasks": sum(not i.setup_web for i in load_tasks())},
     }, status=status)
 
 

@@ -154,8 +154,7 @@ def document_ingest(*, document_id: int,
     store = None
     try:
         parsed, chunks = check_file(document.name, stored_file(document).read_bytes())
-        text, _ = parsing.split(parsed, chunk_chars=int(document_settings()["chunk_chars"]),
-                                overlap_chars=int(document_settings()["overlap_chars"]))
+        text = parsing.compose(parsed).text
         _set(document_id, stage=f"embedding {len(chunks)} chunks", title=parsed.title[:500], pages=parsed.pages,
              chars=len(text))
         store = memory_store()
@@ -173,14 +172,8 @@ def document_ingest(*, document_id: int,
                     if fresh:
                         on_progress(fresh)
 
-        store.add_memories([{
-            "id": new_id, "summary": _summary(document, parsed), "persona": "BABS",
-            "metadata": {"kind": "document", "document": document.pk, "name": document.name,
-                         "title": parsed.title, "sha256": document.sha256},
-            "chunks": [{"text": _chunk_text(parsed.title, c), "persona": "BABS", "metadata": {
-                "kind": "document", "document": document.pk, "title": parsed.title, "page": c.page,
-                "page_end": c.page_end, "heading": c.heading, "start": c.start, "end": c.end}} for c in chunks],
-        }], on_progress=progress)
+        entry = memory_entry(parsed, chunks, name=document.name, document_id=document.pk, sha256=document.sha256)
+        store.add_memories([{"id": new_id, **entry}], on_progress=progress)
         old = document.memory_id
         updated = Document.objects.filter(pk=document_id).update(
             status=Document.Status.INDEXED, progress=1.0, stage="", memory_id=new_id, chunk_count=len(chunks),
@@ -215,21 +208,21 @@ def document_ingest(*, document_id: int,
     return document
 
 
-def _summary(document: Document, parsed: parsing.Parsed) -> str:
-    """The document's stage-1 entry: its title, its outline and how it begins."""
+def memory_entry(parsed: parsing.Parsed, chunks: list[parsing.Chunk], *, name: str, document_id: int | None,
+                 sha256: str = "") -> dict[str, Any]:
+    """A document as add_memories takes it: a summary (title, outline, how it begins) over chunks that each
+    start with a line naming the document and section, with page, heading and offsets in their metadata."""
     outline = [b.text for b in parsed.blocks if b.level][:24]
     body = " ".join(b.text for b in parsed.blocks if not b.level)
-    parts = [f"Document: {parsed.title or document.name}", f"File: {document.name}"]
-    if outline:
-        parts.append("Sections: " + "; ".join(outline))
-    parts.append(body[:600])
-    return "\n".join(parts)
-
-
-def _chunk_text(title: str, chunk: parsing.Chunk) -> str:
-    """What is embedded and shown: the chunk under a line naming its document and section."""
-    where = f"{title} › {chunk.heading}" if chunk.heading else title
-    return f"[{where}]\n{chunk.text}"
+    title = parsed.title or name
+    summary = "\n".join([f"Document: {title}", f"File: {name}",
+                         *(["Sections: " + "; ".join(outline)] if outline else []), body[:600]])
+    meta = {"kind": "document", "document": document_id, "name": name, "title": title}
+    return {"summary": summary, "persona": "BABS", "metadata": {**meta, **({"sha256": sha256} if sha256 else {})},
+            "chunks": [{"text": f"[{title} › {c.heading}]\n{c.text}" if c.heading else f"[{title}]\n{c.text}",
+                        "persona": "BABS", "metadata": {**meta, "page": c.page, "page_end": c.page_end,
+                                                        "heading": c.heading, "start": c.start, "end": c.end}}
+                       for c in chunks]}
 
 
 def document_delete(*, document: Document, by: Any = None) -> int:

@@ -85,11 +85,29 @@ def test_tool_items_cover_every_category_and_style():
 def test_task_items_cover_every_category_and_need():
     categories = Counter(item.category for item in TASKS)
     assert set(categories) == set(TASK_CATEGORIES)
-    assert all(count >= 6 for count in categories.values()), categories
+    assert all(count >= 6 for kind, count in categories.items() if kind != "web"), categories
     assert sum("tool" in item.needs for item in TASKS) >= 12
     memory = [item for item in TASKS if item.category == "memory"]
     assert len(memory) >= 6
     assert all("memory" in item.needs and item.setup_memory for item in memory)
+    # Answers only a shipped document holds, and answers only a web page holds.
+    documents = [item for item in TASKS if item.category == "documents"]
+    assert len(documents) >= 15 and all(item.setup_documents and item.evidence for item in documents)
+    web = [item for item in TASKS if item.category == "web"]
+    assert len(web) >= 5 and all(item.setup_web and item.evidence for item in web)
+
+
+def test_citation_marks_are_not_read_as_the_answer():
+    item = next(i for i in TASKS if i.id == "doc-001")
+    assert check_answer(item, "The combination is 3917 [1].") == (True, check_answer(item, "3917")[1])
+    assert check_answer(item, "It is in the rules [1].") == (False, "no number found in the answer")
+
+
+@pytest.mark.parametrize("item", [i for i in TASKS if i.evidence], ids=by_id)
+def test_the_evidence_of_a_document_or_web_task_answers_it(item: TaskItem):
+    """The shipped words that hold the answer pass the item's own check; a refusal does not."""
+    assert check_answer(item, item.evidence)[0], item.id
+    assert not check_answer(item, "The document does not say.")[0]
     assert {item.compare for item in TASKS} == set(COMPARE_RULES)
 
 
@@ -296,6 +314,18 @@ def test_loader_rejects_wrong_types_and_values_in_tools(tmp_path: Path, change: 
     ({"setup": {"memory": ["A fact."]}}, "'memory' in needs and setup.memory go together"),
     ({"category": "memory"}, "a memory task must list 'memory' in needs"),
     ({"setup": {"notes": []}}, "unknown key 'notes' in setup"),
+    ({"needs": ["documents"], "setup": {"documents": [{"name": "a.md", "text": "The code is 42."}]}},
+     r"setup.evidence \(the words that hold the answer\) is required"),
+    ({"needs": ["documents"], "setup": {"documents": [{"name": "a.md", "text": "The code is 42."}],
+                                        "evidence": "The code is 43"}},
+     "setup.evidence must occur in exactly one shipped text, found in 0"),
+    ({"needs": ["documents"], "setup": {"documents": [{"name": "a.pdf", "text": "x"}], "evidence": "x"}},
+     r"setup.documents\[0\].name must end in one of .txt, .md, .html"),
+    ({"needs": ["web"], "setup": {"web": [{"url": "ftp://x", "title": "t", "html": "<p>42</p>"}], "evidence": "42"}},
+     r"setup.web\[0\].url must be an http\(s\) address"),
+    ({"setup": {"documents": [{"name": "a.md", "text": "The code is 42."}], "evidence": "42"}},
+     "'documents' in needs and setup.documents go together"),
+    ({"category": "web"}, "a web task must list 'web' in needs"),
 ])
 def test_loader_rejects_wrong_types_and_values_in_tasks(tmp_path: Path, change: dict[str, Any], message: str):
     lines = first_task_lines()

@@ -103,7 +103,8 @@ def test_every_tools_item_is_runnable_by_the_runner_and_its_reference_passes_in_
 def test_the_whole_tasks_suite_runs_and_each_right_answer_passes():
     run = execute("tasks", "single", 0, SuiteModel())
     assert run.status == EvalRun.Status.DONE, run.error
-    assert run.total == run.done == run.passed == len(TASKS)
+    # Every task but the web ones, which need a search engine serving their pages (checked elsewhere).
+    assert run.total == run.done == run.passed == len([t for t in TASKS if not t.setup_web]) == len(TASKS) - 5
     assert run.model == "ALFRED: scripted-alfred"
 
 
@@ -333,7 +334,7 @@ def test_cancelling_needs_a_login(client):
 def test_the_evals_page_shows_runs_and_the_scoreboard(auth_client):
     html = auth_client.get(reverse("evals")).content.decode()
     assert "No finished eval yet" in html and "No eval run yet." in html
-    assert f"{len(TOOLS)} tools, {len(TASKS)} tasks" in html
+    assert f"{len(TOOLS)} tools, {len(TASKS) - 5} tasks" in html
 
     run = execute("tools", "single", 3, SuiteModel(wrong=("str-002",)))
     html = auth_client.get(reverse("evals")).content.decode()

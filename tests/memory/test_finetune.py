@@ -575,13 +575,13 @@ def test_the_gate_shuts_when_the_adapter_answers_fewer_tasks_right(auth_client, 
     assert ('id="promote-job"' in page) is (better == "adapted")
 
 
-def test_the_task_subset_spans_the_categories_and_skips_memory_tasks():
+def test_the_task_subset_spans_the_categories_and_skips_memory_document_and_web_tasks():
     from forge.evals.services import task_subset
     from forge.evals.suites import load_tasks
 
     subset = task_subset(8)
-    assert len(subset) == 8 and all(not item.setup_memory for item in subset)
-    categories = {item.category for item in load_tasks() if not item.setup_memory}
+    assert len(subset) == 8 and all(not item.needs or item.needs == ("tool",) for item in subset)
+    categories = {item.category for item in load_tasks() if not set(item.needs) - {"tool"}}
     assert len({item.category for item in subset}) == min(8, len(categories))
     assert [i.id for i in task_subset(8)] == [i.id for i in subset]  # the same every time
 
