@@ -10,6 +10,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from a4ps_site.config import app_settings
+from memory.documents.parsing import section_of
 from memory.store import MemoryStore
 from personas.events import event_publish
 from personas.inference.embeddings import cosine_similarity
@@ -91,19 +92,16 @@ def search_store(store: Any, *, query: str, k: int) -> list[dict[str, Any]]:
 def hit_source(hit: Any) -> dict[str, Any]:
     """Where a memory came from, for citations: a document chunk, a web page, an earlier run."""
     meta = hit.metadata or {}
-    if meta.get("kind") == "document" and not meta.get("document"):  # a library outside memory (evals)
-        where = meta.get("heading") or ""
-        title = meta.get("title") or meta.get("name") or "document"
-        return {"kind": "document", "document": None, "chunk": hit.id, "page": meta.get("page"),
-                "heading": where, "label": f"{title}, {where}" if where else title, "url": ""}
-    if meta.get("kind") == "document" and meta.get("document"):
-        where = meta.get("heading") or ""
+    if meta.get("kind") == "document":
+        title = meta.get("title") or meta.get("name") or f"document {meta.get('document')}"
+        where = section_of(title, meta.get("heading") or "")
         if meta.get("page"):
             where = f"page {meta['page']}" + (f"–{meta['page_end']}" if meta.get("page_end") else "")
-        title = meta.get("title") or f"document {meta['document']}"
-        return {"kind": "document", "document": meta["document"], "chunk": hit.id, "page": meta.get("page"),
-                "heading": meta.get("heading", ""), "label": f"{title}, {where}" if where else title,
-                "url": reverse("document_detail", args=[meta["document"]]) + f"?chunk={hit.id}#chunk-{hit.id}"}
+        # A library outside memory (the evals') has no page to link to.
+        url = (reverse("document_detail", args=[meta["document"]]) + f"?chunk={hit.id}#chunk-{hit.id}"
+               if meta.get("document") else "")
+        return {"kind": "document", "document": meta.get("document"), "chunk": hit.id, "page": meta.get("page"),
+                "heading": meta.get("heading", ""), "label": f"{title}, {where}" if where else title, "url": url}
     if meta.get("kind") == "web" and meta.get("url"):
         return {"kind": "web", "url": meta["url"], "label": meta.get("title") or meta["url"],
                 "fetched_at": meta.get("fetched_at", "")}

@@ -248,6 +248,14 @@ def parse(name: str, data: bytes, *, max_pages: int = 500) -> Parsed:
     return parsed
 
 
+def section_of(title: str, heading: str) -> str:
+    """A chunk's heading trail without the document's own title at its head (a top heading that repeats the
+    title says nothing new): "Handbook › Sheds" under the title "Handbook" is "Sheds"."""
+    if heading == title:
+        return ""
+    return heading[len(title) + 3:] if title and heading.startswith(title + " › ") else heading
+
+
 def compose(parsed: Parsed) -> Composed:
     out = Composed("")
     parts: list[str] = []

@@ -219,10 +219,16 @@ def memory_entry(parsed: parsing.Parsed, chunks: list[parsing.Chunk], *, name: s
                          *(["Sections: " + "; ".join(outline)] if outline else []), body[:600]])
     meta = {"kind": "document", "document": document_id, "name": name, "title": title}
     return {"summary": summary, "persona": "BABS", "metadata": {**meta, **({"sha256": sha256} if sha256 else {})},
-            "chunks": [{"text": f"[{title} › {c.heading}]\n{c.text}" if c.heading else f"[{title}]\n{c.text}",
+            "chunks": [{"text": _chunk_text(title, c),
                         "persona": "BABS", "metadata": {**meta, "page": c.page, "page_end": c.page_end,
                                                         "heading": c.heading, "start": c.start, "end": c.end}}
                        for c in chunks]}
+
+
+def _chunk_text(title: str, chunk: parsing.Chunk) -> str:
+    """What is embedded and shown: the chunk under a line naming its document and section."""
+    section = parsing.section_of(title, chunk.heading)
+    return f"[{title} › {section}]\n{chunk.text}" if section else f"[{title}]\n{chunk.text}"
 
 
 def document_delete(*, document: Document, by: Any = None) -> int:

@@ -46,6 +46,7 @@
         note.textContent = reply.message;
       } else {
         item.dataset.state = "refused";
+        bar.hidden = true;
         note.className = "error";
         note.textContent = reply.error || ("upload failed (" + xhr.status + ")");
       }

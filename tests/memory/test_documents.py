@@ -305,7 +305,10 @@ def test_a_run_cites_the_document_chunk_it_used(auth_client, user, scripted_mode
     assert answer.data["cited"] == [1] and not answer.data["uncited"]
     source = answer.data["sources"][0]
     chunk_url = reverse("document_detail", args=[document.pk]) + f"?chunk={tools.id}#chunk-{tools.id}"
-    assert source["kind"] == "document" and source["url"] == chunk_url and "Tools" in source["label"]
+    assert source["kind"] == "document" and source["url"] == chunk_url
+    # The label names the document and the section, without the title repeated as the top heading.
+    assert source["label"] == "Orchard Cooperative Handbook, Harvest › Tools"
+    assert tools.text.startswith("[Orchard Cooperative Handbook › Harvest › Tools]\n")
     page = auth_client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert f'href="{chunk_url.replace("&", "&amp;")}" data-source="1">[1]</a>' in page
     assert 'id="run-sources"' in page and "shed code is 5512" in page and 'id="uncited-flag"' not in page
