@@ -9,13 +9,13 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "a4ps_site.settings")
 django.setup()
 
+import re  # noqa: E402
+
 from django.core.management import call_command  # noqa: E402
 
 from personas.inference.embeddings import MiniLMEmbedder  # noqa: E402
 from personas.llm import set_model_manager  # noqa: E402
 from tests.personas.scripted import ScriptedModel  # noqa: E402
-
-import re  # noqa: E402
 
 
 def route(count: int, messages: list[dict]) -> dict:

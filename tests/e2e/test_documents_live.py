@@ -31,6 +31,16 @@ def test_upload_a_document_ask_about_it_and_open_the_cited_chunk(browser, script
         refused = page.locator('#upload-list li[data-file="empty.txt"]')
         expect(refused).to_have_attribute("data-state", "refused")
         expect(refused).to_contain_text("the file is empty")
+        # A file dropped on the zone goes the same way.
+        dropped = page.evaluate_handle("""() => {
+            const data = new DataTransfer();
+            data.items.add(new File(["Dropped notes: the orchard gate code is 2208."], "dropped.txt",
+                                    {type: "text/plain"}));
+            return data;
+        }""")
+        page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+        expect(page.locator('#upload-list li[data-file="dropped.txt"]')).to_have_attribute("data-state", "done",
+                                                                                           timeout=20000)
         # The row follows the indexing job to its end without a reload.
         row = page.locator("#document-rows tr", has_text=f"Quillfeather Allotments Handbook {token}")
         expect(row).to_have_attribute("data-status", "indexed", timeout=60000)

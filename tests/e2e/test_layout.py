@@ -44,13 +44,17 @@ def test_pages_fit_wide_and_narrow_windows(browser, scripted_stack):
         "code='def add_two(a: int, b: int) -> int:\\n    \"\"\"Add.\"\"\"\\n    return a + b\\n'); "
         "make(name='forge_note', tests='', spec='junk', "
         "code='def forge_note(spec: str) -> str:\\n    \"\"\"Note.\"\"\"\\n    return \"gave up\"\\n')"))
+    scripted_stack.manage("shell", "-c", (  # a document with a long name that failed with a long reason
+        "from memory.documents.models import Document; "
+        "Document.objects.create(name='minutes-of-the-annual-general-meeting-' * 4 + '.pdf', kind='pdf', size=10, "
+        "sha256='ab' * 32, status='failed', error='the PDF could not be read (' + 'x' * 200 + ')')"))
     shots = Path(os.environ.get("A4PS_SCREENSHOTS") or scripted_stack.var_dir)
     shots.mkdir(parents=True, exist_ok=True)
     page = browser.new_page()
     try:
         login(page, scripted_stack)
         pages = {"dashboard": "/", "run": f"/runs/{run_id}/", "finetune": f"/memory/finetunes/{job_id}/",
-                 "models": "/models/", "forge": "/forge/"}
+                 "models": "/models/", "forge": "/forge/", "documents": "/memory/documents/"}
         for width in (1280, 800):
             page.set_viewport_size({"width": width, "height": 900})
             for name, path in pages.items():
@@ -60,6 +64,8 @@ def test_pages_fit_wide_and_narrow_windows(browser, scripted_stack):
                     expect(page.locator("#run-head")).to_have_attribute("data-status", "done")
                 if name == "models":
                     expect(page.locator("#embedded-models select")).to_have_count(4)
+                if name == "documents":
+                    expect(page.locator("#document-rows")).to_contain_text("failed")
                 if name == "forge":
                     expect(page.locator("#tool-row-add_two .offered")).to_have_text("yes")
                     expect(page.locator("#tool-row-forge_note .offered")).to_contain_text("ignores its input")
