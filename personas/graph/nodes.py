@@ -263,7 +263,8 @@ def babs_research(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     report = result.content.strip()
     # Reporting what a memory says is the job: only the instructions count as an echo.
     instructions = _instructions_of(_prompt_text(messages), {**state, "memories": memories})
-    if quality.hollow_reason(report, prompt=instructions):
+    # A report of a word or two ("2") says nothing a person or BRICK can use: the sources stand instead.
+    if quality.hollow_reason(report, prompt=instructions) or len(quality.words(report)) < 4:
         listing = "; ".join(f"[{i + 1}] {_clip(m.get('text', ''), 160)}" for i, m in enumerate(memories))
         report = f"Memories that may bear on this task: {listing}"
         step.fallback("research")

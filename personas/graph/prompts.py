@@ -91,6 +91,9 @@ def _context(state: Mapping[str, Any]) -> str:
     # A report that found nothing adds nothing (and a small model copies it into its answer).
     if state.get("babs_report") and state.get("memories"):
         parts.append(f"BABS's research report:\n{state['babs_report']}")
+        # The retrieved texts themselves, not only BABS's account of them: a small model's report may
+        # drop the one fact that matters.
+        parts.append(sources_block(state))
     for result in state.get("tool_results", []):
         parts.append(f"Tool result for '{result.get('spec', '')}': {result.get('note') or result.get('output', '')}")
     return "\n\n".join(parts)
@@ -222,13 +225,11 @@ def synthesis(persona: dict[str, Any] | None, state: Mapping[str, Any], size: st
         ask = ("Write the final answer for the person who asked. Where BRICK and ROBIN still disagree, decide "
                "yourself by checking the point against the task and the facts above. Give the answer first, then "
                "a short justification, and say plainly what remains uncertain. Do not describe the discussion.")
-    sources = sources_block(state)
-    if sources:
-        ask += _CITE
-        sources = f"\n\n{sources}"
+    if state.get("memories"):
+        ask += _CITE  # the context lists the sources, numbered
     return [
         system(persona, "You are ALFRED, the supervisor."),
-        {"role": "user", "content": f"{_context(state)}{sources}\n\nThe team's discussion:\n{turns}\n\n{ask}"},
+        {"role": "user", "content": f"{_context(state)}\n\nThe team's discussion:\n{turns}\n\n{ask}"},
     ]
 
 
@@ -274,6 +275,8 @@ def candidates_retry(persona: dict[str, Any] | None, state: Mapping[str, Any], k
 
 def thesis_retry(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
     known = "".join(f"\n\nKnown: {text}" for text in _facts(state))
+    if state.get("memories"):
+        known += f"\n\n{sources_block(state)}"
     return [
         system(persona, "You are BRICK, the analyst."),
         {"role": "user", "content": f"{state['task']}{known}\n\nAnswer this directly, in two to five sentences."},
