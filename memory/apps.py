@@ -58,4 +58,12 @@ class MemoryConfig(AppConfig):
             return f"living image saved: {image.image_save(reason='shutdown').name}"
 
         lifecycle.register("broker_up", "restore the living image", restore_image)
+
+        def resume_documents() -> str | None:
+            from memory.documents.services import documents_resume
+
+            n = documents_resume()
+            return f"{n} document(s) left half-indexed queued again" if n else None
+
+        lifecycle.register("broker_up", "queue documents a stop left half-indexed", resume_documents)
         lifecycle.register("stopping", "save the living image", save_image)

@@ -163,6 +163,9 @@ def memory_delete(*, memory_id: str, by: Any = None) -> int:
     """Delete a summary and its chunks (returns how many chunks); recorded as an event."""
     store = memory_store()
     record = store.get_memory(memory_id)
+    if record.metadata.get("kind") == "document" and record.metadata.get("document"):
+        raise ValueError("this memory is a document of the library: delete it on the Documents page, "
+                         "so its file and entry go too")
     removed = store.delete_memory(memory_id)
     event_publish(kind="memory.deleted", source=str(by or "system"), payload={
         "memory": memory_id, "run": record.run_id,

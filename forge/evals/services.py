@@ -198,6 +198,8 @@ def run_task_graph(item: TaskItem, *, model: Any, eval_run: EvalRun | None = Non
     setup facts, nothing written to the real memory; the final answer checked by the item's rule.
     The run stays on the Runs page, so every step can be inspected. Without `retrieval` (closedbook mode)
     BABS finds nothing: the same graph, with nothing to look things up in."""
+    # The item's memory first (a document task's library is built once, before any run is recorded).
+    search = _item_memory(item, model) if retrieval else (lambda query, k: [])
     started = time.perf_counter()
     result = engine.ItemResult(item.id, item.category, "", False, attempts=1)
     run = Run.objects.create(task=item.task, source=Run.Source.EVAL, status=Run.Status.RUNNING,
@@ -207,7 +209,7 @@ def run_task_graph(item: TaskItem, *, model: Any, eval_run: EvalRun | None = Non
     # An eval measures; it never changes the system: no codex amendments, no motivating events, no
     # waiting for a person, nothing written to memory.
     run = runs.run_execute(run=run, overrides={
-        "model": model, "memory_search": _item_memory(item, model) if retrieval else (lambda query, k: []),
+        "model": model, "memory_search": search,
         "memory_write": lambda state: no_memory,
         "web_research": lambda query: {"enabled": False},
         "on_dissonance": lambda score, detail: None, "amendment_evidence": lambda: [],

@@ -26,6 +26,8 @@ class Document(models.Model):
     chars = models.PositiveIntegerField(default=0)
     chunk_count = models.PositiveIntegerField(default=0)
     memory_id = models.CharField(max_length=64, blank=True)
+    # The memory an ingest is writing: removed at start-up if the product stopped half-way through.
+    pending_memory_id = models.CharField(max_length=64, blank=True)
     embedding_model = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     uploaded_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

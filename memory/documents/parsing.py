@@ -24,6 +24,7 @@ ACCEPT = ".txt,.md,.markdown,.html,.htm,.pdf,.docx"
 _HTML_CHROME = "script, style, noscript, template, nav, header, footer, aside, form, svg, iframe, button"
 _HTML_BLOCKS = ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "blockquote", "td", "th", "dt", "dd",
                 "figcaption", "caption")
+MAX_UNPACKED = 200 * 1024 * 1024  # what a DOCX may unpack to (a zip of a few MB can claim gigabytes)
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
@@ -116,15 +117,28 @@ def parse_markdown(name: str, data: bytes) -> Parsed:
         blocks.extend(_paragraphs("\n".join(body)))
         body.clear()
 
+    fence: list[str] = []
     for line in text.splitlines():
         if line.lstrip().startswith(("```", "~~~")):
+            if not in_fence:
+                flush()
+                fence = [line]
+            else:  # a code block is one block, its indentation and blank lines kept
+                blocks.append(Block("\n".join([*fence, line]).strip("\n")))
+                fence = []
             in_fence = not in_fence
-        m = None if in_fence else _MD_HEADING.match(line)
+            continue
+        if in_fence:
+            fence.append(line)
+            continue
+        m = _MD_HEADING.match(line)
         if m:
             flush()
             blocks.append(Block(m.group(2).strip(), level=len(m.group(1))))
         else:
             body.append(line)
+    if fence:  # an unclosed fence runs to the end of the file
+        blocks.append(Block("\n".join(fence).strip("\n")))
     flush()
     title = next((b.text for b in blocks if b.level == 1), _stem(name))
     return Parsed("markdown", title, blocks)
@@ -142,7 +156,12 @@ def parse_html(name: str, data: bytes) -> Parsed:
     if root is None:
         raise DocumentError(f"{name}: no HTML body to read")
     blocks: list[Block] = []
-    for node in root.css(", ".join(_HTML_BLOCKS)):
+    for node in root.css(", ".join((*_HTML_BLOCKS, "div"))):
+        # Text in a <div> counts when the div holds no block of its own (pages put whole paragraphs in
+        # divs); a div around blocks is read through them.
+        if node.tag == "div" and any(inner.mem_id != node.mem_id
+                                     for inner in node.css(", ".join((*_HTML_BLOCKS, "div")))):
+            continue
         # A block inside another block (a paragraph in a list item) is read with its container.
         parent, nested = node.parent, False
         while parent is not None and parent is not root:
@@ -187,7 +206,7 @@ def parse_pdf(name: str, data: bytes, *, max_pages: int) -> Parsed:
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
     except DocumentError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+    except (PdfReadError, Exception) as exc:  # a broken file may fail anywhere inside the parser
         raise DocumentError(f"{name}: the PDF could not be read ({type(exc).__name__}: {exc})") from None
     return Parsed("pdf", _clean(str(meta_title)) or _stem(name), blocks, pages=n_pages)
 
@@ -199,6 +218,11 @@ def parse_docx(name: str, data: bytes) -> Parsed:
 
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise DocumentError(f"{name}: not a DOCX file (a DOCX is a zip archive)")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > MAX_UNPACKED:
+        raise DocumentError(f"{name}: unpacks to {unpacked // 1048576} MB; at most {MAX_UNPACKED // 1048576} MB "
+                            "is read from a DOCX")
     try:
         document = docx.Document(io.BytesIO(data))
         blocks: list[Block] = []
@@ -217,7 +241,7 @@ def parse_docx(name: str, data: bytes) -> Parsed:
                     if line:
                         blocks.append(Block(line))
         title = _clean(document.core_properties.title or "")
-    except (KeyError, ValueError, zipfile.BadZipFile, OSError) as exc:
+    except Exception as exc:  # a broken file may fail anywhere inside the parser (XML errors included)
         raise DocumentError(f"{name}: the DOCX could not be read ({type(exc).__name__}: {exc})") from None
     return Parsed("docx", title or next((b.text for b in blocks if b.level == 1), _stem(name)), blocks)
 
@@ -300,4 +324,24 @@ def split(parsed: Parsed, *, chunk_chars: int, overlap_chars: int) -> tuple[str,
         last = spans[at][2] if at >= 0 else current
         page_end = last.page if last is not None and last.page != page else None
         chunks.append(Chunk(text, start, end, page, " › ".join(h for _, h in headings), page_end))
-    return composed.text, chunks
+    return composed.text, _merge_bare_headings(composed.text, chunks)
+
+
+_BARE_HEADINGS = re.compile(r"(?:#{1,6} [^\n]*\s*)+")
+
+
+def _merge_bare_headings(text: str, chunks: list[Chunk]) -> list[Chunk]:
+    """A chunk of headings alone (a section longer than a chunk leaves its heading behind) says nothing:
+    it joins the chunk after it, which then starts at the heading."""
+    merged: list[Chunk] = []
+    carry: Chunk | None = None
+    for chunk in chunks:
+        if carry is not None:
+            chunk = Chunk(text[carry.start:chunk.end], carry.start, chunk.end, carry.page, chunk.heading,
+                          chunk.page_end or (chunk.page if chunk.page != carry.page else None))
+            carry = None
+        if _BARE_HEADINGS.fullmatch(chunk.text) and chunk is not chunks[-1]:
+            carry = chunk
+            continue
+        merged.append(chunk)
+    return merged

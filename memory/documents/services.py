@@ -65,14 +65,20 @@ def stored_file(document: Document) -> Path:
     return files_dir() / f"{document.sha256}{suffix}"
 
 
+def check_size(name: str, size: int) -> None:
+    """Refuse a file over documents.max_file_mb (before it is read, when its size is known)."""
+    config = document_settings()
+    limit = int(float(config["max_file_mb"]) * 1024 * 1024)
+    if size > limit:
+        raise DocumentError(f"{name}: {size / 1048576:.1f} MB; the limit is {config['max_file_mb']:g} MB "
+                            "(documents.max_file_mb)")
+
+
 def check_file(name: str, data: bytes) -> tuple[parsing.Parsed, list[parsing.Chunk]]:
     """Parse and split a file as ingesting will, so a bad file is refused before anything is stored."""
     config = document_settings()
     name = (name or "").strip() or "unnamed"
-    limit = int(float(config["max_file_mb"]) * 1024 * 1024)
-    if len(data) > limit:
-        raise DocumentError(f"{name}: {len(data) / 1048576:.1f} MB; the limit is {config['max_file_mb']} MB "
-                            "(documents.max_file_mb)")
+    check_size(name, len(data))
     parsed = parsing.parse(name, data, max_pages=int(config["max_pages"]))
     _, chunks = parsing.split(parsed, chunk_chars=int(config["chunk_chars"]),
                               overlap_chars=int(config["overlap_chars"]))
@@ -125,11 +131,28 @@ def document_reindex(*, document: Document, by: Any = None) -> Document:
         raise ValueError(f"“{document}” is already {document.status}")
     if not stored_file(document).exists():
         raise ValueError(f"the file of “{document}” is gone from {files_dir()}; upload it again")
-    Document.objects.filter(pk=document.pk).update(status=Document.Status.QUEUED, progress=0.0, stage="queued",
-                                                   error="")
+    claimed = Document.objects.filter(pk=document.pk, status__in=[Document.Status.INDEXED, Document.Status.FAILED]
+                                      ).update(status=Document.Status.QUEUED, progress=0.0, stage="queued", error="")
     document.refresh_from_db()
+    if not claimed:
+        raise ValueError(f"“{document}” is already {document.status}")
     _queue(document, by)
     return document
+
+
+def documents_resume() -> int:
+    """At start-up no worker is indexing anything yet: documents left queued or half-indexed by a stopped
+    product are queued again (their half-written chunks were never made visible). Returns how many."""
+    from memory.services import memory_store
+
+    stale = list(Document.objects.filter(status__in=[Document.Status.QUEUED, Document.Status.INGESTING]))
+    for document in stale:
+        if document.pending_memory_id:
+            memory_store().delete_memory(document.pending_memory_id, missing_ok=True)
+        Document.objects.filter(pk=document.pk).update(status=Document.Status.QUEUED, progress=0.0,
+                                                       stage="queued again after a restart", pending_memory_id="")
+        _queue(document, None)
+    return len(stale)
 
 
 def _set(document_id: int, **fields: Any) -> None:
@@ -158,6 +181,7 @@ def document_ingest(*, document_id: int,
         _set(document_id, stage=f"embedding {len(chunks)} chunks", title=parsed.title[:500], pages=parsed.pages,
              chars=len(text))
         store = memory_store()
+        _set(document_id, pending_memory_id=new_id)
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
@@ -175,10 +199,10 @@ def document_ingest(*, document_id: int,
         entry = memory_entry(parsed, chunks, name=document.name, document_id=document.pk, sha256=document.sha256)
         store.add_memories([{"id": new_id, **entry}], on_progress=progress)
         old = document.memory_id
-        updated = Document.objects.filter(pk=document_id).update(
+        updated = Document.objects.filter(pk=document_id, status=Document.Status.INGESTING).update(
             status=Document.Status.INDEXED, progress=1.0, stage="", memory_id=new_id, chunk_count=len(chunks),
             indexed=timezone.now(), embedding_model=str(getattr(model_manager(), "embedding_model", "")),
-            error="")
+            error="", pending_memory_id="")
         if not updated:
             raise Cancelled
         if old and old != new_id:
@@ -196,7 +220,8 @@ def document_ingest(*, document_id: int,
                 log.exception("could not remove the half-written memory %s", new_id)
         message = str(exc) if isinstance(exc, DocumentError) else f"{type(exc).__name__}: {exc}"
         log.warning("document %s failed: %s", document_id, message)
-        _set(document_id, status=Document.Status.FAILED, stage="", progress=0.0, error=message[:4000])
+        _set(document_id, status=Document.Status.FAILED, stage="", progress=0.0, error=message[:4000],
+             pending_memory_id="")
         event_publish(kind="document.failed", source="worker", payload={
             "document": document_id, "message": f"Document “{document}” could not be indexed: {message}"})
     else:
@@ -236,13 +261,20 @@ def document_delete(*, document: Document, by: Any = None) -> int:
     in progress notices and removes what it wrote."""
     from memory.services import memory_store
 
+    # The row goes first, read afresh: an ingest that finishes meanwhile either sees it gone (and removes
+    # what it wrote) or has already recorded its memory here, which is then removed below.
+    with transaction.atomic():
+        current = Document.objects.select_for_update().filter(pk=document.pk).first()
+        if current is not None:
+            document = current
+            current.delete()
     removed = 0
     if document.memory_id:
         removed = memory_store().delete_memory(document.memory_id, missing_ok=True)
     path = stored_file(document)
     name = str(document)
-    document.delete()
-    path.unlink(missing_ok=True)
+    if not Document.objects.filter(sha256=document.sha256).exists():
+        path.unlink(missing_ok=True)
     event_publish(kind="document.deleted", source=str(by or "system"), payload={
         "message": f"Document “{name}” deleted with {removed} chunks"})
     return removed

@@ -34,6 +34,7 @@ def documents(request: HtmxHttpRequest) -> HttpResponse:
             messages.error(request, "Choose one or more files to upload.")
         for upload in files:
             try:
+                services.check_size(upload.name, upload.size)
                 document, created = services.document_add(name=upload.name, data=upload.read(), by=request.user)
             except DocumentError as exc:
                 messages.error(request, str(exc))
@@ -43,9 +44,13 @@ def documents(request: HtmxHttpRequest) -> HttpResponse:
                 else:
                     messages.info(request, f"{upload.name}: already in the library as “{document}”.")
         return redirect("documents")
-    config = services.document_settings()
+    try:
+        limit = services.document_settings()["max_file_mb"]
+    except DocumentError as exc:  # shown on the page; every upload is refused with the same reason
+        messages.error(request, f"Uploads are refused until the settings are fixed: {exc}")
+        limit = services.DEFAULTS["max_file_mb"]
     return render(request, "memory/documents/list.html", {
-        **_rows_context(request), "accept": parsing.ACCEPT, "max_file_mb": config["max_file_mb"],
+        **_rows_context(request), "accept": parsing.ACCEPT, "max_file_mb": limit,
     })
 
 
@@ -65,6 +70,7 @@ def document_upload(request: HtmxHttpRequest) -> JsonResponse:
     if upload is None:
         return api_error(400, "No file: send it as multipart form data in the field 'file'.")
     try:
+        services.check_size(upload.name, upload.size)
         document, created = services.document_add(name=upload.name, data=upload.read(), by=request.user)
     except DocumentError as exc:
         return api_error(400, str(exc), name=upload.name)

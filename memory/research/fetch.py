@@ -51,7 +51,10 @@ class WebSettings:
             if isinstance(default, bool):
                 if not isinstance(value, bool):
                     raise ValueError(f"web.{key} must be true or false")
-            elif isinstance(default, (int, float)):
+            elif isinstance(default, int):
+                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                    raise ValueError(f"web.{key} must be a positive whole number")
+            elif isinstance(default, float):
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                     raise ValueError(f"web.{key} must be a positive number")
             elif isinstance(default, tuple):
@@ -98,25 +101,65 @@ def _client(settings: WebSettings) -> httpx.Client:
                         headers={"User-Agent": settings.user_agent, "Accept": "text/html, text/plain;q=0.9"})
 
 
-def _check_address(url: str, settings: WebSettings) -> None:
-    parts = urlsplit(url)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A global address, looking through IPv6 forms that carry an IPv4 one (mapped, 6to4, NAT64, compat)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is None and (address in _NAT64 or int(address) >> 32 == 0):
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None and not inner.is_global:
+            return False
+    return address.is_global
+
+
+def _allowed(host: str, port: int, settings: WebSettings) -> bool:
+    return settings.allow_private or host in settings.allow_hosts or f"{host}:{port}" in settings.allow_hosts
+
+
+def _refused(url: str, host: str, address: object) -> FetchError:
+    return FetchError(f"{url}: refused, {host} is a private, loopback or link-local address ({address}); "
+                      "allow it with web.allow_hosts or web.allow_private")
+
+
+def _check_address(url: str, settings: WebSettings) -> tuple[str, int]:
+    """The host and port of a URL that may be fetched; FetchError otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise FetchError(f"{url}: not a valid address ({exc})") from None
     if parts.scheme not in ("http", "https"):
         raise FetchError(f"{url}: only http and https pages are fetched")
     host = (parts.hostname or "").lower()
     if not host:
         raise FetchError(f"{url}: no host in the address")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    if settings.allow_private or host in settings.allow_hosts or f"{host}:{port}" in settings.allow_hosts:
-        return
+    if _allowed(host, port, settings):
+        return host, port
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise FetchError(f"{url}: the host {host} does not resolve ({exc.strerror})") from None
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchError(f"{url}: the host {host} does not resolve ({getattr(exc, 'strerror', None) or exc})") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise FetchError(f"{url}: refused, {host} is a private, loopback or link-local address ({address}); "
-                             "allow it with web.allow_hosts or web.allow_private")
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not _public(address):
+            raise _refused(url, host, address)
+    return host, port
+
+
+def _check_peer(url: str, host: str, port: int, response: httpx.Response, settings: WebSettings) -> None:
+    """The address the connection really reached (a name may resolve differently the second time)."""
+    if _allowed(host, port, settings):
+        return
+    stream = response.extensions.get("network_stream")
+    peer = stream.get_extra_info("server_addr") if stream is not None else None
+    if not peer:
+        raise FetchError(f"{url}: could not tell which address answered; not kept")
+    address = ipaddress.ip_address(str(peer[0]).split("%")[0])
+    if not _public(address):
+        raise _refused(url, host, address)
 
 
 def fetch(url: str, settings: WebSettings) -> Page:
@@ -125,9 +168,10 @@ def fetch(url: str, settings: WebSettings) -> Page:
     current = url
     with _client(settings) as client:
         for _hop in range(settings.max_redirects + 1):
-            _check_address(current, settings)
+            host, port = _check_address(current, settings)
             try:
                 with client.stream("GET", current) as response:
+                    _check_peer(current, host, port, response, settings)
                     if response.is_redirect:
                         location = response.headers.get("location", "")
                         if not location:
@@ -150,7 +194,7 @@ def fetch(url: str, settings: WebSettings) -> Page:
                     return Page(url, current, kind, bytes(body), datetime.now(UTC).isoformat(timespec="seconds"))
             except httpx.TimeoutException:
                 raise FetchError(f"{current}: no answer within {settings.timeout_s:g} s") from None
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL, ValueError, UnicodeError) as exc:
                 raise FetchError(f"{current}: {type(exc).__name__}: {exc}") from None
     raise FetchError(f"{url}: more than {settings.max_redirects} redirects")
 

@@ -137,7 +137,10 @@ def _fetch_one(url: str, title: str, settings: WebSettings, *, query: str, run_i
             parsed = _page_text(page)
             sha = hashlib.sha256(page.body).hexdigest()
             memory_id, n = _store_page(page, parsed, query=query)
-        except FetchError as exc:
+        except Exception as exc:  # one bad page never fails the run: it is refused, with the reason
+            if not isinstance(exc, FetchError):
+                log.warning("fetching %s failed", url, exc_info=True)
+                exc = FetchError(f"{url}: {type(exc).__name__}: {exc}")
             row = WebFetch.objects.create(url=url, title=title[:500], query=query[:500], run_id=run_id,
                                           status=WebFetch.Status.REFUSED, reason=str(exc)[:2000])
             event_publish(kind="web.refused", source="BABS", payload={

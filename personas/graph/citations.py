@@ -26,10 +26,14 @@ which while who whom whose why will with within without would year years yes yet
 """.split())
 
 
+_CODE = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]*`", re.DOTALL)
+
+
 def cited_numbers(text: str) -> list[int]:
-    """The source numbers a text cites, in order of first mention."""
+    """The source numbers a text cites, in order of first mention (code is not prose: `xs[1]` cites
+    nothing)."""
     seen: list[int] = []
-    for match in CITATION.finditer(text or ""):
+    for match in CITATION.finditer(_CODE.sub(" ", text or "")):
         for part in re.split(r"[,;]", match.group(1)):
             n = int(part.strip())
             if n not in seen:
@@ -52,8 +56,11 @@ def source_entries(memories: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
 
 
 def _distinctive(text: str) -> set[str]:
-    words = {w.lower().strip("'’-") for w in _WORD.findall(text or "")}
-    return {w for w in words if w not in _COMMON and (w[0].isdigit() or len(w) >= 5)}
+    """Words that can show an answer used a source: rarer words of five letters or more, and numbers
+    of two digits or more or with a decimal or time separator (a list's "1." proves nothing)."""
+    words = {w.lower().strip("'’-") for w in _WORD.findall(_CODE.sub(" ", text or ""))}
+    return {w for w in words if w not in _COMMON and
+            ((w[0].isdigit() and (len(w) >= 2 or any(c in w for c in ".,:"))) or (w[0].isalpha() and len(w) >= 5))}
 
 
 def attribute(answer: str, task: str, memories: list[Mapping[str, Any]]) -> list[int]:
@@ -79,6 +86,9 @@ def check(answer: str, task: str, memories: list[Mapping[str, Any]]) -> dict[str
     if not cited:
         attributed = attribute(answer, task, memories)
         if attributed:
-            answer = answer.rstrip() + " " + "".join(f"[{n}]" for n in attributed)
+            marks = "".join(f"[{n}]" for n in attributed)
+            # After a code block the marks go on a line of their own (inside the fence they would be code).
+            ends_in_code = answer.rstrip().endswith(("```", "~~~"))
+            answer = answer.rstrip() + ("\n\n" if ends_in_code else " ") + marks
     return {"sources": sources, "cited": cited, "attributed": attributed, "uncited": not cited and not attributed,
             "answer": answer}

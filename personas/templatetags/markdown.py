@@ -31,10 +31,16 @@ def markdown(text: object) -> SafeString:
     return mark_safe(clean)  # noqa: S308 - rendered without raw HTML, then cleaned by an allow-list
 
 
+# A tag in sanitised HTML (attribute values have their "<" and ">" escaped, so a tag ends at the first ">").
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)\b[^>]*>")
+_PARTS = re.compile(r"(<[^>]*>)")
+_NO_CITE = {"code", "pre", "a"}
+
+
 def safe_href(url: object) -> str:
     """A link target that can only be this site's path or an http(s) page ("" otherwise)."""
     url = str(url or "")
-    if (url.startswith("/") and not url.startswith("//")) or re.match(r"^https?://", url, re.IGNORECASE):
+    if (url.startswith("/") and not url.startswith(("//", "/\\"))) or re.match(r"^https?://", url, re.IGNORECASE):
         return url
     return ""
 
@@ -60,4 +66,15 @@ def cite(html: object, sources: Mapping[str, Any] | Iterable[Mapping[str, Any]] 
             f'<sup class="cite"><a href="{escape(urls[n] or f"#source-{n}")}" data-source="{n}">[{n}]</a></sup>'
             for n in numbers)
 
-    return mark_safe(CITATION.sub(link, str(html)))  # noqa: S308 - the input is safe HTML; hrefs are escaped
+    # Only text outside tags, code and links: `xs[1]` in a code block and a link's title stay as they are.
+    out, inside = [], 0
+    for part in _PARTS.split(str(html)):
+        tag = _TAG.fullmatch(part)
+        if tag:
+            name = tag.group(2).lower()
+            if name in _NO_CITE:
+                inside += -1 if tag.group(1) else (0 if part.endswith("/>") else 1)
+            out.append(part)
+        else:
+            out.append(part if inside > 0 else CITATION.sub(link, part))
+    return mark_safe("".join(out))  # noqa: S308 - the input is safe HTML; inserted hrefs are escaped

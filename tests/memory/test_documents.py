@@ -353,3 +353,60 @@ def test_a_bad_setting_is_refused_with_its_key_and_nothing_is_stored(scripted_mo
     with pytest.raises(DocumentError, match=r"documents.chunk_chars must be a positive number, not 'big'"):
         services.document_add(name="orchard.md", data=MARKDOWN.encode())
     assert Document.objects.count() == 0 and stored_files(isolated_var) == []
+
+
+def test_a_malformed_docx_is_refused_not_a_server_error(auth_client, scripted_model):
+    import zipfile
+
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types><not-closed>")
+        archive.writestr("word/document.xml", "<w:document/>")
+    response = auth_client.post(reverse("document_upload"), {"file": SimpleUploadedFile("odd.docx", data.getvalue())})
+    assert response.status_code == 400 and "the DOCX could not be read" in response.json()["error"]
+
+
+def test_html_text_in_plain_divs_is_kept_and_markdown_code_stays_whole():
+    parsed = parsing.parse("p.html", b"<h1>Ferry</h1><div>The first ferry leaves at 06:40</div>"
+                                     b"<div><p>Contact us.</p></div>")
+    assert [b.text for b in parsed.blocks] == ["Ferry", "The first ferry leaves at 06:40", "Contact us."]
+    code = "# Notes\n\n```python\ndef f():\n    return 1\n\nprint(f())\n```\n\nAfter the code.\n"
+    blocks = [b.text for b in parsing.parse("c.md", code.encode()).blocks]
+    assert "```python\ndef f():\n    return 1\n\nprint(f())\n```" in blocks
+
+
+def test_a_heading_left_alone_at_a_chunk_edge_joins_the_next_chunk():
+    text = ("# Handbook\n\n## Sheds\n\n" + "The shed holds ladders and rakes. " * 40 +
+            "\n\n## Water\n\nTaps open at six.\n")
+    _, chunks = parsing.split(parsing.parse("h.md", text.encode()), chunk_chars=300, overlap_chars=0)
+    assert not any(re.fullmatch(r"(#{1,6} [^\n]*\s*)+", c.text) for c in chunks)
+    assert chunks[0].text.startswith("# Handbook\n\n## Sheds\n\nThe shed")
+
+
+def test_deleting_with_a_stale_row_still_removes_what_an_ingest_just_wrote(scripted_model):
+    document, _ = services.document_add(name="orchard.md", data=MARKDOWN.encode(), enqueue=False)
+    stale = Document.objects.get(pk=document.pk)  # the page loaded this before indexing finished
+    services.document_ingest(document_id=document.pk)
+    assert memory_store().count() == 1
+    services.document_delete(document=stale)
+    assert memory_store().count() == 0 and memory_store().count(level=3) == 0
+
+
+def test_documents_a_stop_left_half_indexed_are_cleaned_and_queued_again(scripted_model):
+    import uuid as uuid_module
+
+    document, _ = services.document_add(name="orchard.md", data=MARKDOWN.encode(), enqueue=False)
+    # What the stopped ingest had written under its pending id (here whole, which is the worst case).
+    orphan = str(uuid_module.uuid4())
+    memory_store().add_memories([{"id": orphan, "summary": "half", "chunks": [{"text": "half-written chunk"}]}])
+    Document.objects.filter(pk=document.pk).update(status="ingesting", pending_memory_id=orphan)
+    assert services.documents_resume() == 1  # queues it (Huey runs it at once in tests)
+    document.refresh_from_db()
+    assert document.status == "indexed" and document.pending_memory_id == ""
+    assert memory_store().count() == 1 and "half-written chunk" not in " ".join(c.text for c in chunks_of(document))
+
+
+def test_a_document_memory_is_deleted_from_the_documents_page_not_the_memory_page(auth_client, scripted_model):
+    document = add("orchard.md", MARKDOWN.encode())
+    page = auth_client.post(reverse("memory_delete", args=[document.memory_id]), follow=True).content.decode()
+    assert "delete it on the Documents page" in page and memory_store().count() == 1

@@ -174,3 +174,20 @@ def test_bad_web_settings_are_named_on_the_models_page(auth_client, config_dir, 
     set_model_manager(None)
     page = auth_client.get(reverse("models")).content.decode()
     assert "web.searxng_url is empty" in page
+
+
+def test_a_malformed_result_address_is_refused_and_the_rest_go_on(scripted_model, config_dir, web):
+    web.page("/ferry", FERRY)
+    web.results = [{"url": "http://bad-port.example:99999/", "title": "bad"},
+                   {"url": "http://" + "x" * 70 + ".example/", "title": "label too long"},
+                   {"url": "/ferry", "title": "Ferry"}]
+    web_on(config_dir, web)
+    report = web_research(query="ferry")
+    assert [f["url"] for f in report["fetched"]] == [web.base + "/ferry"]
+    assert len(report["refused"]) == 2 and "not a valid address" in report["refused"][0]["reason"]
+
+
+def test_the_address_check_sees_through_ipv6_forms_of_private_ipv4():
+    for address in ("::ffff:127.0.0.1", "64:ff9b::a00:1", "2002:7f00:1::1", "::127.0.0.1"):
+        assert not web_fetch._public(__import__("ipaddress").ip_address(address)), address
+    assert web_fetch._public(__import__("ipaddress").ip_address("2606:4700:4700::1111"))

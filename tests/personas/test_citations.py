@@ -38,3 +38,24 @@ def test_citation_links_point_at_their_source_and_never_at_a_script():
     assert '<a href="#source-2" data-source="2">[2]</a>' in html and "javascript" not in html
     assert "Unknown [3]." in html
     assert safe_href("//evil.example/x") == "" and safe_href("https://ok.example/") == "https://ok.example/"
+
+
+def test_citations_in_code_and_link_titles_are_left_alone():
+    from personas.templatetags.markdown import markdown
+
+    html = str(cite(markdown('Fact [1]. `xs[1]` and [x](http://a "[1] t")\n\n```\nys = [1, 2]\n```\n'),
+                    [{"n": 1, "url": "/d/1/"}]))
+    assert html.count('data-source="1"') == 1
+    assert "<code>xs[1]</code>" in html and 'title="[1] t"' in html and "ys = [1, 2]" in html
+    assert citations.cited_numbers("See `xs[1]` and\n```\nys = [2]\n```\nbut [3].") == [3]
+
+
+def test_a_numbered_list_is_not_proof_that_a_source_was_used():
+    sources = [{"text": "Plot 1 and run 2 are noted here."}]
+    assert citations.attribute("1. Open the gate. 2. Close it.", "How do I use the gate?", sources) == []
+    checked = citations.check("Use this:\n```\ncall(4471)\n```\nThe extension is 4471.", "Which extension?",
+                              [{"text": "Her extension is 4471."}])
+    assert checked["attributed"] == [1] and checked["answer"].endswith("4471. [1]")
+    ends_in_code = citations.check("The extension is 4471:\n```\ncall(4471)\n```", "Which extension?",
+                                   [{"text": "Her extension is 4471."}])["answer"]
+    assert ends_in_code.endswith("```\n\n[1]")

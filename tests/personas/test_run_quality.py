@@ -231,3 +231,9 @@ def test_a_run_may_speak_through_one_ollama_model(auth_client, scripted_model, p
     run = Run.objects.get(task="Q with a model")
     assert run.options == {"model": "llama3.1:8b"} and run.status == Run.Status.DONE
     assert asked and set(asked) == {"llama3.1:8b"}
+
+
+def test_a_run_page_with_an_answer_but_no_answer_step_renders(auth_client, personas_seeded):
+    run = Run.objects.create(task="Imported", status=Run.Status.DONE, final_answer="An answer [1].")
+    page = auth_client.get(reverse("run_detail", args=[run.pk]))
+    assert page.status_code == 200 and "An answer [1]." in page.content.decode()
