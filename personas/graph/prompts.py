@@ -201,16 +201,22 @@ def critic(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dic
     ]
 
 
+# The sources a prompt shows, whole (a chunk is at most documents.chunk_chars plus its heading line; a
+# clipped one loses the fact at its end), the most relevant first; the rest stay in BABS's report.
+SOURCES_SHOWN = 3
+SOURCE_CHARS = 1200
+
+
 def sources_block(state: Mapping[str, Any]) -> str:
     """The retrieved sources, numbered as BABS cited them, for the prompts that may cite them."""
     memories = state.get("memories") or []
     if not memories:
         return ""
     lines = []
-    for i, m in enumerate(memories, start=1):
+    for i, m in enumerate(memories[:SOURCES_SHOWN], start=1):
         label = (m.get("source") or {}).get("label", "")
         text = " ".join(str(m.get("text", "")).split())
-        lines.append(f"[{i}] {label + ': ' if label else ''}{text[:400]}")
+        lines.append(f"[{i}] {label + ': ' if label else ''}{text[:SOURCE_CHARS]}")
     return "Sources:\n" + "\n".join(lines)
 
 
