@@ -35,7 +35,15 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Live pages are told when the product runs; from a shell with it stopped there is no one to tell.
-        logging.getLogger("a4ps_site.realtime").setLevel(logging.ERROR)
+        realtime = logging.getLogger("a4ps_site.realtime")
+        level = realtime.level
+        realtime.setLevel(logging.ERROR)
+        try:
+            self.ingest(options)
+        finally:
+            realtime.setLevel(level)
+
+    def ingest(self, options: dict[str, Any]) -> None:
         files = _files(options["paths"])
         if not files:
             raise CommandError("no supported files found (.txt .md .markdown .html .htm .pdf .docx)")
