@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 
 import pytest
@@ -270,7 +271,10 @@ def test_docs_ingest_command_adds_a_folder_and_reports_refusals(scripted_model, 
     (folder / "empty.txt").write_bytes(b"")
     (folder / "picture.png").write_bytes(b"\x89PNG")  # not a document type: not picked up
     out, err = io.StringIO(), io.StringIO()
+    realtime = logging.getLogger("a4ps_site.realtime")
+    before = realtime.level
     call_command("docs_ingest", str(folder), stdout=out, stderr=err)
+    assert realtime.level == before  # quiet while it ran, as before afterwards
     assert "2 indexed, 0 already there, 1 refused or failed." in out.getvalue()
     assert "empty.txt: the file is empty" in err.getvalue()
     assert Document.objects.filter(status="indexed").count() == 2
