@@ -223,6 +223,15 @@ def alfred_route(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     """ALFRED receives the task and decides whether BABS researches memory first."""
     step = _Step(state, "alfred_route", deps)
     started = state.get("started_at") or deps.clock()
+    close = _close_memory(state, deps)
+    if close is not None:
+        # Memory holds something close to the task: BABS looks, whatever a small model would guess.
+        label = (close.get("source") or {}).get("label") or "an earlier run"
+        reason = f"Memory holds something close to this task: {label} (similarity {float(close['relevance']):.2f})."
+        step.state = {**state, "started_at": started}
+        step.record(persona="ALFRED", kind="route", content="BABS researches first. " + reason,
+                    data={"research": True, "by": "memory", "relevance": close["relevance"]})
+        return step.update(research=True, route_reason=reason, started_at=started)
     result = _chat_json(step, "ALFRED", prompts.route(_persona(deps, "ALFRED"), state),
                         json_schema=prompts.ROUTE_SCHEMA, max_tokens=deps.settings.json_max_tokens)
     verdict = result.parsed if isinstance(result.parsed, dict) else {}
@@ -233,6 +242,18 @@ def alfred_route(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
                 "Straight to analysis. ") + reason, data={"research": research, **_fallback_note(result)},
                 result=result)
     return step.update(research=research, route_reason=reason, started_at=started)
+
+
+def _close_memory(state: GraphState, deps: GraphDeps) -> dict[str, Any] | None:
+    """The memory most similar to the task when it reaches graph.research_relevance (a search of
+    embeddings and the full-text index: no model call), else None."""
+    if not deps.settings.research_relevance:
+        return None
+    found = deps.memory_search(state["task"], deps.settings.memory_k)
+    best = max(found, key=lambda m: float(m.get("relevance", 0.0)), default=None)
+    if best is None or float(best.get("relevance", 0.0)) < deps.settings.research_relevance:
+        return None
+    return best
 
 
 def babs_research(state: GraphState, deps: GraphDeps) -> dict[str, Any]:

@@ -72,6 +72,8 @@ class GraphSettings:
     json_max_tokens: int = 256  # per structured (JSON) contribution
     memory_k: int = 5
     memory_min_relevance: float = 0.35  # BABS uses a memory only when its similarity to the task is at least this
+    # A memory this similar to the task sends BABS to research without asking ALFRED's model (0 = always ask).
+    research_relevance: float = 0.5
     run_tokens: int = 3000  # generated tokens per run; then ALFRED answers from what exists (0 = no limit)
     run_seconds: int = 240  # wall-clock seconds per run, not counting waits for the model or a person (0 = none)
     step_seconds: int = 75  # generation seconds per contribution; a longer one is cut and kept as it is (0 = none)
@@ -99,7 +101,7 @@ class GraphSettings:
         for name in ("run_tokens", "run_seconds", "step_seconds"):
             if getattr(values, name) < 0:
                 raise ValueError(f"graph.{name} must be 0 (no limit) or more")
-        for name in ("dissonance_threshold", "consensus_threshold", "memory_min_relevance"):
+        for name in ("dissonance_threshold", "consensus_threshold", "memory_min_relevance", "research_relevance"):
             if not 0.0 <= getattr(values, name) <= 1.0:
                 raise ValueError(f"graph.{name} must be between 0 and 1")
         return values

@@ -95,10 +95,25 @@ def test_research_route_asks_babs_who_reports_empty_memory_plainly():
     model = ScriptedModel({"route": {"research": True, "reason": "Earlier runs may help."}})
     rec = Recorder()
     final = run_graph(model, rec)
-    assert rec.searched == ["What is 2 + 2?"]
+    # The route looks first (nothing close: ALFRED's model decides), then BABS searches.
+    assert rec.searched == ["What is 2 + 2?", "What is 2 + 2?"]
     assert rec.kinds()[1] == "research"
     assert "nothing relevant" in final["babs_report"].lower()
     assert "BABS" not in [c["persona"] for c in model.calls]  # no model call for an empty search
+
+
+def test_a_close_memory_sends_babs_to_research_without_asking_alfreds_model():
+    model = ScriptedModel({"route": {"research": False, "reason": "Self-contained."}, "research": "Run 7 says 4 [1]."})
+    rec = Recorder()
+    close = [{"text": "2+2 was computed as 4", "run_id": 7, "relevance": 0.81,
+              "source": {"kind": "run", "label": "run #7", "url": "/runs/7/"}}]
+    final = run_graph(model, rec, memory_search=lambda q, k: close)
+    assert "route" not in model.kinds() and final["research"] is True
+    assert "Memory holds something close to this task: run #7 (similarity 0.81)" in final["route_reason"]
+    far = [{**close[0], "relevance": 0.4}]  # related, not close: ALFRED's model decides (here: no research)
+    model, rec = ScriptedModel({"route": {"research": False, "reason": "Self-contained."}}), Recorder()
+    final = run_graph(model, rec, memory_search=lambda q, k: far)
+    assert "route" in model.kinds() and final["research"] is False
 
 
 def test_research_with_memories_is_summarised_by_babs():
