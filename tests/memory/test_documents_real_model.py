@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from forge.evals.suites import load_tasks
 from memory.documents import services
+from memory.services import memory_store
 from personas import runs
 from personas.inference import ModelManager, ModelsConfig
 from personas.llm import set_model_manager
@@ -48,7 +49,9 @@ def test_a_question_only_a_document_answers_is_answered_with_a_citation_to_its_c
     assert "3917" in run.final_answer, transcript
     answer = run.answer_step()
     sources = {s["n"]: s for s in answer.data["sources"]}
-    holding = [n for n, s in sources.items() if s["kind"] == "document" and "3917" in s["snippet"]]
+    document.refresh_from_db()
+    shed_chunks = {c.id for c in memory_store().get_memory(document.memory_id).chunks if "3917" in c.text}
+    holding = [n for n, s in sources.items() if s["kind"] == "document" and s["chunk"] in shed_chunks]
     assert holding, transcript
     cites = set(answer.data["cited"]) | set(answer.data["attributed"])
     assert cites & set(holding), f"cited {answer.data['cited']}, added {answer.data['attributed']}\n{transcript}"
