@@ -25,9 +25,11 @@ def route(count: int, messages: list[dict]) -> dict:
 
 
 def answer(count: int, messages: list[dict]) -> str:
-    """With sources in the prompt, ALFRED answers from the first one and cites it; else the usual answer."""
-    found = re.search(r"^Sources:\n\[1\] (?:[^:\n]*: )?(.+)$", messages[-1]["content"], re.MULTILINE)
-    if not found:
+    """For a task that names the library, with sources in the prompt, ALFRED answers from the first one
+    and cites it; else the usual answer."""
+    prompt = messages[-1]["content"]
+    found = re.search(r"^Sources:\n\[1\] (?:[^:\n]*: )?(.+)$", prompt, re.MULTILINE)
+    if not found or "library" not in prompt.lower():  # other tasks keep the usual answer
         return "The answer is 4."
     fact = re.sub(r"^\[[^\]]*\]\s*", "", found.group(1)).strip()
     return f"From the library: {fact[:200]} [1]"
