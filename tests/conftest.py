@@ -85,6 +85,21 @@ def personas_seeded(db):
     return persona_sync_from_codex()
 
 
+@pytest.fixture(scope="module")
+def embedded_models(tmp_path_factory):
+    """The embedded default a new user gets: the lineup config/settings.toml ships, on the real weights."""
+    import tomllib
+
+    from personas.inference import ModelManager, ModelsConfig
+
+    shipped = tomllib.loads((ROOT / "config" / "settings.toml").read_text())["models"]["embedded"]
+    config = ModelsConfig.from_dict({"backend": "embedded", "embedded": {
+        "n_ctx": 4096, "persona_models": shipped.get("persona_models", {})}})
+    manager = ModelManager(config, var_dir=tmp_path_factory.mktemp("models"))
+    yield manager
+    manager.close()
+
+
 @pytest.fixture(scope="session")
 def scripted_stack():
     """The run command without its worker, plus a Huey consumer speaking through the scripted model."""

@@ -183,7 +183,6 @@ def parse_html(name: str, data: bytes) -> Parsed:
 
 def parse_pdf(name: str, data: bytes, *, max_pages: int) -> Parsed:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     if not data.lstrip()[:5].startswith(b"%PDF"):
         raise DocumentError(f"{name}: not a PDF file (it does not start with %PDF)")
@@ -206,7 +205,7 @@ def parse_pdf(name: str, data: bytes, *, max_pages: int) -> Parsed:
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
     except DocumentError:
         raise
-    except (PdfReadError, Exception) as exc:  # a broken file may fail anywhere inside the parser
+    except Exception as exc:  # a broken file may fail anywhere inside the parser (PdfReadError included)
         raise DocumentError(f"{name}: the PDF could not be read ({type(exc).__name__}: {exc})") from None
     return Parsed("pdf", _clean(str(meta_title)) or _stem(name), blocks, pages=n_pages)
 

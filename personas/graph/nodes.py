@@ -223,7 +223,8 @@ def alfred_route(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     """ALFRED receives the task and decides whether BABS researches memory first."""
     step = _Step(state, "alfred_route", deps)
     started = state.get("started_at") or deps.clock()
-    close = _close_memory(state, deps)
+    found = deps.memory_search(state["task"], deps.settings.memory_k) if deps.settings.research_relevance else None
+    close = _close_memory(found or [], deps)
     if close is not None:
         # Memory holds something close to the task: BABS looks, whatever a small model would guess.
         label = (close.get("source") or {}).get("label") or "an earlier run"
@@ -231,7 +232,7 @@ def alfred_route(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         step.state = {**state, "started_at": started}
         step.record(persona="ALFRED", kind="route", content="BABS researches first. " + reason,
                     data={"research": True, "by": "memory", "relevance": close["relevance"]})
-        return step.update(research=True, route_reason=reason, started_at=started)
+        return step.update(research=True, route_reason=reason, started_at=started, route_found=found)
     result = _chat_json(step, "ALFRED", prompts.route(_persona(deps, "ALFRED"), state),
                         json_schema=prompts.ROUTE_SCHEMA, max_tokens=deps.settings.json_max_tokens)
     verdict = result.parsed if isinstance(result.parsed, dict) else {}
@@ -241,15 +242,13 @@ def alfred_route(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     step.record(persona="ALFRED", kind="route", content=("BABS researches first. " if research else
                 "Straight to analysis. ") + reason, data={"research": research, **_fallback_note(result)},
                 result=result)
-    return step.update(research=research, route_reason=reason, started_at=started)
+    return step.update(research=research, route_reason=reason, started_at=started,
+                       **({"route_found": found} if found is not None else {}))
 
 
-def _close_memory(state: GraphState, deps: GraphDeps) -> dict[str, Any] | None:
-    """The memory most similar to the task when it reaches graph.research_relevance (a search of
-    embeddings and the full-text index: no model call), else None."""
-    if not deps.settings.research_relevance:
-        return None
-    found = deps.memory_search(state["task"], deps.settings.memory_k)
+def _close_memory(found: list[dict[str, Any]], deps: GraphDeps) -> dict[str, Any] | None:
+    """The memory most similar to the task when it reaches graph.research_relevance (the route's search
+    of embeddings and the full-text index: no model call), else None."""
     best = max(found, key=lambda m: float(m.get("relevance", 0.0)), default=None)
     if best is None or float(best.get("relevance", 0.0)) < deps.settings.research_relevance:
         return None
@@ -261,7 +260,10 @@ def babs_research(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     memories at least graph.memory_min_relevance similar to the task are used; the step lists them."""
     step = _Step(state, "babs_research", deps)
     threshold = deps.settings.memory_min_relevance
-    found = deps.memory_search(state["task"], deps.settings.memory_k)
+    # The route searched memory for this task already; BABS reads what it found.
+    found = state.get("route_found")
+    if found is None:
+        found = deps.memory_search(state["task"], deps.settings.memory_k)
     memories = [m for m in found if float(m.get("relevance", 1.0)) >= threshold]
     if not memories:
         # A knowledge gap: ALFRED asked for research and memory holds nothing relevant. With web research

@@ -17,6 +17,7 @@ class GraphState(TypedDict, total=False):
     step: int  # node executions so far; names each step so a resumed node updates it
     research: bool  # ALFRED's routing decision: should BABS search memory first?
     route_reason: str
+    route_found: list[dict[str, Any]]  # what the route's memory search found (BABS reuses it)
     memories: list[dict[str, Any]]  # what BABS retrieved
     babs_report: str
     candidates: list[str]  # BRICK's Tree-of-Thoughts candidate lines

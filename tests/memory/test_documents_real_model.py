@@ -2,9 +2,6 @@
 answer cites the chunk that holds the fact."""
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
-
 import pytest
 from django.urls import reverse
 
@@ -12,22 +9,10 @@ from forge.evals.suites import load_tasks
 from memory.documents import services
 from memory.services import memory_store
 from personas import runs
-from personas.inference import ModelManager, ModelsConfig
 from personas.llm import set_model_manager
 from personas.models import Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def embedded_models(tmp_path_factory):
-    shipped = tomllib.loads((ROOT / "config" / "settings.toml").read_text())["models"]["embedded"]
-    config = ModelsConfig.from_dict({"backend": "embedded", "embedded": {
-        "n_ctx": 4096, "persona_models": shipped.get("persona_models", {})}})
-    manager = ModelManager(config, var_dir=tmp_path_factory.mktemp("models"))
-    yield manager
-    manager.close()
 
 
 def test_a_question_only_a_document_answers_is_answered_with_a_citation_to_its_chunk(embedded_models,

@@ -95,8 +95,8 @@ def test_research_route_asks_babs_who_reports_empty_memory_plainly():
     model = ScriptedModel({"route": {"research": True, "reason": "Earlier runs may help."}})
     rec = Recorder()
     final = run_graph(model, rec)
-    # The route looks first (nothing close: ALFRED's model decides), then BABS searches.
-    assert rec.searched == ["What is 2 + 2?", "What is 2 + 2?"]
+    # The route searches once (nothing close: ALFRED's model decides); BABS reads what it found.
+    assert rec.searched == ["What is 2 + 2?"]
     assert rec.kinds()[1] == "research"
     assert "nothing relevant" in final["babs_report"].lower()
     assert "BABS" not in [c["persona"] for c in model.calls]  # no model call for an empty search

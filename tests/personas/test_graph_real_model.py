@@ -2,34 +2,18 @@
 contributions — at least two distinct candidate lines, a non-empty thesis and a non-empty answer."""
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
-
 import pytest
 
 from personas import runs
 from personas.graph import GraphSettings
 from personas.graph.quality import distinct_lines
-from personas.inference import ModelManager, ModelsConfig
 from personas.llm import set_model_manager
 from personas.models import Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[2]
 
 ONBOARDING = ("Design the onboarding protocol for new members of the Community Resource Atlas. It must be "
               "both maximally efficient and exceptionally gentle.")
-
-
-@pytest.fixture(scope="module")
-def embedded_models(tmp_path_factory):
-    # The embedded default a new user gets: the lineup config/settings.toml ships.
-    shipped = tomllib.loads((ROOT / "config" / "settings.toml").read_text())["models"]["embedded"]
-    config = ModelsConfig.from_dict({"backend": "embedded", "embedded": {
-        "n_ctx": 4096, "persona_models": shipped.get("persona_models", {})}})
-    manager = ModelManager(config, var_dir=tmp_path_factory.mktemp("models"))
-    yield manager
-    manager.close()
 
 
 def test_the_onboarding_mission_finishes_inside_its_budget_with_real_contributions(embedded_models, personas_seeded):
