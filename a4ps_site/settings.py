@@ -1,7 +1,10 @@
 """Django settings: environment-driven with working local defaults; all state lives under var/."""
 from __future__ import annotations
 
+import os
+import re
 import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,11 +17,17 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = envpath("A4PS_VAR_DIR", BASE_DIR / "var")
 CONFIG_DIR = envpath("A4PS_CONFIG_DIR", BASE_DIR / "config")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# What every host of a deployment must see alike (tools, living images, fine-tune artefacts, documents,
+# the memory store unless [memory] uri says otherwise, the generated secret key): var/ on one machine,
+# a shared mount when web and worker processes run on several. Per-host state (sockets, model files,
+# scratch, the sandbox pool) stays in VAR_DIR.
+SHARED_DIR = envpath("A4PS_SHARED_DIR", VAR_DIR)
+SHARED_DIR.mkdir(parents=True, exist_ok=True)
 
 PRODUCTION = envbool("A4PS_PRODUCTION", False)
 DEBUG = envbool("A4PS_DEBUG", False)  # on only when asked: 404s and 500s must not list URLs or tracebacks
 
-_DEV_SECRET_FILE = VAR_DIR / "secret_key"
+_DEV_SECRET_FILE = SHARED_DIR / "secret_key"
 
 
 def _secret_key() -> str:
@@ -34,10 +43,20 @@ def _secret_key() -> str:
     if explicit:
         return explicit
     # A generated development secret, created once and kept under var/ (mode 0600).
-    if not _DEV_SECRET_FILE.exists():
-        _DEV_SECRET_FILE.write_text(secrets.token_urlsafe(50))
-        _DEV_SECRET_FILE.chmod(0o600)
-    return _DEV_SECRET_FILE.read_text().strip()
+    # O_EXCL: of several processes starting at once on a shared dir, one writes it and all read it.
+    try:
+        fd = os.open(_DEV_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+    for _ in range(50):  # the writer may not have written yet
+        text = _DEV_SECRET_FILE.read_text().strip()
+        if text:
+            return text
+        time.sleep(0.02)
+    raise ImproperlyConfigured(f"{_DEV_SECRET_FILE} is empty: delete it and start again.")
 
 
 SECRET_KEY = _secret_key()
@@ -131,7 +150,9 @@ EMBEDDED_BROKER = not REDIS_URL
 BROKER_SOCKET = VAR_DIR / "broker.sock"
 BROKER_URL = REDIS_URL or f"unix://{BROKER_SOCKET}"
 if not BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
-    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://.")
+    raise ImproperlyConfigured("REDIS_URL must start with redis://, rediss:// or unix://.")
+# The broker's address for messages and logs: a password in REDIS_URL is never printed.
+BROKER_URL_SAFE = re.sub(r"//[^@/]*@", "//***@", BROKER_URL)
 
 BROKER_MAX_CONNECTIONS = envint("A4PS_BROKER_MAX_CONNECTIONS", 2000, min_value=10, max_value=100_000)
 CHANNEL_LAYER_BACKEND = envchoice("A4PS_CHANNEL_LAYER", "redis", {"redis", "memory"})

@@ -50,7 +50,7 @@ class ToolVersion(models.Model):
     @property
     def path(self) -> Path:
         """Where the version's code is kept as a file: var/tools/<name>/v<N>.py."""
-        return Path(settings.VAR_DIR) / "tools" / self.tool.name / f"v{self.number}.py"
+        return Path(settings.SHARED_DIR) / "tools" / self.tool.name / f"v{self.number}.py"
 
 
 class ForgeRequest(models.Model):
@@ -79,6 +79,9 @@ class ForgeRequest(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+    # Which worker (node:pid) runs a person's request and until when; a stale lease means it died.
+    worker = models.CharField(max_length=128, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

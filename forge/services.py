@@ -16,6 +16,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from a4ps_site.cluster import abandoned
 from a4ps_site.realtime import broadcast, group_for
 from a4ps_site.throttle import TextStream
 from forge import registry as registry_mod
@@ -38,6 +39,8 @@ from personas.events import event_publish
 from personas.llm import model_manager
 
 log = logging.getLogger(__name__)
+
+FORGE_LEASE_S = 60  # a person's forge request: renewed every 20 s while its worker lives
 
 
 def _request_group(request_id: int) -> str:
@@ -211,7 +214,7 @@ def tool_delete(*, tool: Tool, by: Any) -> int:
     """Delete a tool with its versions, files and call records; returns the versions removed."""
     name = tool.name
     versions = tool.versions.count()
-    folder = Path(settings.VAR_DIR) / "tools" / name
+    folder = Path(settings.SHARED_DIR) / "tools" / name
     with transaction.atomic():
         Tool.objects.filter(pk=tool.pk).update(current_version=None)
         Tool.objects.filter(pk=tool.pk).delete()
@@ -333,11 +336,14 @@ def forge_for_graph(*, run_id: int | None, spec: str, model: Any = None) -> dict
 
 
 def forge_requests_recover(*, requeue: Callable[[int], Any]) -> dict[str, int]:
-    """At worker start: requests a dead worker left running. A person's request goes back to the queue
-    (its partial attempts removed) and `requeue(id)` runs it; a run's request is taken up again when the
-    run resumes, unless the run is over — then it is failed with the reason."""
+    """Requests a dead worker left running (at worker start, and every minute on one worker). A person's
+    request whose lease ran out (or whose process on this node is gone) goes back to the queue, its
+    partial attempts removed, and `requeue(id)` runs it; a run's request is taken up again when the run
+    resumes, unless the run is over — then it is failed with the reason."""
     counts = {"requeued": 0, "failed": 0}
-    for request in ForgeRequest.objects.filter(status=ForgeRequest.Status.RUNNING):
+    running = ForgeRequest.objects.filter(status=ForgeRequest.Status.RUNNING)
+    for request in [*running.filter(source=ForgeRequest.Source.GRAPH),
+                    *abandoned(running.filter(source=ForgeRequest.Source.USER))]:
         if request.source == ForgeRequest.Source.GRAPH:
             if request.run is not None and request.run.is_active:
                 continue
@@ -345,9 +351,13 @@ def forge_requests_recover(*, requeue: Callable[[int], Any]) -> dict[str, int]:
                  error="The worker stopped during this request and its run is over.")
             counts["failed"] += 1
             continue
-        request.attempts.all().delete()
-        if ForgeRequest.objects.filter(pk=request.pk, status=ForgeRequest.Status.RUNNING).update(
-                status=ForgeRequest.Status.QUEUED, phase="queued again after the worker stopped", error=""):
+        # Only if nobody renewed or took it since it was read: the update is the claim.
+        still = abandoned(ForgeRequest.objects.filter(pk=request.pk, status=ForgeRequest.Status.RUNNING,
+                                                      worker=request.worker))
+        who = request.worker or "the worker"
+        if still.update(status=ForgeRequest.Status.QUEUED, phase=f"queued again after {who} stopped", error="",
+                        worker="", lease_until=None):
+            request.attempts.all().delete()
             counts["requeued"] += 1
             requeue(request.pk)
     if any(counts.values()):

@@ -5,8 +5,10 @@ import logging
 import threading
 
 from django.db import close_old_connections
-from huey.contrib.djhuey import db_task, on_startup
+from huey import crontab
+from huey.contrib.djhuey import db_periodic_task, db_task, on_startup
 
+from a4ps_site.cluster import LeaseKeeper, lease_fields, once_per_period
 from forge import services
 from forge.evals.tasks import eval_run  # noqa: F401  (registered with Huey by being imported here)
 from forge.models import ForgeRequest
@@ -24,11 +26,20 @@ def forge_request_run(request_id: int) -> str | None:
     request = ForgeRequest.objects.filter(pk=request_id, status=ForgeRequest.Status.QUEUED).first()
     if request is None:
         return None  # gone, or another worker already took it
-    # Claim it: only the worker whose update matched runs the loop.
+    # Claim it: only the worker whose update matched runs the loop; its lease is renewed while it does.
+    lease = lease_fields(services.FORGE_LEASE_S)
     if not ForgeRequest.objects.filter(pk=request_id, status=ForgeRequest.Status.QUEUED).update(
-            status=ForgeRequest.Status.RUNNING):
+            status=ForgeRequest.Status.RUNNING, **lease):
         return None
-    return services.forge_request_execute(request=request).status
+    with LeaseKeeper(ForgeRequest, request_id, services.FORGE_LEASE_S, worker=lease["worker"]):
+        return services.forge_request_execute(request=request).status
+
+
+@db_periodic_task(crontab(minute="*"))
+@once_per_period("forge_requests_recover", 60)
+def recover_forge_requests_periodically() -> dict[str, int]:
+    """A person's forge request whose worker died (its lease ran out) is queued again on another."""
+    return services.forge_requests_recover(requeue=forge_request_run)
 
 
 _recovered = threading.Lock()

@@ -34,7 +34,7 @@ def image_settings() -> dict[str, Any]:
 
 
 def image_dir() -> Path:
-    return settings.VAR_DIR / "images"
+    return settings.SHARED_DIR / "images"
 
 
 def image_capture() -> dict[str, Any]:

@@ -33,7 +33,7 @@ def _store_uri(embedding_model: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", embedding_model).strip("-") or "default"
     if configured:
         return configured.rstrip("/") + "/" + slug
-    return str(settings.VAR_DIR / "memory" / slug)
+    return str(settings.SHARED_DIR / "memory" / slug)
 
 
 def memory_store() -> Any:

@@ -7,6 +7,7 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task, lock_task
 from huey.exceptions import TaskLockedException
 
+from a4ps_site.cluster import once_per_period
 from memory.curator import curate
 from memory.finetunes.tasks import finetune_run  # noqa: F401  (registered with Huey by being imported here)
 from memory.image import image_save_if_due
@@ -29,11 +30,13 @@ def ensure_memory_indexes() -> dict:
 
 
 @db_periodic_task(crontab(minute="*/10"))
+@once_per_period("ensure_memory_indexes", 600)
 def ensure_memory_indexes_periodically() -> dict:
     return ensure_memory_indexes.call_local()
 
 
 @db_periodic_task(crontab(minute="*"))
+@once_per_period("save_living_image", 60)
 def save_living_image_when_due() -> str | None:
     """Save a living image every [image] interval_min minutes."""
     image = image_save_if_due()
@@ -49,6 +52,7 @@ def curate_now() -> dict[str, int]:
 
 
 @db_periodic_task(crontab(minute="*/10"))
+@once_per_period("curate", 600)
 def curate_periodically() -> dict[str, int]:
     """ALFRED judges newly finished runs every ten minutes."""
     return _curate()

@@ -95,7 +95,7 @@ def model_call_record(*, record: CallRecord) -> ModelCall:
 def model_status_broadcast(*, status: dict[str, Any]) -> None:
     """Tell open pages which model is loaded now (and remember it for pages opened later)."""
     # Rewritten at every load and unload: atomic, but not worth an fsync.
-    write_atomically(settings.VAR_DIR / "model_status.json", json.dumps(status), durable=False)
+    write_atomically(settings.SHARED_DIR / "model_status.json", json.dumps(status), durable=False)
     html = render_to_string("personas/_model_status_oob.html", {"status": status})
     broadcast(DASHBOARD_GROUP, "ui.html", html=html)
     broadcast(MODELS_GROUP, "ui.html", html=html)

@@ -1,26 +1,23 @@
-"""Executes one run through the cognitive graph with a SQLite checkpointer (one thread per run),
+"""Executes one run through the cognitive graph with a checkpointer (PostgreSQL, else SQLite; one thread per run),
 persisting every node update as a RunStep and streaming tokens to the run's page."""
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
 from django.template.loader import render_to_string
-from django.utils import timezone
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
+from a4ps_site.cluster import LeaseKeeper
 from a4ps_site.config import app_settings, codex
 from a4ps_site.realtime import broadcast, group_for
 from a4ps_site.throttle import TextStream
@@ -41,16 +38,48 @@ class RunCancelled(Exception):
     """The run was cancelled by a person while it was executing."""
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def lease_seconds() -> int:
     return int(app_settings().get("runs", {}).get("lease_s", 60))
 
 
 def checkpoint_path() -> Path:
     return settings.VAR_DIR / "checkpoints.sqlite"
+
+
+_pg_setup_done = threading.Lock()
+_pg_ready = False
+
+
+@contextlib.contextmanager
+def checkpointer() -> Iterator[Any]:
+    """Where runs keep their graph checkpoints: the PostgreSQL database itself when the product runs
+    on one (so any worker can resume any run), else a SQLite file under var/ (one host)."""
+    global _pg_ready
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.postgresql":
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+
+        params = {"dbname": db["NAME"], "user": db.get("USER") or None, "password": db.get("PASSWORD") or None,
+                  "host": db.get("HOST") or None, "port": db.get("PORT") or None, **(db.get("OPTIONS") or {})}
+        conn = psycopg.connect(**{k: v for k, v in params.items() if v is not None},
+                               autocommit=True, prepare_threshold=0, row_factory=dict_row)
+        try:
+            saver = PostgresSaver(conn)
+            with _pg_setup_done:
+                if not _pg_ready:
+                    saver.setup()  # creates or migrates the checkpoint tables; idempotent
+                    _pg_ready = True
+            yield saver
+        finally:
+            conn.close()
+        return
+    conn = sqlite3.connect(checkpoint_path(), check_same_thread=False, timeout=30)
+    try:
+        yield SqliteSaver(conn)
+    finally:
+        conn.close()
 
 
 def graph_settings() -> GraphSettings:
@@ -77,26 +106,6 @@ def token_stream(run_id: int, persona: str, node: str, check_cancelled: Callable
         broadcast(group_for("run", run_id), "ui.html", html=html)
 
     return TextStream(send, before_send=check_cancelled)
-
-
-class Heartbeat(threading.Thread):
-    """Renews the run's lease while it executes, so a dead worker's run can be taken over."""
-
-    def __init__(self, run_id: int, lease_s: int) -> None:
-        super().__init__(daemon=True, name=f"lease-run-{run_id}")
-        self.run_id, self.lease_s = run_id, lease_s
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.stop_event.wait(max(1.0, self.lease_s / 3)):
-                Run.objects.filter(pk=self.run_id, worker=worker_id()).update(
-                    lease_until=timezone.now() + timedelta(seconds=self.lease_s))
-        finally:
-            close_old_connections()
-
-    def stop(self) -> None:
-        self.stop_event.set()
 
 
 class PinnedModel:
@@ -205,12 +214,8 @@ def execute(run: Run, *, record_step: Callable[..., Any], overrides: dict[str, A
     `record_step(run_id=, key=, node=, persona=, kind=, content=, ...)` persists each contribution;
     `overrides` replace GraphDeps fields (an eval run's own memory, say)."""
     deps = build_deps(run, record_step=record_step, overrides=overrides)
-    conn = sqlite3.connect(checkpoint_path(), check_same_thread=False, timeout=30)
     # A model step can outlast the lease: renew it while this worker is alive.
-    heartbeat = Heartbeat(run.pk, lease_seconds())
-    heartbeat.start()
-    try:
-        saver = SqliteSaver(conn)
+    with LeaseKeeper(Run, run.pk, lease_seconds()), checkpointer() as saver:
         graph = build_graph(deps, checkpointer=saver)
         config = {"configurable": {"thread_id": run.thread_id}, "recursion_limit": 100}
         snapshot = graph.get_state(config)
@@ -233,6 +238,3 @@ def execute(run: Run, *, record_step: Callable[..., Any], overrides: dict[str, A
         if snapshot.interrupts:
             return {**snapshot.values, WAITING: snapshot.interrupts[0].value.get("amendment")}
         return snapshot.values
-    finally:
-        heartbeat.stop()
-        conn.close()

@@ -18,6 +18,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from a4ps_site.cluster import claim_lock
 from a4ps_site.realtime import DASHBOARD_GROUP, RUNS_GROUP, broadcast, group_for
 from personas.events import event_publish
 from personas.llm import model_manager
@@ -151,11 +152,15 @@ def run_requeue_waiting(*, amendment_id: int) -> int:
 def run_claim_next(*, worker: str, lease_s: int) -> Run | None:
     """Take the next run: one whose worker died (lease expired) first, else the oldest queued.
 
-    Only one run executes at a time (one model in memory); the lease is the lock."""
+    A node (one machine, see a4ps_site.cluster) executes one run at a time: a run holds its model in
+    memory. Several nodes on one database each take their own run; the claim lock makes sure no two
+    workers take the same one."""
     now = timezone.now()
+    node = worker.rpartition(":")[0]
     with transaction.atomic():
+        claim_lock()
         busy = Run.objects.filter(
-            status__in=[Run.Status.RUNNING, Run.Status.CANCELLING], lease_until__gt=now
+            status__in=[Run.Status.RUNNING, Run.Status.CANCELLING], lease_until__gt=now, worker__startswith=f"{node}:"
         ).exists()
         if busy:
             return None
@@ -169,21 +174,23 @@ def run_claim_next(*, worker: str, lease_s: int) -> Run | None:
         if run is None:
             return None
         resumed = run.status != Run.Status.QUEUED or run.waiting_on_id is not None
+        previous = run.worker if run.status != Run.Status.QUEUED else ""
         run.status = Run.Status.CANCELLING if run.status == Run.Status.CANCELLING else Run.Status.RUNNING
         run.worker = worker
         run.lease_until = now + timedelta(seconds=lease_s)
         run.started = run.started or now
         run.attempts += 1
         run.save(update_fields=["status", "worker", "lease_until", "started", "attempts"])
+        taken_over = f" (taken over from {previous}, whose lease ran out)" if resumed and previous else ""
+        message = f"Run #{run.pk} {'resumed' if resumed else 'started'} on {worker}{taken_over}"
         event_publish(kind="run.resumed" if resumed else "run.started", source="worker",
-                      payload={"run": run.pk,
-                               "message": f"Run #{run.pk} {'resumed' if resumed else 'started'} on {worker}"})
+                      payload={"run": run.pk, "worker": worker, "message": message})
         transaction.on_commit(lambda: run_broadcast(run=run))
     return run
 
 
 def run_release_dead_workers(*, host: str, alive: Callable[[int], bool]) -> int:
-    """At consumer start: expire the leases of runs held by processes on this host that are gone."""
+    """At consumer start: expire the leases of runs held by processes on this node that are gone."""
     expired = 0
     for run in Run.objects.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING],
                                   worker__startswith=f"{host}:"):

@@ -95,7 +95,7 @@ def run_steps_html_after(*, run_id: int, after_seq: int) -> list[str]:
 def model_status() -> dict[str, Any]:
     """The latest loaded/unloaded report of the worker's ModelManager ({} before the first call)."""
     try:
-        return json.loads((settings.VAR_DIR / "model_status.json").read_text())
+        return json.loads((settings.SHARED_DIR / "model_status.json").read_text())
     except (OSError, ValueError):
         return {}
 

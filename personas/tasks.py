@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +11,7 @@ from django.db import close_old_connections
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task, on_startup
 
+from a4ps_site.cluster import node_name, once_per_period, pid_alive, worker_id
 from a4ps_site.throttle import Throttle
 from a4ps_site.watch import start_config_watcher
 from personas import runs
@@ -21,7 +21,7 @@ from personas.inference.embedded_backend import remove_stale_socket_dirs
 from personas.llm import model_manager, model_pull_progress
 from personas.models import Event, Run
 from personas.motivator import goal_from_event, goal_reflect_if_idle
-from personas.runner import lease_seconds, worker_id
+from personas.runner import lease_seconds
 from personas.settings_watch import config_file_changed
 
 log = logging.getLogger(__name__)
@@ -33,16 +33,25 @@ def publish_event(kind: str, source: str = "worker", payload: dict[str, Any] | N
     return event_publish(kind=kind, source=source, payload=payload).pk
 
 
+WAKE_HOPS = 10  # how often a wake-up that reached a busy node is passed on (the queue picks a consumer)
+
+
 @db_task()
-def dispatch_runs() -> int:
-    """Execute queued runs one after another (and take over runs whose worker died)."""
+def dispatch_runs(hops: int = 0) -> int:
+    """Execute queued runs one after another (and take over runs whose worker died).
+
+    With several nodes the wake-up may reach a node already running a run: it is passed on a second
+    later, a few times, so an idle node takes the queued run; the periodic safety net catches the rest."""
     done = 0
     while True:
         run = runs.run_claim_next(worker=worker_id(), lease_s=lease_seconds())
         if run is None:
-            return done
+            break
         runs.run_execute(run=run)
         done += 1
+    if not done and hops < WAKE_HOPS and Run.objects.filter(status=Run.Status.QUEUED).exists():
+        dispatch_runs.schedule(args=(hops + 1,), delay=1)
+    return done
 
 
 @db_task(retries=1, retry_delay=2)
@@ -56,6 +65,7 @@ def motivate(event_id: int) -> int | None:
 
 
 @db_periodic_task(crontab(minute="*"))
+@once_per_period("motivator_tick", 60)
 def motivator_tick() -> int | None:
     """Curiosity: a self-reflection goal after a long idle spell."""
     goal = goal_reflect_if_idle()
@@ -64,18 +74,9 @@ def motivator_tick() -> int | None:
 
 @db_periodic_task(crontab(minute="*"))
 def dispatch_runs_periodically() -> int:
-    """A safety net: picks up runs whose worker died or whose wake-up was missed."""
-    return dispatch_runs.call_local()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
+    """A safety net: picks up runs whose worker died or whose wake-up was missed. Unlike the other
+    periodic jobs it fires on every worker: each node may take a run, and a claim is exclusive."""
+    return dispatch_runs.call_local(WAKE_HOPS)
 
 
 _watcher_started = threading.Lock()
@@ -102,11 +103,11 @@ def _in_db_thread(fn: Callable[..., Any], **kwargs: Any) -> None:
 def resume_interrupted_runs() -> None:
     """A consumer that starts after a crash resumes the runs its dead predecessor held, and removes the
     private model-server directories dead processes left in the temp dir."""
-    removed = remove_stale_socket_dirs(lambda pid: pid == os.getpid() or _pid_alive(pid))
+    removed = remove_stale_socket_dirs(lambda pid: pid == os.getpid() or pid_alive(pid))
     if removed:
         log.info("removed %d model-server dir(s) of stopped processes: %s", len(removed), ", ".join(removed))
     try:
-        if runs.run_release_dead_workers(host=socket.gethostname(), alive=_pid_alive):
+        if runs.run_release_dead_workers(host=node_name(), alive=pid_alive):
             dispatch_runs()
         elif Run.objects.filter(status=Run.Status.QUEUED).exists():
             dispatch_runs()

@@ -16,10 +16,12 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(autouse=True)
 def isolated_var(tmp_path, settings):
-    """Each test gets its own var/ (checkpoints, memory, images), so no state leaks between tests."""
+    """Each test gets its own var/ (checkpoints, memory, images), so no state leaks between tests. The
+    shared dir is var/ itself, as on one machine without A4PS_SHARED_DIR."""
     var = tmp_path / "var"
     var.mkdir()
     settings.VAR_DIR = var
+    settings.SHARED_DIR = var
     yield var
     from memory.services import reset_stores
 

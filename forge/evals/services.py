@@ -18,6 +18,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from a4ps_site.cluster import worker_id
 from a4ps_site.realtime import broadcast, group_for
 from forge import sandbox
 from forge.config import ForgeSettings, forge_settings
@@ -31,7 +32,7 @@ from personas.inference.embeddings import cosine_similarity
 from personas.llm import model_manager, models_config
 from personas.models import Run
 from personas.ports import ports
-from personas.runner import lease_seconds, worker_id
+from personas.runner import lease_seconds
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def document_settings() -> dict[str, Any]:
 
 
 def files_dir() -> Path:
-    path = settings.VAR_DIR / "documents"
+    path = settings.SHARED_DIR / "documents"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from a4ps_site.cluster import LeaseKeeper, abandoned, lease_fields
 from a4ps_site.config import app_settings
 from a4ps_site.realtime import broadcast, group_for
 from a4ps_site.throttle import Throttle
@@ -42,7 +43,7 @@ def finetune_settings() -> dict[str, Any]:
 
 
 def finetune_dir(job_id: int) -> Path:
-    return Path(settings.VAR_DIR) / "finetune" / str(job_id)
+    return Path(settings.SHARED_DIR) / "finetune" / str(job_id)
 
 
 def base_cache_clear() -> int:
@@ -171,8 +172,10 @@ def _claim(job_id: int) -> FineTuneJob | None:
         if job is None or job.status != FineTuneJob.Status.QUEUED:
             return None  # cancelled meanwhile, or another worker has it
         job.status, job.started = FineTuneJob.Status.RUNNING, timezone.now()
-        job.log += _log_line("Started.")
-        job.save(update_fields=["status", "started", "log"])
+        lease = lease_fields(LEASE_S)
+        job.worker, job.lease_until = lease["worker"], lease["lease_until"]
+        job.log += _log_line(f"Started on {job.worker}.")
+        job.save(update_fields=["status", "started", "log", "worker", "lease_until"])
         event_publish(kind="finetune.started", source="worker",
                       payload={"job": job.pk, "message": f"Fine-tune #{job.pk} of {job.persona} started"})
         transaction.on_commit(lambda: finetune_broadcast(job_id=job_id))
@@ -182,11 +185,13 @@ def _claim(job_id: int) -> FineTuneJob | None:
 def _resolve_base(job: FineTuneJob) -> Path:
     path = Path(job.base_model)
     packaged = packaged_for_file(path)
-    if packaged and path.parent == Path(settings.VAR_DIR) / "models":
-        return ensure_packaged_gguf(path.parent, packaged.key)
+    if packaged and (path.parent == Path(settings.VAR_DIR) / "models" or not path.exists()):
+        # A packaged model is assembled on each host: a job created on another one names its var/.
+        return ensure_packaged_gguf(Path(settings.VAR_DIR) / "models", packaged.key)
     return path
 
 
+LEASE_S = 60  # a fine-tune's lease: renewed every 20 s while its worker lives
 TRAIN_SHARE = 0.9  # of the progress bar; conversion and evaluation take the rest
 
 
@@ -196,6 +201,41 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
     job = _claim(job_id)
     if job is None:
         return None
+    with LeaseKeeper(FineTuneJob, job.pk, LEASE_S, worker=job.worker):
+        return _train(job)
+
+
+def finetunes_recover(*, requeue: Callable[[int], Any]) -> int:
+    """Jobs whose worker died (its lease ran out, or its process on this node is gone) start over on
+    another worker; one that was being cancelled is cancelled. Returns how many were taken up."""
+    taken = 0
+    active = FineTuneJob.objects.filter(status__in=[FineTuneJob.Status.RUNNING, FineTuneJob.Status.CANCELLING])
+    for job in abandoned(active):
+        with transaction.atomic():
+            job = FineTuneJob.objects.select_for_update().get(pk=job.pk)
+            if not abandoned(FineTuneJob.objects.filter(pk=job.pk, status=job.status)).exists():
+                continue  # renewed, or taken by another worker meanwhile
+            who = job.worker or "its worker"
+            if job.status == FineTuneJob.Status.CANCELLING:
+                job.status, job.finished = FineTuneJob.Status.CANCELLED, timezone.now()
+                job.log += _log_line(f"{who} stopped while cancelling: cancelled.")
+            else:
+                job.status, job.progress, job.step = FineTuneJob.Status.QUEUED, 0.0, 0
+                job.log += _log_line(f"{who} stopped mid-training: queued again from the start.")
+            job.worker, job.lease_until = "", None
+            job.save()
+            requeued = job.status == FineTuneJob.Status.QUEUED
+            event_publish(kind="finetune.recovered", source="worker", payload={
+                "job": job.pk, "message": f"Fine-tune #{job.pk}: {who} stopped; "
+                                          + ("queued again" if requeued else "cancelled")})
+            transaction.on_commit(lambda job_id=job.pk: finetune_broadcast(job_id=job_id))
+        if requeued:
+            requeue(job.pk)
+        taken += 1
+    return taken
+
+
+def _train(job: FineTuneJob) -> FineTuneJob:
     work_dir = finetune_dir(job.pk)
     throttle = Throttle()  # training reports every step; the page needs a few updates a second
     history: list[list[float]] = []
@@ -245,6 +285,7 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
     with transaction.atomic():
         job = FineTuneJob.objects.select_for_update().get(pk=job.pk)
         job.status, job.error, job.finished = status, error, timezone.now()
+        job.lease_until = None
         if history:
             job.loss_history = history
             job.step = int(history[-1][0])

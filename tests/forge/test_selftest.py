@@ -73,7 +73,7 @@ def test_the_command_prints_the_matrix_and_fails_on_an_escape(capsys, monkeypatc
 # ------------------------------------------------------------------------------------ the page
 @pytest.mark.django_db
 def test_the_page_needs_a_login(client, settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+    settings.VAR_DIR = settings.SHARED_DIR = tmp_path
     response = client.get(reverse("sandbox_selftest"))
     assert response.status_code == 302 and "/login" in response["Location"]
     response = client.post(reverse("sandbox_selftest_start"), {"backend": "local"})
@@ -83,7 +83,7 @@ def test_the_page_needs_a_login(client, settings, tmp_path):
 
 @pytest.mark.django_db
 def test_start_from_the_page_runs_in_the_worker_and_shows_the_matrix(auth_client, settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+    settings.VAR_DIR = settings.SHARED_DIR = tmp_path
     html = auth_client.get(reverse("sandbox_selftest")).content.decode()
     assert "No self-test has run yet" in html and 'name="backend" value="local"' in html
     response = auth_client.post(reverse("sandbox_selftest_start"), {"backend": "local", "quick": "on"})
@@ -98,7 +98,7 @@ def test_start_from_the_page_runs_in_the_worker_and_shows_the_matrix(auth_client
 
 @pytest.mark.django_db
 def test_a_bad_choice_or_a_second_start_is_refused_with_a_reason(auth_client, settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+    settings.VAR_DIR = settings.SHARED_DIR = tmp_path
     response = auth_client.post(reverse("sandbox_selftest_start"), {"backend": "nonsense"}, follow=True)
     assert "Choose backends among" in response.content.decode()
     assert not selftest_path().exists()

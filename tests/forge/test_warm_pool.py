@@ -135,7 +135,7 @@ def test_warm_pool_setting_is_checked():
 
 @pytest.mark.django_db
 def test_the_forge_page_shows_each_live_workers_pool_and_forgets_dead_ones(auth_client, settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+    settings.VAR_DIR = settings.SHARED_DIR = tmp_path
     folder = pool_status_dir()
     folder.mkdir(parents=True)
     live = {"backend": "docker-runsc", "size": 2, "ready": 1, "starting": 1, "served": 7, "missed": 2,

@@ -20,7 +20,7 @@ def _dead_host() -> str:
 
 
 def test_alfred_judges_a_run_with_the_real_embedded_model(personas_seeded, tmp_path, settings):
-    settings.VAR_DIR = tmp_path
+    settings.VAR_DIR = settings.SHARED_DIR = tmp_path
     config = ModelsConfig.from_dict({"backend": "embedded", "ollama_host": _dead_host(),
                                      "embedded": {"n_ctx": 2048, "max_tokens": 200}})
     manager = ModelManager(config, var_dir=tmp_path)

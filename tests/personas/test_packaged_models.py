@@ -73,7 +73,7 @@ def test_a_fine_tune_starts_from_the_packaged_model_its_persona_speaks_with(conf
                                                                            tmp_path):
     from memory.finetunes.services import _resolve_base, base_model_for
 
-    settings.VAR_DIR = tmp_path / "var"
+    settings.VAR_DIR = settings.SHARED_DIR = tmp_path / "var"
     path = config_dir / "settings.toml"
     text = path.read_text()
     assert 'ROBIN = "qwen2.5-coder-0.5b"' in text  # the shipped lineup

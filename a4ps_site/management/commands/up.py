@@ -1,5 +1,10 @@
 """Run the whole product: migrate, first admin, personas, broker, Huey consumer and daphne.
 
+`--role` splits it across machines that share PostgreSQL (DATABASE_URL) and a broker (REDIS_URL):
+`web` migrates (once, under a database lock), seeds and serves daphne; `worker` waits for the database
+to be migrated and runs a Huey consumer; `all` (the default) is both plus, without REDIS_URL, the
+embedded broker.
+
 Ctrl-C or SIGTERM stops every child cleanly. A child that dies is restarted after a growing pause
 (1, 2, 4 … s), and the restart is recorded; only a child that crashes CRASH_LIMIT times within
 CRASH_WINDOW_S stops the whole product, with a message that says so.
@@ -22,7 +27,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from a4ps_site import broker, lifecycle
+from a4ps_site import broker, cluster, lifecycle
 from a4ps_site.config import ConfigError
 
 CRASH_LIMIT = 3  # crashes of one child within CRASH_WINDOW_S that stop the product instead of a restart
@@ -49,6 +54,9 @@ class Command(BaseCommand):
     help = "Set up and run A4PS (broker, Huey consumer, daphne) until Ctrl-C."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--role", choices=["all", "web", "worker"], default="all",
+                            help="all (default): everything on this machine; web: daphne only; worker: a Huey "
+                                 "consumer only (web and worker need REDIS_URL, and DATABASE_URL across hosts)")
         parser.add_argument("--no-worker", action="store_true", help="do not start a Huey consumer")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -56,17 +64,27 @@ class Command(BaseCommand):
         self.starters: dict[str, Callable[[], subprocess.Popen]] = {}
         self.crashes: dict[str, list[float]] = {}
         self.stopping = False
+        role = options["role"]
+        serves, works = role in {"all", "web"}, role in {"all", "worker"} and not options["no_worker"]
+        self.serves = serves
+        if role != "all" and settings.EMBEDDED_BROKER:
+            raise CommandError(f"--role {role} needs REDIS_URL: web and worker processes meet on a shared broker "
+                               "(the embedded one lives inside `up --role all`).")
         host, port = settings.BIND_HOST, settings.BIND_PORT
-        if not _port_free(host, port):
+        if serves and not _port_free(host, port):
             raise CommandError(f"{host}:{port} is already in use. Stop what uses it or set A4PS_PORT.")
 
-        self.say("migrating the database")
-        call_command("migrate", interactive=False, verbosity=0)
-        self.ensure_admin()
-        try:
-            call_command("seed_personas", verbosity=0)
-        except (CommandError, ConfigError) as exc:
-            raise CommandError(f"config/codex.toml: {exc}") from None
+        if serves:
+            self.say("migrating the database")
+            with cluster.migration_lock():
+                call_command("migrate", interactive=False, verbosity=0)
+                self.ensure_admin()
+                try:
+                    call_command("seed_personas", verbosity=0)
+                except (CommandError, ConfigError) as exc:
+                    raise CommandError(f"config/codex.toml: {exc}") from None
+        else:
+            self.wait_for_migrations()
 
         signal.signal(signal.SIGINT, self.on_signal)
         signal.signal(signal.SIGTERM, self.on_signal)
@@ -82,21 +100,26 @@ class Command(BaseCommand):
                 self.say(f"starting the embedded broker on {settings.BROKER_SOCKET}")
                 self.children.append(("broker", self.starters["broker"]()))
             elif not broker.ping(settings.BROKER_URL, timeout=3):
-                raise CommandError(f"REDIS_URL={settings.REDIS_URL} does not answer a PING.")
-            self.run_steps("broker_up", fatal=True)
-            if not options["no_worker"]:
+                raise CommandError(f"REDIS_URL ({settings.BROKER_URL_SAFE}) does not answer a PING.")
+            if serves:
+                self.run_steps("broker_up", fatal=True)
+            if works:
                 self.starters["worker"] = lambda: subprocess.Popen(
                     _die_with_parent([python, "manage.py", "run_huey"]), **popen)
                 self.say("starting the Huey consumer")
                 self.children.append(("worker", self.starters["worker"]()))
-            self.starters["web"] = lambda: subprocess.Popen(
-                _die_with_parent([python, "-m", "daphne", "-b", host, "-p", str(port), "a4ps_site.asgi:application"]),
-                **popen)
-            self.say(f"starting daphne on http://{host}:{port}")
-            self.children.append(("web", self.starters["web"]()))
-            self.wait_until_serving(host, port)
-            self.run_steps("serving")
-            self.say(f"A4PS is running at http://{host}:{port}/  (Ctrl-C stops it)")
+            if serves:
+                self.starters["web"] = lambda: subprocess.Popen(
+                    _die_with_parent([python, "-m", "daphne", "-b", host, "-p", str(port),
+                                      "a4ps_site.asgi:application"]), **popen)
+                self.say(f"starting daphne on http://{host}:{port}")
+                self.children.append(("web", self.starters["web"]()))
+                self.wait_until_serving(host, port)
+                self.run_steps("serving")
+                self.say(f"A4PS is running at http://{host}:{port}/  (Ctrl-C stops it)")
+            else:
+                self.say(f"A4PS worker {cluster.node_name()} is running on {settings.BROKER_URL_SAFE}  "
+                         "(Ctrl-C stops it)")
             self.supervise()
         except broker.BrokerError as exc:
             self.stop_all()
@@ -107,6 +130,32 @@ class Command(BaseCommand):
         self.stop_all()
 
     stopping_steps_done = False
+    serves = True
+
+    def wait_for_migrations(self, timeout: float = 300) -> None:
+        """A worker starts on a migrated database only: the web role migrates it."""
+        from django.db import connection
+        from django.db.migrations.executor import MigrationExecutor
+
+        deadline, said = time.monotonic() + timeout, False
+        while True:
+            try:
+                executor = MigrationExecutor(connection)
+                if not executor.migration_plan(executor.loader.graph.leaf_nodes()):
+                    return
+            except Exception as exc:  # the database is not up yet
+                reason = f"the database does not answer ({exc})"
+            else:
+                reason = "the database has migrations to apply"
+            finally:
+                connection.close()
+            if time.monotonic() > deadline:
+                raise CommandError(f"{reason}: start a web process (`manage.py up --role web`), which migrates, "
+                                   "or run `manage.py migrate` once.")
+            if not said:
+                self.say(f"waiting: {reason}; a web process migrates it")
+                said = True
+            time.sleep(2)
 
     def run_steps(self, moment: lifecycle.Moment, *, fatal: bool = False) -> None:
         """Run the apps' steps for this moment (see a4ps_site.lifecycle), printing what they report."""
@@ -205,7 +254,7 @@ class Command(BaseCommand):
 
     def stop_all(self) -> None:
         """Stop children newest first (web, worker, then broker) so in-flight work can finish."""
-        if self.children and not self.stopping_steps_done:
+        if self.children and not self.stopping_steps_done and self.serves:
             self.stopping_steps_done = True
             self.run_steps("stopping")
         self.stopping = True

@@ -10,10 +10,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from huey.contrib.djhuey import HUEY
 
+from a4ps_site.cluster import worker_id
 from personas import runs
 from personas.api import run_json
 from personas.models import Run
-from personas.runner import lease_seconds, worker_id
+from personas.runner import lease_seconds
 
 TAKE_OVER_AFTER_S = 10  # no worker took the run by then: it runs in this process
 
