@@ -136,10 +136,14 @@ def _broker() -> redis.Redis:
         return _client
 
 
+def period_start(period_s: int, now: float | None = None) -> int:
+    """The start (Unix seconds) of the period `now` falls in."""
+    return int((time.time() if now is None else now) // period_s) * period_s
+
+
 def period_claim(name: str, period_s: int, *, now: float | None = None) -> bool:
     """Claim this period of job `name` on the shared broker: True for exactly one caller per period."""
-    start = int((time.time() if now is None else now) // period_s) * period_s
-    key = f"a4ps:periodic:{name}:{start}"
+    key = f"a4ps:periodic:{name}:{period_start(period_s, now)}"
     return bool(_broker().set(key, worker_id(), nx=True, ex=max(2 * period_s, 120)))
 
 
@@ -150,14 +154,16 @@ def once_per_period(name: str, period_s: int) -> Callable[[F], F]:
     def wrap(fn: F) -> F:
         @wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
+            now = time.time()
             try:
-                claimed = period_claim(name, period_s)
+                claimed = period_claim(name, period_s, now=now)
             except redis.RedisError as exc:
                 log.warning("periodic %s skipped: the broker did not answer (%s)", name, exc)
                 return None
             if not claimed:
+                log.info("periodic %s (period %d) ran elsewhere", name, period_start(period_s, now))
                 return None
-            log.info("periodic %s runs on %s", name, worker_id())
+            log.info("periodic %s (period %d) runs on %s", name, period_start(period_s, now), worker_id())
             return fn(*args, **kwargs)
 
         return inner  # type: ignore[return-value]

@@ -40,8 +40,6 @@ from personas.llm import model_manager
 
 log = logging.getLogger(__name__)
 
-FORGE_LEASE_S = 60  # a person's forge request: renewed every 20 s while its worker lives
-
 
 def _request_group(request_id: int) -> str:
     return group_for("forge", request_id)

@@ -12,6 +12,7 @@ from a4ps_site.cluster import LeaseKeeper, lease_fields, once_per_period
 from forge import services
 from forge.evals.tasks import eval_run  # noqa: F401  (registered with Huey by being imported here)
 from forge.models import ForgeRequest
+from personas.runner import lease_seconds
 
 
 @db_task()
@@ -27,11 +28,11 @@ def forge_request_run(request_id: int) -> str | None:
     if request is None:
         return None  # gone, or another worker already took it
     # Claim it: only the worker whose update matched runs the loop; its lease is renewed while it does.
-    lease = lease_fields(services.FORGE_LEASE_S)
+    lease = lease_fields(lease_seconds())
     if not ForgeRequest.objects.filter(pk=request_id, status=ForgeRequest.Status.QUEUED).update(
             status=ForgeRequest.Status.RUNNING, **lease):
         return None
-    with LeaseKeeper(ForgeRequest, request_id, services.FORGE_LEASE_S, worker=lease["worker"]):
+    with LeaseKeeper(ForgeRequest, request_id, lease_seconds(), worker=lease["worker"]):
         return services.forge_request_execute(request=request).status
 
 

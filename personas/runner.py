@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.template.loader import render_to_string
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
@@ -55,8 +56,8 @@ def checkpointer() -> Iterator[Any]:
     """Where runs keep their graph checkpoints: the PostgreSQL database itself when the product runs
     on one (so any worker can resume any run), else a SQLite file under var/ (one host)."""
     global _pg_ready
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] == "django.db.backends.postgresql":
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
         import psycopg
         from langgraph.checkpoint.postgres import PostgresSaver
         from psycopg.rows import dict_row

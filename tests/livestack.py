@@ -143,6 +143,7 @@ def start_stack(var_dir: Path | None = None, *, extra_env: dict | None = None, t
         PYTHONUNBUFFERED="1",
     )
     env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)  # the stack keeps its own SQLite database under its var/
     # The stack gets its own copy of config/: approving an amendment rewrites codex.toml.
     config = var_dir / "config"
     if not config.exists():

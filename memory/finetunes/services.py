@@ -31,6 +31,7 @@ from personas.inference.embedded_backend import ensure_packaged_gguf
 from personas.inference.packaged import PACKAGED_MODELS, packaged_for_file
 from personas.llm import model_manager
 from personas.ports import ports
+from personas.runner import lease_seconds
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def _claim(job_id: int) -> FineTuneJob | None:
         if job is None or job.status != FineTuneJob.Status.QUEUED:
             return None  # cancelled meanwhile, or another worker has it
         job.status, job.started = FineTuneJob.Status.RUNNING, timezone.now()
-        lease = lease_fields(LEASE_S)
+        lease = lease_fields(lease_seconds())
         job.worker, job.lease_until = lease["worker"], lease["lease_until"]
         job.log += _log_line(f"Started on {job.worker}.")
         job.save(update_fields=["status", "started", "log", "worker", "lease_until"])
@@ -191,7 +192,6 @@ def _resolve_base(job: FineTuneJob) -> Path:
     return path
 
 
-LEASE_S = 60  # a fine-tune's lease: renewed every 20 s while its worker lives
 TRAIN_SHARE = 0.9  # of the progress bar; conversion and evaluation take the rest
 
 
@@ -201,7 +201,7 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
     job = _claim(job_id)
     if job is None:
         return None
-    with LeaseKeeper(FineTuneJob, job.pk, LEASE_S, worker=job.worker):
+    with LeaseKeeper(FineTuneJob, job.pk, lease_seconds(), worker=job.worker):
         return _train(job)
 
 
