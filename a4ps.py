@@ -24,7 +24,7 @@ MODEL_REQUIREMENTS = ROOT / "requirements-models.txt"
 STAMP = VENV / ".requirements.sha256"
 
 # Debian packages the test suite uses; the tests that need one skip with a reason without it.
-TEST_SYSTEM_PACKAGES = ["chromium", "bubblewrap"]
+TEST_SYSTEM_PACKAGES = ["chromium", "bubblewrap", "postgresql"]
 
 
 def say(msg: str) -> None:
@@ -54,6 +54,8 @@ def ensure_venv() -> None:
 def install_test_system_packages() -> None:
     """As root, install what browser and sandbox tests need; otherwise say what to install."""
     missing = [p for p, exe in (("chromium", "chromium"), ("bubblewrap", "bwrap")) if not shutil.which(exe)]
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        missing.append("postgresql")  # the scale-out tests start a private cluster of it
     if os.geteuid() == 0:
         if missing:
             say(f"installing system packages: {' '.join(missing)}")
