@@ -136,3 +136,27 @@ def test_two_web_and_two_worker_processes_finish_every_job_once(deployment):
         assert len(found.get(("motivator_tick", period), [])) == 1, found
     doubled = {key: workers for key, workers in found.items() if len(workers) > 1}
     assert not doubled, doubled
+
+
+def test_a_worker_role_waits_for_the_migrations_then_consumes_and_stops_cleanly():
+    """`up --role worker` on a fresh database: it waits (a worker never migrates), starts its consumer once
+    a web process or `migrate` has migrated, opens no port, and stops on SIGTERM."""
+    import signal
+    import sys
+
+    d = deploy()
+    try:
+        worker = d._spawn("worker-real", [sys.executable, "manage.py", "up", "--role", "worker"])
+        d.workers.append(worker)
+        d.wait_running(worker, marker="the database has migrations to apply", timeout=120)
+        assert d.sql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'personas_run'") == [["0"]]
+        d.manage("migrate", "--no-input")
+        d.wait_running(worker, marker="A4PS worker worker-real is running", timeout=120)
+        d.wait_running(worker, marker="Huey consumer started", timeout=120)
+        log = worker.log()
+        assert "starting daphne" not in log and "embedded broker" not in log and d.valkey.password not in log
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.proc.wait(timeout=60) == 0
+        assert "stopped" in worker.log()
+    finally:
+        d.stop()
