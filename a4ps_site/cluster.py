@@ -64,12 +64,19 @@ def claim_lock() -> None:
 @contextlib.contextmanager
 def migration_lock() -> Iterator[None]:
     """Several web processes starting at once on PostgreSQL migrate one after another (the others then
-    find nothing to do). SQLite is one host's file and migrates under its own write lock."""
+    find nothing to do). SQLite is one host's file and migrates under its own write lock.
+
+    The lock is polled, not waited on: a session blocked inside a statement holds a snapshot, and the
+    migrations' concurrent index builds would wait for it while it waits for them."""
     if connection.vendor != "postgresql":
         yield
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s)", [0xA4_96])
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [0xA4_96])
+            if cursor.fetchone()[0]:
+                break
+        time.sleep(0.5)
     try:
         yield
     finally:

@@ -1,13 +1,12 @@
-"""Executes one run through the cognitive graph with a checkpointer (PostgreSQL, else SQLite; one thread per run),
-persisting every node update as a RunStep and streaming tokens to the run's page."""
+"""Executes one run through the cognitive graph with a checkpointer (in PostgreSQL when the product runs
+on it, else a SQLite file; one thread per run), persisting every node update as a RunStep and streaming
+tokens to the run's page."""
 from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,13 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.template.loader import render_to_string
-from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from a4ps_site.cluster import LeaseKeeper
 from a4ps_site.config import app_settings, codex
 from a4ps_site.realtime import broadcast, group_for
 from a4ps_site.throttle import TextStream
+from personas import checkpoints
 from personas import codex as codex_services
 from personas.events import event_publish
 from personas.graph import GraphDeps, GraphSettings, build_graph
@@ -47,40 +46,9 @@ def checkpoint_path() -> Path:
     return settings.VAR_DIR / "checkpoints.sqlite"
 
 
-_pg_setup_done = threading.Lock()
-_pg_ready = False
-
-
-@contextlib.contextmanager
-def checkpointer() -> Iterator[Any]:
-    """Where runs keep their graph checkpoints: the PostgreSQL database itself when the product runs
-    on one (so any worker can resume any run), else a SQLite file under var/ (one host)."""
-    global _pg_ready
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        import psycopg
-        from langgraph.checkpoint.postgres import PostgresSaver
-        from psycopg.rows import dict_row
-
-        params = {"dbname": db["NAME"], "user": db.get("USER") or None, "password": db.get("PASSWORD") or None,
-                  "host": db.get("HOST") or None, "port": db.get("PORT") or None, **(db.get("OPTIONS") or {})}
-        conn = psycopg.connect(**{k: v for k, v in params.items() if v is not None},
-                               autocommit=True, prepare_threshold=0, row_factory=dict_row)
-        try:
-            saver = PostgresSaver(conn)
-            with _pg_setup_done:
-                if not _pg_ready:
-                    saver.setup()  # creates or migrates the checkpoint tables; idempotent
-                    _pg_ready = True
-            yield saver
-        finally:
-            conn.close()
-        return
-    conn = sqlite3.connect(checkpoint_path(), check_same_thread=False, timeout=30)
-    try:
-        yield SqliteSaver(conn)
-    finally:
-        conn.close()
+def checkpointer() -> contextlib.AbstractContextManager[Any]:
+    """The run's checkpointer: in PostgreSQL when the product runs on it, else var/checkpoints.sqlite."""
+    return checkpoints.checkpointer(connection.settings_dict, vendor=connection.vendor, sqlite_path=checkpoint_path())
 
 
 def graph_settings() -> GraphSettings:

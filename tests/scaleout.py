@@ -114,7 +114,8 @@ class Deployment:
                 process.proc.wait()
         self.valkey.stop()
         self.pg.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not os.environ.get("A4PS_KEEP_SCALE_LOGS"):  # set it to read every process's log after a failure
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _config(folder: Path, lease_s: int) -> None:
@@ -149,12 +150,15 @@ def deploy(*, lease_s: int = 8) -> Deployment:
 
 
 class SocketWatcher(threading.Thread):
-    """A logged-in websocket client on one web process's page of a run: every step it was sent (live or
-    replayed after connecting) is kept by its sequence number."""
+    """A logged-in websocket client on one web process: by default on a run's page, where every step it
+    was sent (live or replayed after connecting) is kept by its sequence number; with `path`, any page's
+    socket, whose messages are kept as they came."""
 
-    def __init__(self, web: Process, cookie: str, run_id: int) -> None:
+    def __init__(self, web: Process, cookie: str, run_id: int = 0, path: str = "") -> None:
         super().__init__(daemon=True)
         self.web, self.cookie, self.run_id = web, cookie, run_id
+        self.path = path or f"/ws/runs/{run_id}/"
+        self.messages: list[str] = []
         self.seqs: set[int] = set()
         self.live: set[int] = set()  # of those, the ones that arrived as they happened
         self.error = ""
@@ -164,7 +168,7 @@ class SocketWatcher(threading.Thread):
     def run(self) -> None:
         from websockets.sync.client import connect
 
-        url = f"ws://127.0.0.1:{self.web.port}/ws/runs/{self.run_id}/"
+        url = f"ws://127.0.0.1:{self.web.port}{self.path}"
         try:
             with connect(url, additional_headers={"Cookie": self.cookie, "Origin": self.web.url},
                          open_timeout=20) as ws:
@@ -177,6 +181,7 @@ class SocketWatcher(threading.Thread):
                     except TimeoutError:
                         replaying = False
                         continue
+                    self.messages.append(str(message))
                     seqs = {int(s) for s in re.findall(r'<li id="step-\d+-\d+"[^>]* data-seq="(\d+)"', str(message))}
                     self.seqs |= seqs
                     if not replaying:

@@ -28,7 +28,10 @@ def _wait(predicate, what: str, deployment: Deployment, timeout: float = 240, ev
             return value
         time.sleep(every)
     logs = "\n".join(f"--- {p.name}\n{p.log()[-2500:]}" for p in [*deployment.webs, *deployment.workers])
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+    sessions = deployment.sql("SELECT pid, state, wait_event_type, wait_event, left(query, 100) "
+                              "FROM pg_stat_activity WHERE datname = 'a4ps'")
+    runs = deployment.sql("SELECT id, status, worker, last_seq, lease_until FROM personas_run ORDER BY id")
+    raise AssertionError(f"timed out waiting for {what}\nruns: {runs}\nsessions: {sessions}\n{logs}")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +57,10 @@ def test_two_web_and_two_worker_processes_finish_every_job_once(deployment):
     web_a, web_b = d.webs
     # One secret key from the shared dir: a session made on web A is good on web B.
     cookie = login_cookie(web_a)
+    # The system log on web A, open before anything is submitted.
+    events_a = SocketWatcher(web_a, cookie, path="/ws/events/")
+    events_a.start()
+    assert events_a.connected.wait(30) and not events_a.error, events_a.error
 
     run_ids: list[int] = []
     for web in (web_a, web_b):
@@ -118,6 +125,13 @@ def test_two_web_and_two_worker_processes_finish_every_job_once(deployment):
         assert watcher.seqs == expected, (watcher.web.name, watcher.run_id, sorted(expected - watcher.seqs))
     # ... and most of them live, not only replayed from the database on connecting.
     assert sum(len(w.live) for w in watchers) >= sum(len(w.seqs) for w in watchers) // 2
+    # Web A's system log showed the events web B published (runs queued there) and the workers' (runs done).
+    events_a.stop()
+    log_a = "\n".join(events_a.messages)
+    for run_id in run_ids[RUNS_PER_WEB:]:  # the runs submitted on web B
+        assert f"Run #{run_id} queued" in log_a, run_id
+    for run_id in run_ids:
+        assert f"Run #{run_id} finished" in log_a, run_id
 
     # Periodic jobs: the killed worker comes back (as its supervisor would restart it). Each consumer's
     # scheduler enqueues its own copy of every periodic job; in a period where two copies were executed,
