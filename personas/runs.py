@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
@@ -18,7 +17,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from a4ps_site.cluster import claim_lock
+from a4ps_site.cluster import claim_lock, worker_gone
 from a4ps_site.realtime import DASHBOARD_GROUP, RUNS_GROUP, broadcast, group_for
 from personas.events import event_publish
 from personas.llm import model_manager
@@ -189,15 +188,11 @@ def run_claim_next(*, worker: str, lease_s: int) -> Run | None:
     return run
 
 
-def run_release_dead_workers(*, host: str, alive: Callable[[int], bool]) -> int:
-    """At consumer start: expire the leases of runs held by processes on this node that are gone."""
-    expired = 0
-    for run in Run.objects.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING],
-                                  worker__startswith=f"{host}:"):
-        pid = int(run.worker.rsplit(":", 1)[1] or 0)
-        if not alive(pid):
-            expired += Run.objects.filter(pk=run.pk, worker=run.worker).update(lease_until=timezone.now())
-    return expired
+def run_release_dead_workers() -> int:
+    """At consumer start: expire the leases of runs held by processes of this node that are gone."""
+    active = Run.objects.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING]).exclude(worker="")
+    return sum(Run.objects.filter(pk=run.pk, worker=run.worker).update(lease_until=timezone.now())
+               for run in active if worker_gone(run.worker))
 
 
 def run_execute(*, run: Run, overrides: dict[str, Any] | None = None) -> Run:

@@ -11,7 +11,7 @@ from django.db import close_old_connections
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task, on_startup
 
-from a4ps_site.cluster import node_name, once_per_period, pid_alive, worker_id
+from a4ps_site.cluster import once_per_period, pid_alive, worker_id
 from a4ps_site.throttle import Throttle
 from a4ps_site.watch import start_config_watcher
 from personas import runs
@@ -107,7 +107,7 @@ def resume_interrupted_runs() -> None:
     if removed:
         log.info("removed %d model-server dir(s) of stopped processes: %s", len(removed), ", ".join(removed))
     try:
-        if runs.run_release_dead_workers(host=node_name(), alive=pid_alive):
+        if runs.run_release_dead_workers():
             dispatch_runs()
         elif Run.objects.filter(status=Run.Status.QUEUED).exists():
             dispatch_runs()
