@@ -425,7 +425,7 @@ def brick_thesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     # A revision may keep sentences of the previous thesis, and any thesis may state a retrieved fact:
     # only the instructions count as an echo.
     own_prompt = _instructions_of(_prompt_text(messages), state)
-    hollow = quality.hollow_reason(text, prompt=own_prompt, task=state["task"])
+    hollow = quality.hollow_reason(text, prompt=own_prompt, task=state["task"]) or quality.assent_only(text)
     if hollow and spec:
         # BRICK asked for a tool before giving a thesis: the forge (or its refusal) comes first.
         step.record(persona="BRICK", kind="thesis", content="BRICK asks for a tool before giving a thesis.",
@@ -437,7 +437,7 @@ def brick_thesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         result = _chat(step, "BRICK", retry, stream=True, max_tokens=deps.settings.max_tokens)
         text, _ = parse_tool_request(result.content)
         own_prompt += "\n" + _instructions_of(_prompt_text(retry), state)
-        hollow = quality.hollow_reason(text, prompt=own_prompt, task=state["task"])
+        hollow = quality.hollow_reason(text, prompt=own_prompt, task=state["task"]) or quality.assent_only(text)
     fallback = False
     if hollow:
         fallback = True
@@ -674,7 +674,7 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         notes.append(f"cut at the step limit ({deps.settings.step_seconds} s)")
     # The answer may take the team's words; only the instructions (and the task copied back) are hollow.
     seen = _instructions_of(_prompt_text(messages), state)
-    hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"])
+    hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"]) or quality.assent_only(answer)
     if hollow and out_of_budget:
         notes.append(f"the answer was hollow ({hollow}) and the budget is spent: not asked again")
     elif hollow:
@@ -683,7 +683,7 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         result = _chat(step, "ALFRED", retry, stream=True, answering=True, max_tokens=deps.settings.max_tokens)
         answer = result.content.strip()
         seen += "\n" + _instructions_of(_prompt_text(retry), state)
-        hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"])
+        hollow = quality.hollow_reason(answer, prompt=seen, task=state["task"]) or quality.assent_only(answer)
     fallback = bool(hollow)
     if fallback:
         step.fallback("answer")

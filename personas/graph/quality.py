@@ -59,6 +59,18 @@ def hollow_reason(text: str, *, prompt: str, task: str = "") -> str:
     return ""
 
 
+_ASSENT_ONLY = re.compile(
+    r"^\W*(yes\W*)?((i|we)\s+)?((fully|completely|totally|entirely)\s+)?(agree|agreed|concur)"
+    r"(\s+(with\s+)?(brick|robin|babs|alfred|the\s+\w+|you|this|that|both|them|all|everyone)"
+    r"(\s+and\s+\w+)?)?\W*$", re.I)
+
+
+def assent_only(text: str) -> str:
+    """Why an answer is no answer because it only agrees ("I agree.", "Agreed with BRICK."), or "".
+    ROBIN may rightly agree; a thesis or a final answer has to say something."""
+    return "it only agreed, without answering" if _ASSENT_ONLY.match((text or "").strip()) else ""
+
+
 def distinct_lines(lines: Sequence[str], *, task: str, instructions: str,
                    embed: Callable[[list[str]], Any] | None = None) -> tuple[list[str], list[str]]:
     """The real, mutually distinct candidate lines, and a note for each one dropped (copy of the task,

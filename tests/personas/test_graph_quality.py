@@ -162,6 +162,23 @@ def test_a_hollow_final_answer_falls_back_to_the_thesis_and_never_enters_memory(
     assert steps_of(rec, "answer")[0]["data"]["fallback"] is True
 
 
+def test_a_final_answer_that_only_agrees_is_asked_again_and_the_second_answer_stands():
+    model = ScriptedModel({"answer": sequence("I agree.", "The reversed word is 'dlrow'.")})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK)
+    assert model.kinds().count("answer") == 2
+    assert final["final_answer"] == "The reversed word is 'dlrow'." and final["answer_fallback"] is False
+    assert "it only agreed, without answering" in steps_of(rec, "answer")[0]["data"]["notes"][0]
+
+
+@pytest.mark.parametrize("text, only", [
+    ("I agree.", True), ("Agreed with BRICK and ROBIN!", True), ("Yes, I fully agree with the thesis.", True),
+    ("I agree: the answer is 42.", False), ("Yes.", False), ("I agree that Paris is the capital.", False),
+])
+def test_assent_only(text, only):
+    assert bool(quality.assent_only(text)) is only
+
+
 def test_a_real_answer_is_stored():
     written: list[dict] = []
     rec = Recorder()
