@@ -5,6 +5,7 @@ import ast
 import atexit
 import contextlib
 import ctypes
+import functools
 import logging
 import marshal
 import os
@@ -204,6 +205,25 @@ def _release_uid(uid: int | None) -> None:
             _uids_in_use.discard(uid)
 
 
+def _as_uid(cmd: list[str], uid: int | None) -> tuple[list[str], dict[str, Any]]:
+    """The argv and Popen options that run cmd as uid (its own group, no supplementary groups).
+
+    Through util-linux's setpriv where it is installed: Popen's own user=/group= cannot use vfork, so
+    each start copies the page tables of this (large: models, Django) process — measured 18 ms a
+    start here, against 1.7 ms through setpriv. setpriv sets real, effective and saved ids alike."""
+    if uid is None:
+        return cmd, {}
+    setpriv = _setpriv()
+    if setpriv:
+        return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *cmd], {}
+    return cmd, {"user": uid, "group": uid, "extra_groups": []}
+
+
+@functools.cache
+def _setpriv() -> str | None:
+    return shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
+
+
 def _kill_uid(uid: int, rounds: int = 20) -> None:
     """SIGKILL every process of uid: a helper running as uid signals -1 (all it may) until none is left.
 
@@ -213,10 +233,10 @@ def _kill_uid(uid: int, rounds: int = 20) -> None:
     kill_bin = shutil.which("kill", path="/usr/bin:/bin")
     cmd = [kill_bin, "-KILL", "-1"] if kill_bin else [
         _sandbox_python() or sys.executable, "-I", "-S", "-c", "import os; os.kill(-1, 9)"]
+    argv, as_uid = _as_uid(cmd, uid)
     for _ in range(rounds):
-        done = subprocess.run(cmd, user=uid, group=uid, extra_groups=[], env={}, cwd="/",
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, check=False)
+        done = subprocess.run(argv, env={}, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, check=False, **as_uid)
         if done.returncode != 0:  # ESRCH: nothing of that uid is left
             return
 
@@ -363,7 +383,8 @@ class _JobCgroup:
     # -- making one
     @classmethod
     def create(cls, limits: Limits, uid: int | None) -> _JobCgroup | None:
-        """A fresh cgroup with the limits set, its cgroup.procs writable by uid; None where not possible."""
+        """A fresh cgroup with the limits set, its cgroup.procs writable by uid (for a job that joins
+        itself, JOIN_CGROUP) unless uid is None; None where not possible."""
         if os.environ.get("A4PS_SANDBOX_CGROUPS", "1") == "0" or not _is_root():
             return None
         global _cgroups_swept
@@ -444,13 +465,19 @@ class _JobCgroup:
                 found |= {int(p) for p in Path(procs).read_text().split()}
         return found
 
+    def adopt(self, pid: int) -> None:
+        """Move a process into this cgroup from outside (we are root): its children are born inside."""
+        for procs in self.procs_files():
+            Path(procs).write_text(str(pid))
+
     def kill(self) -> None:
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 
-    def remove(self) -> None:
-        """Kill what is left and remove the directories (a cgroup goes once it is empty)."""
+    def remove(self) -> bool:
+        """Kill what is left and remove the directories (a cgroup goes once it is empty); False when
+        some process of it could not be ended."""
         for _ in range(50):
             self.kill()
             left = False
@@ -462,9 +489,10 @@ class _JobCgroup:
                 except OSError:
                     left = True
             if not left:
-                return
+                return True
             time.sleep(0.02)
         logger.warning("sandbox cgroup %s could not be removed", ", ".join(map(str, self.dirs.values())))
+        return False
 
 
 # ------------------------------------------------------------------------------ supervision
@@ -819,16 +847,15 @@ class _LocalBase(SandboxBackend):
                        read_paths=_system_read_paths(python), write_paths=[inside, "/dev/null"])
             cmd = self._command(python, scratch, inside, limits)
             env = _clean_env(inside)
-            cgroup = _JobCgroup.create(limits, uid)
-            if cgroup is not None:
+            cgroup = _JobCgroup.create(limits, None if self._adopts else uid)
+            if cgroup is not None and not self._adopts:
                 cmd = [_shell(), "-c", JOIN_CGROUP, "sh", *cmd]
                 env["A4PS_CGROUP_PROCS"] = " ".join(cgroup.procs_files())
+            argv, as_uid = _as_uid(cmd, uid)
             try:
                 proc = subprocess.Popen(
-                    cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    env=env, cwd="/", close_fds=True, start_new_session=True,
-                    # None for all three is Popen's default: run as ourselves.
-                    user=uid, group=uid, extra_groups=[] if uid is not None else None,
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    env=env, cwd="/", close_fds=True, start_new_session=True, **as_uid,
                 )
             except OSError as exc:
                 raise SandboxError(f"{self.name}: could not start {cmd[0]}: {exc}") from exc
@@ -837,9 +864,19 @@ class _LocalBase(SandboxBackend):
             def kill() -> None:
                 _killpg(pgid)
                 if cgroup is not None:
-                    cgroup.kill()
-                if uid is not None:
+                    cgroup.kill()  # every process of the job is in it
+                elif uid is not None:
                     _kill_uid(uid, rounds=1)
+
+            if cgroup is not None and self._adopts:
+                # The runner waits for its job on stdin and starts no process before it has it:
+                # moved in now, everything the job ever starts is born inside.
+                try:
+                    cgroup.adopt(proc.pid)
+                except OSError as exc:
+                    kill()
+                    proc.wait()
+                    raise SandboxError(f"{self.name}: could not move the job into its cgroup: {exc}") from exc
 
             watch_disk = not mounted and self._needs_disk_watch
             limit_bytes = limits.scratch_mb * 1024 * 1024
@@ -858,9 +895,8 @@ class _LocalBase(SandboxBackend):
                 out.oom_killed = True
             return out
         finally:
-            if cgroup is not None:
-                cgroup.remove()
-            if uid is not None:
+            emptied = cgroup.remove() if cgroup is not None else False
+            if uid is not None and not emptied:
                 _kill_uid(uid)  # nothing of this uid may outlive the run
             if mounted:
                 _umount(scratch)
@@ -869,6 +905,9 @@ class _LocalBase(SandboxBackend):
 
     _wants_host_tmpfs = True
     _needs_disk_watch = True
+    # The launcher moves the started process into the job's cgroup (no shell hop). Not for bwrap,
+    # which forks into its namespaces at once: there the job joins from a shell before bwrap runs.
+    _adopts = True
 
 
 class LocalBackend(_LocalBase):
@@ -910,6 +949,7 @@ class BubblewrapBackend(_LocalBase):
     startup_allowance_s = 1.5
     _signal_in_exit_code = True  # bwrap exits 128+n when the job dies of signal n
     _needs_disk_watch = False
+    _adopts = False
     SCRATCH = "/a4ps-job"  # a path no Python prefix uses: the tmpfs here would hide a bound-in prefix
 
     def _scratch_inside(self, scratch_host: str) -> str:

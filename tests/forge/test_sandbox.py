@@ -235,6 +235,22 @@ def test_exit_codes_and_exceptions_are_reported(backend):
     assert "ValueError: boom" in result.stderr
 
 
+def test_the_job_runs_as_a_script_would(backend):
+    """The runner hands its interpreter to the job: the job is __main__, with its own argv and path, output
+    unbuffered (kept when the job exits without flushing) and tracebacks that start at the job's code."""
+    code = ("import os, sys\n"
+            "print(__name__, os.path.basename(sys.argv[0]), sys.path[0] == os.getcwd(), sys.dont_write_bytecode)\n"
+            "sys.stdout.write('unflushed')\n"
+            "os._exit(0)\n")
+    result = backend.run(code, limits=FAST)
+    assert result.ok and result.stdout == "__main__ main.py True True\nunflushed", result
+    failed = backend.run("def f():\n    raise ValueError('boom')\nf()", limits=FAST)
+    frames = [line for line in failed.stderr.splitlines() if line.strip().startswith("File ")]
+    assert frames and all(f.strip().startswith('File "') and 'main.py"' in f for f in frames), failed.stderr
+    broken = backend.run("def (:\n", limits=FAST)
+    assert broken.exit_code == 1 and "SyntaxError" in broken.stderr and "a4ps-runner" not in broken.stderr
+
+
 def test_custom_entry_name(backend):
     result = backend.run("print(__file__)", entry="pkg/tool.py", limits=FAST)
     assert result.ok and result.stdout.strip().endswith("tool.py")
