@@ -11,6 +11,7 @@ import marshal
 import os
 import pwd
 import random
+import re
 import selectors
 import shutil
 import signal
@@ -153,6 +154,7 @@ class _Outcome:
     warm: bool = False  # ran in a container started ahead of need
     oom_killed: bool = False
     duration_s: float = 0.0
+    ended_by_mark: bool = False  # the runner's end line ended the run (the status is the job's own)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -266,12 +268,25 @@ def _cgroup_note() -> str:
     """What the cgroup per run enforces on this host, in words for the Forge page."""
     probe = _JobCgroup.create(Limits(), None)
     if probe is None:
-        why = ("not root" if not _is_root() else "a cgroup v2 host: not used yet"
-               if (CGROUP_ROOT / "cgroup.controllers").exists() else "no writable cgroup v1 hierarchy")
+        why = ("not root" if not _is_root() else "no writable cgroup v2 hierarchy" if _cgroup_v2()
+               else "no writable cgroup v1 hierarchy")
         return f"no cgroup per run ({why}): memory and CPU time limited per process only"
     probe.remove()
-    return ("cgroup v1 per run: memory (memfd and tmpfs included, no swap), process count "
-            "and CPU time limited across all of the job's processes")
+    if not probe.unified:
+        return ("cgroup v1 per run: memory (memfd and tmpfs included, no swap), process count "
+                "and CPU time limited across all of the job's processes")
+    held = ["CPU time"]
+    if "memory" in probe.controllers:
+        held.insert(0, "memory (memfd and tmpfs included, no swap)")
+    if "pids" in probe.controllers:
+        held.insert(-1, "process count")
+    missing = [c for c in ("memory", "pids") if c not in probe.controllers]
+    note = f"cgroup v2 per run: {', '.join(held)} limited across all of the job's processes"
+    if missing:
+        words = {"memory": "memory", "pids": "process count"}
+        note += (f"; no {' or '.join(missing)} controller here, so {' and '.join(words[c] for c in missing)} "
+                 "stay limited per process")
+    return note
 
 
 def _shell() -> str:
@@ -358,9 +373,10 @@ def _umount(path: str) -> None:
 # ------------------------------------------------------------------------------ cgroups
 CGROUP_ROOT = Path(os.environ.get("A4PS_CGROUP_ROOT", "/sys/fs/cgroup"))
 CGROUP_PREFIX = "a4ps-sandbox"
-# The job joins its cgroup itself before anything else runs: a shell writes its own pid into each
-# cgroup.procs named in $A4PS_CGROUP_PROCS, then execs the runner, so every process the job ever
-# starts is born inside (no race with a fork, no preexec_fn in a threaded worker).
+# Under bwrap, which forks into its namespaces at once, the job joins its cgroup before anything else
+# runs: a shell writes its own pid into each cgroup.procs named in $A4PS_CGROUP_PROCS, then execs on,
+# so every process the job ever starts is born inside (no race with a fork, no preexec_fn in a
+# threaded worker). The local backend's launcher moves its process in instead (_JobCgroup.adopt).
 JOIN_CGROUP = ('for f in $A4PS_CGROUP_PROCS; do echo $$ > "$f" || '
                '{ echo "a4ps-runner: could not join the job cgroup $f" >&2; exit 125; }; done; exec "$@"')
 
@@ -369,22 +385,25 @@ _cgroups_swept = False
 
 
 class _JobCgroup:
-    """One cgroup per run, where the host lets us make one (root, cgroup v1): memory (with
-    memfd and tmpfs pages, swap off), process count and CPU time limited across all of the job's
-    processes together. Per-process rlimits stay as a second layer.
+    """One cgroup per run, where the host lets us make one (root): memory (with memfd and tmpfs pages,
+    swap off), process count and CPU time limited across all of the job's processes together.
+    Per-process rlimits stay as a second layer.
 
-    cgroup v2 is not used yet: there a process may only move itself into a cgroup if it may also write
-    the cgroup.procs of the common ancestor, which a job's fresh uid must never be given; joining as
-    root before the uid is dropped needs a different launch path."""
+    cgroup v1 (a hierarchy per controller), or cgroup v2 where A4PS_CGROUP_ROOT (default /sys/fs/cgroup)
+    is a unified hierarchy: runs are made under <root>/a4ps-sandbox with the memory, pids and cpu
+    controllers that root hands down. On v2 only root may move a process in (it must be allowed to write
+    the common ancestor's cgroup.procs), so the job never joins by itself there: the launcher moves it."""
 
-    def __init__(self, dirs: dict[str, Path]) -> None:
-        self.dirs = dirs  # controller -> this run's directory
+    def __init__(self, dirs: dict[str, Path], *, unified: bool = False, controllers: frozenset[str] = frozenset()):
+        self.dirs = dirs  # controller -> this run's directory (v2: the one directory, as "unified")
+        self.unified = unified
+        self.controllers = controllers  # v2: the controllers in force for this run
 
     # -- making one
     @classmethod
     def create(cls, limits: Limits, uid: int | None) -> _JobCgroup | None:
         """A fresh cgroup with the limits set, its cgroup.procs writable by uid (for a job that joins
-        itself, JOIN_CGROUP) unless uid is None; None where not possible."""
+        itself on v1, JOIN_CGROUP) unless uid is None; None where not possible."""
         if os.environ.get("A4PS_SANDBOX_CGROUPS", "1") == "0" or not _is_root():
             return None
         global _cgroups_swept
@@ -393,10 +412,10 @@ class _JobCgroup:
             cls.sweep()
         name = f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         try:
-            made = cls._v1(name, limits)
+            made = cls._v2(name, limits) if _cgroup_v2() else cls._v1(name, limits)
         except OSError:
             return None
-        if made is not None and uid is not None:
+        if made is not None and uid is not None and not made.unified:
             for procs in made.procs_files():
                 os.chown(procs, uid, uid)
         return made
@@ -427,14 +446,35 @@ class _JobCgroup:
         return made
 
     @classmethod
+    def _v2(cls, name: str, limits: Limits) -> _JobCgroup:
+        parent = _v2_parent()
+        path = parent / name
+        path.mkdir()
+        made = cls({"unified": path}, unified=True,
+                   controllers=frozenset(_read_words(path / "cgroup.controllers") & set(V2_CONTROLLERS)))
+        try:
+            if "memory" in made.controllers:
+                (path / "memory.max").write_text(str(limits.memory_mb * 1024 * 1024))
+                if (path / "memory.swap.max").exists():
+                    (path / "memory.swap.max").write_text("0")
+            if "pids" in made.controllers:
+                (path / "pids.max").write_text(str(limits.pids))
+        except OSError:
+            made.remove()
+            raise
+        return made
+
+    @classmethod
     def sweep(cls) -> None:
         """Remove the run cgroups a dead process left (named run-<pid>-…)."""
-        for parent in [CGROUP_ROOT / c / CGROUP_PREFIX for c in ("memory", "pids", "cpuacct")]:
+        parents = [CGROUP_ROOT / c / CGROUP_PREFIX for c in ("memory", "pids", "cpuacct")]
+        parents.append(CGROUP_ROOT / CGROUP_PREFIX)
+        for parent in parents:
             with contextlib.suppress(OSError):
                 for path in parent.glob("run-*-*"):
                     pid = path.name.split("-")[1]
                     if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                        cls({"stale": path}).remove()
+                        cls({"stale": path}, unified=(path / "cgroup.controllers").exists()).remove()
 
     # -- using one
     def procs_files(self) -> list[str]:
@@ -443,13 +483,22 @@ class _JobCgroup:
     def cpu_seconds(self) -> float:
         """CPU time used so far by every process the job started, dead or alive."""
         try:
+            if self.unified:  # cpu.stat's usage is kept for every v2 cgroup, cpu controller or not
+                stat = dict(line.split() for line in (self.dirs["unified"] / "cpu.stat").read_text().splitlines())
+                return int(stat["usage_usec"]) / 1e6
             return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError):
             return 0.0
 
     def oom_killed(self) -> bool:
         """Whether the kernel killed a process of the job for the memory limit."""
         try:
+            if self.unified:
+                if "memory" not in self.controllers:
+                    return False
+                events = dict(line.split() for line in (self.dirs["unified"] / "memory.events").read_text()
+                              .splitlines())
+                return int(events.get("oom_kill", 0)) > 0
             text = (self.dirs["memory"] / "memory.oom_control").read_text()
             kills = dict(line.split() for line in text.splitlines() if len(line.split()) == 2)
             if "oom_kill" in kills:
@@ -471,6 +520,9 @@ class _JobCgroup:
             Path(procs).write_text(str(pid))
 
     def kill(self) -> None:
+        if self.unified:  # every process in it at once, racing no fork (cgroup.kill, Linux 5.14)
+            with contextlib.suppress(OSError):
+                (self.dirs.get("unified") or self.dirs["stale"]).joinpath("cgroup.kill").write_text("1")
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -495,6 +547,42 @@ class _JobCgroup:
         return False
 
 
+V2_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+def _cgroup_v2() -> bool:
+    """Whether CGROUP_ROOT is a unified (v2) hierarchy."""
+    return (CGROUP_ROOT / "cgroup.controllers").exists()
+
+
+def _read_words(path: Path) -> set[str]:
+    try:
+        return set(path.read_text().split())
+    except OSError:
+        return set()
+
+
+def _v2_parent() -> Path:
+    """<root>/a4ps-sandbox, with the controllers root offers handed down to the runs beneath it.
+    Enabling one can fail (EBUSY: root is the cgroup of a container that holds processes itself); the
+    runs then go without it, and the Forge page says which ones hold."""
+    parent = CGROUP_ROOT / CGROUP_PREFIX
+    parent.mkdir(exist_ok=True)
+    offered = _read_words(CGROUP_ROOT / "cgroup.controllers")
+    for where in (CGROUP_ROOT, parent):
+        enabled = _read_words(where / "cgroup.subtree_control")
+        missing = [c for c in V2_CONTROLLERS if c in offered and c not in enabled]
+        if not missing:
+            continue
+        try:
+            (where / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in missing))
+        except OSError:  # one of them refused: take the others one by one
+            for controller in missing:
+                with contextlib.suppress(OSError):
+                    (where / "cgroup.subtree_control").write_text(f"+{controller}")
+    return parent
+
+
 # ------------------------------------------------------------------------------ supervision
 def _supervise(
     proc: subprocess.Popen,
@@ -503,10 +591,13 @@ def _supervise(
     hard_deadline_s: float,
     kill: Callable[[], None],
     tick: Callable[[], str | None] | None = None,
+    end_mark: bool = False,
 ) -> _Outcome:
     """Feed stdin, collect capped output, enforce the wall clock; kill() ends the whole job.
 
     tick() runs about every 100 ms and returns DISK or CPU when the job must die for that, else None.
+    With end_mark the runner's end line (runner.END_MARK) at the end of both stdout and stderr ends the run
+    with its status, without waiting for the process to exit; what follows it is dropped.
     """
     if proc.stdin is None or proc.stdout is None or proc.stderr is None:
         raise ValueError("_supervise needs a process started with stdin, stdout and stderr pipes")
@@ -531,6 +622,8 @@ def _supervise(
     exited = killed = False
     drain_until = None
     next_tick = started + 0.1
+    marked: dict[FileDescriptorLike, int] = {}  # stream -> the status on the runner's end line in it
+    ended: int | None = None  # the status, once both streams have ended with that line
     try:
         while True:
             now = time.monotonic()
@@ -582,6 +675,22 @@ def _supervise(
                         continue
                     buf = bufs[obj]
                     room = cap - len(buf)
+                    if end_mark and not exited and obj not in marked:
+                        tail = max(0, len(buf) - 16)  # the end line may have come in two pieces
+                        joined = bytes(buf[tail:]) + chunk
+                        found = _END_LINE.search(joined)
+                        if found:
+                            # Each stream ends with the line (the two travel apart through Docker):
+                            # what came before it is the job's, nothing after it is read.
+                            buf[tail:] = joined[: found.start()][: max(0, cap - tail)]
+                            over[obj] = over[obj] or found.start() > cap - tail
+                            sel.unregister(obj)
+                            marked[obj] = int(found.group(1))
+                            if len(marked) == 2:
+                                ended = marked[proc.stderr]
+                                kill()
+                                exited, drain_until = True, time.monotonic()
+                            continue
                     buf += chunk[: max(0, room)]
                     if len(chunk) > room and not over[obj]:
                         over[obj] = True
@@ -609,10 +718,14 @@ def _supervise(
         proc.kill()
         proc.wait()
     out.duration_s = time.monotonic() - started
-    out.returncode = proc.returncode
+    out.returncode = proc.returncode if ended is None else ended
+    out.ended_by_mark = ended is not None
     out.stdout, out.stderr = bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr])
     out.stdout_over, out.stderr_over = over[proc.stdout], over[proc.stderr]
     return out
+
+
+_END_LINE = re.compile(rb"\x00a4ps-end:(\d{1,3})\n")  # runner.END_MARK
 
 
 def _signal_name(sig: int) -> str:
@@ -847,11 +960,22 @@ class _LocalBase(SandboxBackend):
                        read_paths=_system_read_paths(python), write_paths=[inside, "/dev/null"])
             cmd = self._command(python, scratch, inside, limits)
             env = _clean_env(inside)
-            cgroup = _JobCgroup.create(limits, None if self._adopts else uid)
+            # A job that joins by itself (bwrap) does so from a shell still running as root, which then
+            # drops to the run's uid through setpriv; without setpriv (v1 only) the shell runs as the
+            # uid and its cgroup.procs files are handed to it.
+            joins_as_uid = not self._adopts and uid is not None and not _setpriv()
+            cgroup = _JobCgroup.create(limits, uid if joins_as_uid else None)
+            if cgroup is not None and joins_as_uid and cgroup.unified:
+                cgroup.remove()  # on v2 only root may move a process in
+                cgroup = None
             if cgroup is not None and not self._adopts:
-                cmd = [_shell(), "-c", JOIN_CGROUP, "sh", *cmd]
                 env["A4PS_CGROUP_PROCS"] = " ".join(cgroup.procs_files())
-            argv, as_uid = _as_uid(cmd, uid)
+                if joins_as_uid:
+                    argv, as_uid = _as_uid([_shell(), "-c", JOIN_CGROUP, "sh", *cmd], uid)
+                else:
+                    argv, as_uid = [_shell(), "-c", JOIN_CGROUP, "sh", *_as_uid(cmd, uid)[0]], {}
+            else:
+                argv, as_uid = _as_uid(cmd, uid)
             try:
                 proc = subprocess.Popen(
                     argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -1084,7 +1208,8 @@ class DockerBackend(SandboxBackend):
     def _job_for_container(self, job: dict) -> dict:
         scratch = self.SCRATCH
         return dict(job, scratch=scratch, python="/usr/bin/python3", env=_clean_env(scratch),
-                    read_paths=_system_read_paths("/usr/bin/python3"), write_paths=[scratch, "/dev/null"])
+                    read_paths=_system_read_paths("/usr/bin/python3"), write_paths=[scratch, "/dev/null"],
+                    end_mark=True)
 
     @staticmethod
     def _cli_env() -> dict[str, str]:
@@ -1169,9 +1294,9 @@ class DockerBackend(SandboxBackend):
             cpu = _ContainerCpu(container_id=container.container_id)
             cpu.used()  # the baseline: what the container used before its job
             out = _supervise(container.proc, marshal.dumps(self._job_for_container(job), 4), limits,
-                             limits.wall_s + self.startup_allowance_s, kill, cpu.tick(limits))
+                             limits.wall_s + self.startup_allowance_s, kill, cpu.tick(limits), end_mark=True)
             out.warm = True
-            if out.returncode != 0 and not out.timed_out:
+            if out.returncode != 0 and not out.timed_out and not out.ended_by_mark:
                 with contextlib.suppress(Exception):
                     state = client.api.inspect_container(container.name).get("State", {})
                     out.oom_killed = bool(state.get("OOMKilled"))
@@ -1200,9 +1325,11 @@ class DockerBackend(SandboxBackend):
                     client.api.kill(name)
 
             out = _supervise(proc, marshal.dumps(self._job_for_container(job), 4), limits,
-                             limits.wall_s + self.startup_allowance_s, kill, cpu.tick(limits))
+                             limits.wall_s + self.startup_allowance_s, kill, cpu.tick(limits), end_mark=True)
             # No container means the CLI failed before creating one: keep the CLI's exit code.
             with contextlib.suppress(Exception):
+                if out.ended_by_mark:
+                    raise LookupError("the job's own status stands")
                 state = client.containers.get(name).attrs.get("State", {})
                 out.oom_killed = bool(state.get("OOMKilled"))
                 if not out.timed_out and state.get("Status") == "exited":

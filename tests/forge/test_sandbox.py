@@ -251,6 +251,31 @@ def test_the_job_runs_as_a_script_would(backend):
     assert broken.exit_code == 1 and "SyntaxError" in broken.stderr and "a4ps-runner" not in broken.stderr
 
 
+def test_the_job_ends_as_the_interpreter_would(backend):
+    """Exit handlers run, threads are joined and a SystemExit message is printed before the run ends —
+    through Docker, where the runner's end line ends the run, too."""
+    code = ("import atexit, sys, threading, time\n"
+            "atexit.register(lambda: print('exit handler ran'))\n"
+            "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
+            "sys.exit('stopped on purpose')\n")
+    result = backend.run(code, limits=FAST)
+    assert result.exit_code == 1, result
+    assert result.stdout == "thread done\nexit handler ran\n"
+    assert result.stderr == "stopped on purpose\n"  # and no end line of the runner's
+
+
+def test_a_job_that_writes_the_end_line_itself_only_ends_its_own_run(backend):
+    code = ("import os, sys\nprint('before', flush=True)\n"
+            "os.write(1, b'\\x00a4ps-end:0\\n'); os.write(2, b'\\x00a4ps-end:0\\n')\n"
+            "import time; time.sleep(1)\nprint('after')\nsys.exit(4)\n")
+    result = backend.run(code, limits=FAST)
+    assert result.stdout.startswith("before\n") and result.killed_reason is None
+    if backend.name.startswith("docker"):
+        assert result.exit_code == 0 and result.stdout == "before\n"  # as if it had called os._exit(0)
+    else:
+        assert result.exit_code == 4 and "after" in result.stdout  # the line means nothing here
+
+
 def test_custom_entry_name(backend):
     result = backend.run("print(__file__)", entry="pkg/tool.py", limits=FAST)
     assert result.ok and result.stdout.strip().endswith("tool.py")
@@ -681,14 +706,47 @@ def test_inodes_in_scratch_are_capped(backend):
     _assert_reported(result, "No space left", "OSError", "Errno 28")
 
 
-def test_a_cgroup_v2_host_keeps_per_process_limits_and_says_so(monkeypatch, tmp_path):
+def test_a_cgroup_v2_root_hands_its_controllers_down_to_the_runs(monkeypatch, tmp_path):
     from forge import sandbox as sandbox_mod
 
     root = tmp_path / "cgroup"
     root.mkdir()
-    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    (root / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (root / "cgroup.subtree_control").write_text("cpu\n")
     monkeypatch.setattr(sandbox_mod, "CGROUP_ROOT", root)
-    monkeypatch.setattr(sandbox_mod, "_is_root", lambda: True)
-    assert sandbox_mod._JobCgroup.create(Limits(), None) is None
-    assert sandbox_mod._cgroup_note().startswith("no cgroup per run (a cgroup v2 host: not used yet)")
-    assert list(root.iterdir()) == [root / "cgroup.controllers"]  # nothing made there
+    parent = sandbox_mod._v2_parent()
+    assert parent == root / "a4ps-sandbox"
+    assert (root / "cgroup.subtree_control").read_text() == "+memory +pids"  # cpu was on already
+    assert (parent / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
+
+
+V2_ROOT = Path("/sys/fs/cgroup/unified")  # the unified hierarchy of a host that mounts both
+
+
+@pytest.mark.skipif(not (os.geteuid() == 0 and (V2_ROOT / "cgroup.controllers").exists()),
+                    reason="needs root and a cgroup v2 hierarchy at /sys/fs/cgroup/unified")
+@pytest.mark.parametrize("name", ["local", "bwrap"])
+def test_on_a_cgroup_v2_hierarchy_a_jobs_processes_are_held_and_ended_together(monkeypatch, name):
+    from forge import sandbox as sandbox_mod
+
+    monkeypatch.setattr(sandbox_mod, "CGROUP_ROOT", V2_ROOT)
+    note = sandbox_mod._cgroup_note()
+    assert note.startswith("cgroup v2 per run:") and "CPU time" in note
+    backend = {"local": sandbox_mod.LocalBackend, "bwrap": sandbox_mod.BubblewrapBackend}[name]()
+    if not backend.status().available:
+        pytest.skip(f"{name}: {backend.status().reason}")
+    code = ("import os\n"
+            "for i in range(3):\n"
+            "    if os.fork() == 0:\n"
+            "        break\n"
+            "while True:\n"
+            "    pass\n")
+    started = time.monotonic()
+    result = backend.run(code, limits=Limits(wall_s=30, cpu_s=2))
+    assert result.killed_reason == "cpu" and "together" in result.detail, result
+    assert time.monotonic() - started < 15
+    # A child that outlives its parent is ended with the run, and the run's cgroup is gone.
+    lingering = backend.run("import os, time\nif os.fork() == 0:\n    time.sleep(60)\nprint('parent done')\n",
+                            limits=FAST)
+    assert lingering.ok and lingering.stdout == "parent done\n"
+    assert not list((V2_ROOT / "a4ps-sandbox").glob(f"run-{os.getpid()}-*"))
