@@ -675,17 +675,19 @@ def test_memfd_pages_count_against_the_jobs_memory(backend):
     assert result.killed_reason == "memory", result
 
 
+FOUR_BUSY_PROCESSES = ("import os\n"
+                       "for i in range(3):\n"
+                       "    if os.fork() == 0:\n"
+                       "        break\n"
+                       "while True:\n"
+                       "    pass\n")
+
+
 def test_cpu_time_is_limited_across_all_of_a_jobs_processes(backend):
     if not backend.name.startswith("docker"):  # docker: the container's cgroup, read on the host
         _job_cgroups(backend)
-    code = ("import os\n"
-            "for i in range(3):\n"
-            "    if os.fork() == 0:\n"
-            "        break\n"
-            "while True:\n"
-            "    pass\n")
     started = time.monotonic()
-    result = backend.run(code, limits=Limits(wall_s=30, cpu_s=2))
+    result = backend.run(FOUR_BUSY_PROCESSES, limits=Limits(wall_s=30, cpu_s=2))
     assert result.killed_reason == "cpu", result
     assert "together" in result.detail
     assert time.monotonic() - started < 15  # four busy processes: far less than 4 × 2 s of wall time per process
@@ -735,14 +737,8 @@ def test_on_a_cgroup_v2_hierarchy_a_jobs_processes_are_held_and_ended_together(m
     backend = {"local": sandbox_mod.LocalBackend, "bwrap": sandbox_mod.BubblewrapBackend}[name]()
     if not backend.status().available:
         pytest.skip(f"{name}: {backend.status().reason}")
-    code = ("import os\n"
-            "for i in range(3):\n"
-            "    if os.fork() == 0:\n"
-            "        break\n"
-            "while True:\n"
-            "    pass\n")
     started = time.monotonic()
-    result = backend.run(code, limits=Limits(wall_s=30, cpu_s=2))
+    result = backend.run(FOUR_BUSY_PROCESSES, limits=Limits(wall_s=30, cpu_s=2))
     assert result.killed_reason == "cpu" and "together" in result.detail, result
     assert time.monotonic() - started < 15
     # A child that outlives its parent is ended with the run, and the run's cgroup is gone.
