@@ -1,6 +1,7 @@
 """Per-run overhead of print(1) in each available sandbox backend next to a bare subprocess: cold, and
-for the Docker backends also warm (a container of the warm pool, started ahead of need; the bench waits
-until the pool is full before each timed run, so the figure is the job's own cost, not the refill's)."""
+warm (from the backend's warm pool: a container, or a launched runner in its own uid, scratch and
+cgroup, started ahead of need; the bench waits until the pool is full before each timed run, so the
+figure is the job's own cost, not the refill's)."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from forge.sandbox import ORDER, DockerBackend, Limits, get_backend  # after the path above
+from forge.sandbox import ORDER, Limits, get_backend  # after the path above
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="runs per local backend")
     parser.add_argument("--docker-runs", type=int, default=15, help="cold runs per docker backend")
     parser.add_argument("--warm-runs", type=int, default=15,
-                        help="runs per docker backend from its warm pool (0: none)")
+                        help="runs per backend from its warm pool (0: none)")
     args = parser.parse_args()
 
     def bare() -> None:
@@ -65,7 +66,7 @@ def main() -> None:
         samples = _measure(once, args.docker_runs if name.startswith("docker") else args.runs)
         rows[name] = {"p50_ms": _percentile(samples, 0.5), "p95_ms": _percentile(samples, 0.95),
                       "mean_ms": statistics.fmean(samples), "runs": len(samples), "status": "ok"}
-        if isinstance(backend, DockerBackend) and args.warm_runs:
+        if args.warm_runs:
             limits = Limits()
             backend.warm(2, limits)
             pool = backend._pool

@@ -29,7 +29,7 @@ class ForgeSettings:
     allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS
     idle_after_runs: int = 5  # finished runs without a model calling a tool before BRICK stops being offered it
     edge_cases: bool = False  # BRICK also writes edge-case test cases when the request has examples
-    warm_pool: int = 2  # Docker backends: containers a worker keeps started ahead of need (0 = cold starts only)
+    warm_pool: int = 2  # sandboxes a worker keeps started ahead of need (0 = cold starts only)
     limits: Limits = field(default_factory=lambda: Limits(**DEFAULT_LIMITS))
 
     @classmethod

@@ -814,6 +814,8 @@ class SandboxBackend(ABC):
         self._status_lock = threading.Lock()
         self._quick: str | None = None  # the quick self-test's verdict in this process: "" passed, else why not
         self._quick_running = False
+        self._pool: _WarmPool | None = None
+        self._pool_lock = threading.Lock()
 
     def status(self, *, refresh: bool = False, quick: bool = False) -> BackendStatus:
         """Availability (cached for a minute), verified by a probe run that reports what is enforced.
@@ -851,6 +853,40 @@ class SandboxBackend(ABC):
     @property
     def available(self) -> bool:
         return self.status().available
+
+    # -- the warm pool
+    def warm(self, size: int, limits: Limits, on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Keep `size` sandboxes with these limits started ahead of need (0 stops the pool); on_change
+        gets the pool's status whenever it changes."""
+        with self._pool_lock:
+            if self._pool is not None and (self._pool.size, self._pool.limits) == (size, limits):
+                return
+            old, self._pool = self._pool, (_WarmPool(self, size, limits, on_change) if size > 0 else None)
+        if old is not None:
+            old.close()
+
+    def stop_pool(self) -> None:
+        """Remove the pool's ready sandboxes now (a worker exiting)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(wait=True)
+
+    def pool_status(self) -> dict[str, Any] | None:
+        pool = self._pool
+        return pool.status() if pool is not None else None
+
+    def _warm_start(self, limits: Limits) -> Any:
+        """A sandbox whose runner has started and waits for its job (the warm pool's unit)."""
+        raise SandboxUnavailable(f"{self.name} keeps no warm pool")
+
+    def _warm_discard(self, item: Any, *, wait: bool = False) -> None:
+        """Remove a warm sandbox that will serve no job (in the background, or now with wait)."""
+        raise SandboxUnavailable(f"{self.name} keeps no warm pool")
+
+    def _warm_sweep(self) -> None:
+        """Remove what dead processes of this host left (before a pool first fills): nothing by default."""
+        return None
 
     def run(
         self,
@@ -924,6 +960,48 @@ def _enforced_from_probe(report: dict, base: list[str]) -> tuple[str, ...]:
     return tuple(items)
 
 
+@dataclass
+class _Launched:
+    """A runner started by a host-process backend (local, bubblewrap): its own uid (as root), scratch
+    dir and cgroup, waiting for its job on stdin. It serves one job; then everything of it goes."""
+
+    uid: int | None
+    scratch: str
+    python: str
+    inside: str = ""  # the scratch dir as the job sees it
+    mounted: bool = False  # a tmpfs of its own on scratch
+    cgroup: _JobCgroup | None = None
+    proc: subprocess.Popen | None = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            _killpg(self.proc.pid)
+        if self.cgroup is not None:
+            self.cgroup.kill()  # every process of the job is in it
+        elif self.uid is not None:
+            _kill_uid(self.uid, rounds=1)
+
+    def clean_up(self) -> None:
+        emptied = self.cgroup.remove() if self.cgroup is not None else False
+        if self.uid is not None and not emptied:
+            _kill_uid(self.uid)  # nothing of this uid may outlive the run
+        if self.mounted:
+            _umount(self.scratch)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        _release_uid(self.uid)
+
+    def discard(self) -> None:
+        """End a runner that will serve no job (a pool closing, a launch that failed half-way)."""
+        self.kill()
+        if self.proc is not None:
+            for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                with contextlib.suppress(OSError, AttributeError):
+                    stream.close()  # type: ignore[union-attr]
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        self.clean_up()
+
+
 class _LocalBase(SandboxBackend):
     """Shared launch logic of the two host-process backends."""
 
@@ -944,21 +1022,25 @@ class _LocalBase(SandboxBackend):
         return scratch_host
 
     def _execute(self, job: dict, limits: Limits) -> _Outcome:
+        pool = self._pool
+        launched = pool.take() if pool is not None and pool.limits == limits else None
+        warm = launched is not None
+        out = self._serve(launched or self._launch(limits), job, limits)
+        out.warm = warm
+        return out
+
+    def _launch(self, limits: Limits) -> _Launched:
+        """The runner started in a fresh uid (as root), scratch dir and cgroup, waiting for its job."""
         python = self._python()
-        root = _is_root()
-        uid = _fresh_uid() if root else None
-        scratch = tempfile.mkdtemp(prefix="run-", dir=_scratch_root())
-        mounted = False
-        cgroup: _JobCgroup | None = None
+        uid = _fresh_uid() if _is_root() else None
+        launched = _Launched(uid=uid, scratch=tempfile.mkdtemp(prefix="run-", dir=_scratch_root()), python=python)
         try:
             if uid is not None:
-                mounted = self._wants_host_tmpfs and _mount_tmpfs(scratch, limits.scratch_mb, uid)
-                if not mounted:
-                    os.chown(scratch, uid, uid)
-            inside = self._scratch_inside(scratch)
-            job = dict(job, scratch=inside, python=python, env=_clean_env(inside),
-                       read_paths=_system_read_paths(python), write_paths=[inside, "/dev/null"])
-            cmd = self._command(python, scratch, inside, limits)
+                launched.mounted = self._wants_host_tmpfs and _mount_tmpfs(launched.scratch, limits.scratch_mb, uid)
+                if not launched.mounted:
+                    os.chown(launched.scratch, uid, uid)
+            launched.inside = inside = self._scratch_inside(launched.scratch)
+            cmd = self._command(python, launched.scratch, inside, limits)
             env = _clean_env(inside)
             # A job that joins by itself (bwrap) does so from a shell still running as root, which then
             # drops to the run's uid through setpriv; without setpriv (v1 only) the shell runs as the
@@ -968,6 +1050,7 @@ class _LocalBase(SandboxBackend):
             if cgroup is not None and joins_as_uid and cgroup.unified:
                 cgroup.remove()  # on v2 only root may move a process in
                 cgroup = None
+            launched.cgroup = cgroup
             if cgroup is not None and not self._adopts:
                 env["A4PS_CGROUP_PROCS"] = " ".join(cgroup.procs_files())
                 if joins_as_uid:
@@ -977,55 +1060,55 @@ class _LocalBase(SandboxBackend):
             else:
                 argv, as_uid = _as_uid(cmd, uid)
             try:
-                proc = subprocess.Popen(
+                launched.proc = subprocess.Popen(
                     argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     env=env, cwd="/", close_fds=True, start_new_session=True, **as_uid,
                 )
             except OSError as exc:
                 raise SandboxError(f"{self.name}: could not start {cmd[0]}: {exc}") from exc
-            pgid = proc.pid
-
-            def kill() -> None:
-                _killpg(pgid)
-                if cgroup is not None:
-                    cgroup.kill()  # every process of the job is in it
-                elif uid is not None:
-                    _kill_uid(uid, rounds=1)
-
             if cgroup is not None and self._adopts:
                 # The runner waits for its job on stdin and starts no process before it has it:
                 # moved in now, everything the job ever starts is born inside.
                 try:
-                    cgroup.adopt(proc.pid)
+                    cgroup.adopt(launched.proc.pid)
                 except OSError as exc:
-                    kill()
-                    proc.wait()
                     raise SandboxError(f"{self.name}: could not move the job into its cgroup: {exc}") from exc
+            return launched
+        except BaseException:
+            launched.discard()
+            raise
 
-            watch_disk = not mounted and self._needs_disk_watch
+    def _serve(self, launched: _Launched, job: dict, limits: Limits) -> _Outcome:
+        """One job for a launched runner; everything of the run is removed after it."""
+        assert launched.proc is not None
+        inside, cgroup, python = launched.inside, launched.cgroup, launched.python
+        job = dict(job, scratch=inside, python=python, env=_clean_env(inside),
+                   read_paths=_system_read_paths(python), write_paths=[inside, "/dev/null"])
+        try:
+            watch_disk = not launched.mounted and self._needs_disk_watch
             limit_bytes = limits.scratch_mb * 1024 * 1024
 
             def tick() -> str | None:
                 if cgroup is not None and cgroup.cpu_seconds() > limits.cpu_s:
                     return CPU
-                if watch_disk and _du_bytes(scratch) > limit_bytes:
+                if watch_disk and _du_bytes(launched.scratch) > limit_bytes:
                     return DISK
                 return None
 
-            out = _supervise(proc, marshal.dumps(job, 4), limits,
-                             limits.wall_s + self.startup_allowance_s, kill,
+            out = _supervise(launched.proc, marshal.dumps(job, 4), limits,
+                             limits.wall_s + self.startup_allowance_s, launched.kill,
                              tick if watch_disk or cgroup is not None else None)
             if cgroup is not None and cgroup.oom_killed():
                 out.oom_killed = True
             return out
         finally:
-            emptied = cgroup.remove() if cgroup is not None else False
-            if uid is not None and not emptied:
-                _kill_uid(uid)  # nothing of this uid may outlive the run
-            if mounted:
-                _umount(scratch)
-            shutil.rmtree(scratch, ignore_errors=True)
-            _release_uid(uid)
+            launched.clean_up()
+
+    def _warm_start(self, limits: Limits) -> _Launched:
+        return self._launch(limits)
+
+    def _warm_discard(self, item: Any, *, wait: bool = False) -> None:
+        item.discard()
 
     _wants_host_tmpfs = True
     _needs_disk_watch = True
@@ -1138,8 +1221,6 @@ class DockerBackend(SandboxBackend):
         self.description = ("Docker with gVisor (user-space kernel)" if runtime == "runsc"
                             else "Docker with runc")
         self._client: Any = None  # a docker.DockerClient once connected; the SDK is untyped
-        self._pool: _WarmPool | None = None
-        self._pool_lock = threading.Lock()
         self._swept = False  # containers of dead processes removed once, at this process's first job
 
     def _docker_client(self) -> Any:
@@ -1217,27 +1298,57 @@ class DockerBackend(SandboxBackend):
         return {k: v for k, v in os.environ.items()
                 if k.startswith("DOCKER_") or k in ("PATH", "HOME", "XDG_RUNTIME_DIR")}
 
-    # -- the warm pool
-    def warm(self, size: int, limits: Limits, on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
-        """Keep `size` containers with these limits started ahead of need (0 stops the pool); on_change
-        gets the pool's status whenever it changes."""
-        with self._pool_lock:
-            if self._pool is not None and (self._pool.size, self._pool.limits) == (size, limits):
-                return
-            old, self._pool = self._pool, (_WarmPool(self, size, limits, on_change) if size > 0 else None)
-        if old is not None:
-            old.close()
+    def _warm_start(self, limits: Limits) -> _WarmContainer:
+        """A container whose runner has started (Python up, modules loaded) and waits for a job."""
+        client = self._docker_client()
+        uid = _fresh_uid()
+        name = f"a4ps-warm-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+        cidfile = _scratch_root() / f"{name}.cid"
+        cmd = ["docker", "run", "-i", "--cidfile", str(cidfile), *self._container_args(limits, uid, name),
+               "--label", f"a4ps.warm={socket.gethostname()}:{os.getpid()}", "--env", "A4PS_READY_MARK=1",
+               DOCKER_IMAGE, "python3", "-I", "-S", "-c", _runner_source()]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=self._cli_env(), close_fds=True, start_new_session=True)
+        try:
+            assert proc.stderr is not None
+            seen = b""
+            deadline = time.monotonic() + 60
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stderr, selectors.EVENT_READ)
+                while not seen.endswith(READY_MARK):
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not sel.select(timeout=left):
+                        raise SandboxError("a warm container did not start within 60 s")
+                    chunk = os.read(proc.stderr.fileno(), len(READY_MARK) - len(seen))
+                    if not chunk:
+                        raise SandboxError("a warm container exited before it was ready: "
+                                           + seen.decode(errors="replace"))
+                    seen += chunk
+            container_id = cidfile.read_text().strip() if cidfile.exists() else ""
+            cidfile.unlink(missing_ok=True)
+            return _WarmContainer(name, uid, proc, container_id)
+        except BaseException:
+            cidfile.unlink(missing_ok=True)
+            _killpg(proc.pid)
+            with contextlib.suppress(Exception):
+                proc.kill()
+                proc.wait(timeout=5)
+            with contextlib.suppress(Exception):
+                client.api.remove_container(name, force=True)
+            _release_uid(uid)
+            raise
 
-    def stop_pool(self) -> None:
-        """Remove the pool's ready containers now (a worker exiting)."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close(wait=True)
+    def _warm_discard(self, item: Any, *, wait: bool = False) -> None:
+        _killpg(item.proc.pid)
+        client = self._docker_client()
+        if wait:
+            _quiet(lambda: client.api.remove_container(item.name, force=True))
+            _release_uid(item.uid)
+        else:
+            _discard_container(client, item.name, item.uid, item.proc)
 
-    def pool_status(self) -> dict[str, Any] | None:
-        pool = self._pool
-        return pool.status() if pool is not None else None
+    def _warm_sweep(self) -> None:
+        self.sweep_orphans()
 
     def sweep_orphans(self) -> int:
         """Remove the sandbox containers, warm or cold, running or exited, that a process of this
@@ -1466,12 +1577,13 @@ class _WarmContainer:
 
 
 class _WarmPool:
-    """Network-less containers started ahead of need for one Docker backend and one set of limits.
-    Each serves exactly one job and is then removed; a background thread keeps `size` ready."""
+    """Sandboxes started ahead of need for one backend and one set of limits: network-less containers
+    (Docker), or a launched runner in its own uid, scratch and cgroup (local, bubblewrap). Each serves
+    exactly one job and is then removed; a background thread keeps `size` ready."""
 
     REFILL_BACKOFF_S = 5.0
 
-    def __init__(self, backend: DockerBackend, size: int, limits: Limits,
+    def __init__(self, backend: SandboxBackend, size: int, limits: Limits,
                  on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.backend, self.size, self.limits, self.on_change = backend, size, limits, on_change
         self.ready: list[_WarmContainer] = []
@@ -1480,12 +1592,12 @@ class _WarmPool:
         self.last_error = ""
         self._cond = threading.Condition()
         self._closed = False
-        backend.sweep_orphans()
+        backend._warm_sweep()
         self._thread = threading.Thread(target=self._fill, name=f"a4ps-warm-{backend.name}", daemon=True)
         self._thread.start()
 
-    def take(self) -> _WarmContainer | None:
-        """A ready container, or None at once (the caller starts one cold)."""
+    def take(self) -> Any:
+        """A ready sandbox, or None at once (the caller starts one cold)."""
         with self._cond:
             container = self.ready.pop(0) if self.ready else None
             if container is None:
@@ -1497,7 +1609,7 @@ class _WarmPool:
         return container
 
     def wait_ready(self, timeout_s: float) -> bool:
-        """Block until the pool is full (a bench or a test waiting for warm containers)."""
+        """Block until the pool is full (a bench or a test waiting for warm sandboxes)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while len(self.ready) < self.size and not self._closed:
@@ -1519,19 +1631,13 @@ class _WarmPool:
                 self.on_change(self.status())
 
     def close(self, *, wait: bool = False) -> None:
-        """Stop refilling and remove the ready containers (in the background, or now with wait)."""
+        """Stop refilling and remove the ready sandboxes (in the background, or now with wait)."""
         with self._cond:
             self._closed = True
             ready, self.ready = self.ready, []
             self._cond.notify_all()
-        client = self.backend._docker_client()
-        for container in ready:
-            _killpg(container.proc.pid)
-            if wait:
-                _quiet(lambda name=container.name: client.api.remove_container(name, force=True))
-                _release_uid(container.uid)
-            else:
-                _discard_container(client, container.name, container.uid, container.proc)
+        for item in ready:
+            self.backend._warm_discard(item, wait=wait)
 
     def _fill(self) -> None:
         while True:
@@ -1542,67 +1648,27 @@ class _WarmPool:
                     return
                 self.starting += 1
             try:
-                container = self._start_one()
+                item = self.backend._warm_start(self.limits)
             except Exception as exc:  # noqa: BLE001 - the pool degrades to cold starts, never breaks a run
                 with self._cond:
                     self.starting -= 1
                     self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 self._changed()
-                logger.warning("warm sandbox container for %s could not start: %s", self.backend.name, exc)
+                logger.warning("warm sandbox for %s could not start: %s", self.backend.name, exc)
                 time.sleep(self.REFILL_BACKOFF_S)
                 continue
             with self._cond:
                 self.starting -= 1
-                if self._closed:
-                    _killpg(container.proc.pid)
-                    _discard_container(self.backend._docker_client(), container.name, container.uid, container.proc)
-                    return
-                self.ready.append(container)
-                self.started += 1
-                self.last_error = ""
-                self._cond.notify_all()
+                closed = self._closed
+                if not closed:
+                    self.ready.append(item)
+                    self.started += 1
+                    self.last_error = ""
+                    self._cond.notify_all()
+            if closed:
+                self.backend._warm_discard(item)
+                return
             self._changed()
-
-    def _start_one(self) -> _WarmContainer:
-        """A container whose runner has started (Python up, modules loaded) and waits for a job."""
-        client = self.backend._docker_client()
-        uid = _fresh_uid()
-        name = f"a4ps-warm-{os.getpid()}-{uuid.uuid4().hex[:10]}"
-        cidfile = _scratch_root() / f"{name}.cid"
-        cmd = ["docker", "run", "-i", "--cidfile", str(cidfile), *self.backend._container_args(self.limits, uid, name),
-               "--label", f"a4ps.warm={socket.gethostname()}:{os.getpid()}", "--env", "A4PS_READY_MARK=1",
-               DOCKER_IMAGE, "python3", "-I", "-S", "-c", _runner_source()]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=self.backend._cli_env(), close_fds=True, start_new_session=True)
-        try:
-            assert proc.stderr is not None
-            seen = b""
-            deadline = time.monotonic() + 60
-            with selectors.DefaultSelector() as sel:
-                sel.register(proc.stderr, selectors.EVENT_READ)
-                while not seen.endswith(READY_MARK):
-                    left = deadline - time.monotonic()
-                    if left <= 0 or not sel.select(timeout=left):
-                        raise SandboxError("a warm container did not start within 60 s")
-                    chunk = os.read(proc.stderr.fileno(), len(READY_MARK) - len(seen))
-                    if not chunk:
-                        raise SandboxError("a warm container exited before it was ready: "
-                                           + seen.decode(errors="replace"))
-                    seen += chunk
-            container_id = cidfile.read_text().strip() if cidfile.exists() else ""
-            cidfile.unlink(missing_ok=True)
-            return _WarmContainer(name, uid, proc, container_id)
-        except BaseException:
-            cidfile.unlink(missing_ok=True)
-            _killpg(proc.pid)
-            with contextlib.suppress(Exception):
-                proc.kill()
-                proc.wait(timeout=5)
-            with contextlib.suppress(Exception):
-                client.api.remove_container(name, force=True)
-            _release_uid(uid)
-            raise
-
 
 
 # ------------------------------------------------------------------------------- selection
@@ -1658,12 +1724,11 @@ def select_backend(preference: str = "auto") -> SandboxBackend:
 
 def configure_warm_pool(size: int, limits: Limits, preference: str = "auto",
                         on_change: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
-    """Keep `size` warm containers for the Docker backend `preference` picks (no-op for the others)."""
+    """Keep `size` sandboxes warm for the backend `preference` picks: Docker containers, or launched
+    runners of the local and bubblewrap backends."""
     try:
         backend = select_backend(preference)
     except SandboxUnavailable:
-        return None
-    if not isinstance(backend, DockerBackend):
         return None
     backend.warm(size, limits, on_change)
     return backend.pool_status()

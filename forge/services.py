@@ -386,17 +386,16 @@ def _pool_status_write(status: dict[str, Any]) -> None:
 
 
 def _pool_stop() -> None:
-    """At the worker's exit: its warm containers go with it, and so does its status file."""
-    for backend in ("docker-runsc", "docker-runc"):
-        found = sandbox.get_backend(backend)
-        if isinstance(found, sandbox.DockerBackend):
-            found.stop_pool()
+    """At the worker's exit: its warm sandboxes go with it, and so does its status file."""
+    for backend in sandbox.ORDER:
+        sandbox.get_backend(backend).stop_pool()
     (pool_status_dir() / f"{os.getpid()}.json").unlink(missing_ok=True)
 
 
 def sandbox_pool_start() -> dict[str, Any] | None:
-    """A worker keeps `forge.warm_pool` containers of its Docker backend started ahead of need, with
-    the forge's limits; removed again when the worker exits. None when no Docker backend is in use."""
+    """A worker keeps `forge.warm_pool` sandboxes of its backend started ahead of need (containers, or
+    launched runners), with the forge's limits; removed again when the worker exits. None when no
+    sandbox backend is available."""
     config = forge_settings()
     status = sandbox.configure_warm_pool(config.warm_pool, config.limits, config.backend,
                                          on_change=_pool_status_write)

@@ -65,7 +65,7 @@ _pool_started = threading.Lock()
 
 @on_startup()
 def warm_sandbox_pool() -> None:
-    """Start the warm pool of the Docker sandbox (forge.warm_pool), once per consumer process."""
+    """Start the warm pool of the sandbox backend in use (forge.warm_pool), once per consumer process."""
     if not _pool_started.acquire(blocking=False):
         return
     try:

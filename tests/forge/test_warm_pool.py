@@ -1,4 +1,5 @@
-"""The Docker backends' warm pool: containers started ahead of need, one job each, then removed."""
+"""The warm pool: sandboxes started ahead of need (Docker containers, or launched runners of the local
+and bubblewrap backends), one job each, then removed."""
 from __future__ import annotations
 
 import json
@@ -160,3 +161,47 @@ def test_an_owner_label_names_one_process_even_after_its_pid_is_reused():
     child.kill()
     child.wait()
     assert sandbox.owner_is_gone(label)
+
+
+# ------------------------------------------------------------------- local and bubblewrap runners
+def _scratch_dirs() -> set[str]:
+    return {p.name for p in sandbox._scratch_root().glob("run-*")}
+
+
+@pytest.mark.parametrize("name", ["local", "bwrap"])
+def test_a_launched_runner_serves_one_job_warm_and_its_pool_leaves_nothing(name):
+    backend = sandbox.get_backend(name)
+    if not backend.status().available:
+        pytest.skip(f"{name}: {backend.status().reason}")
+    before = _scratch_dirs()
+    try:
+        backend.warm(2, LIMITS)
+        pool = backend._pool
+        assert pool.wait_ready(60), pool.status()
+        waiting = {item.proc.pid for item in pool.ready}
+        first = backend.run("import os\nopen('left.txt', 'w').write('x')\nprint(os.getuid(), os.getpid())",
+                            limits=LIMITS)
+        assert pool.wait_ready(60), pool.status()
+        second = backend.run("import os\nprint(os.getuid())\nprint(sorted(os.listdir('.')))\n"
+                             "print(sorted(os.environ))", limits=LIMITS)
+        assert first.ok and second.ok and first.warm and second.warm, (first, second)
+        assert "left.txt" not in second.stdout  # nothing of one job is there for the next
+        if os.geteuid() == 0:
+            assert first.stdout.split()[0] != second.stdout.splitlines()[0]  # a fresh uid each time
+        if name == "local":
+            assert int(first.stdout.split()[1]) in waiting  # the job ran in a runner started ahead of it
+        assert "['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR']" in second.stdout  # nothing of the launcher's
+        cold = backend.run("print(1)", limits=sandbox.Limits(wall_s=6))
+        assert cold.ok and not cold.warm  # other limits: started on demand
+        started = time.monotonic()
+        busy = backend.run("import os\nfor i in range(2):\n    os.fork()\nwhile True:\n    pass\n", limits=LIMITS)
+        assert busy.warm and busy.killed_reason in ("timeout", "cpu"), busy
+        assert time.monotonic() - started < LIMITS.wall_s + 5
+        assert pool.status()["served"] == 3
+        backend.stop_pool()
+        assert backend.pool_status() is None
+        for pid in waiting:
+            assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        assert _scratch_dirs() <= before  # no scratch dir of the pool's is left
+    finally:
+        backend.warm(0, LIMITS)
