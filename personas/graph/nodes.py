@@ -308,6 +308,28 @@ def _web_note(web: dict[str, Any]) -> str:
     return "; ".join(parts) + "."
 
 
+def alfred_first(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
+    """ALFRED answers the task himself before the team works on it (graph.first_answer): the answer one
+    call of his model gives, with the sources BABS found. The synthesis keeps it unless the team shows
+    it wrong, so the team's work revises a real answer and does not replace one the model had right."""
+    if not deps.settings.first_answer:
+        return {}
+    step = _Step(state, "alfred_first", deps)
+    result = _chat(step, "ALFRED", prompts.first_answer(state), stream=True, max_tokens=deps.settings.max_tokens)
+    answer = result.content.strip()
+    hollow = quality.hollow_reason(answer, prompt="", task=state["task"]) or quality.assent_only(answer)
+    notes = []
+    if isinstance(result, _Partial) and result.reason != "complete":
+        notes.append("cut at the step limit" if result.reason == "time" else "cut when the run's time budget ran out")
+    if hollow:
+        notes.append(f"no first answer ({hollow}): the team starts from the task alone")
+        answer = ""
+    shown = (answer or "ALFRED gave no first answer.") + ("\n— " + "; ".join(notes) if notes else "")
+    step.record(persona="ALFRED", kind="first_answer", content=shown,
+                data={"notes": notes, "fallback": False} if notes else {}, result=result)
+    return step.update(first_answer=answer)
+
+
 def _clip(text: str, limit: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -645,7 +667,8 @@ def _instructions_of(prompt: str, state: GraphState) -> str:
     earlier contributions — which a contribution may rightly repeat: only the instructions are left
     for the echo check (a retrieved fact stated back is the answer, not an echo)."""
     found = [_team_notes(state), *(t.get("content", "") for t in state.get("dialogue", [])),
-             state.get("thesis", ""), state.get("antithesis", ""), state.get("babs_report", ""),
+             state.get("first_answer", ""), state.get("thesis", ""), state.get("antithesis", ""),
+             state.get("babs_report", ""),
              *(state.get("candidates") or []), *(str(m.get("text", "")) for m in state.get("memories") or []),
              prompts.sources_block(state)]
     for result in state.get("tool_results", []):
@@ -688,9 +711,11 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     if fallback:
         step.fallback("answer")
         thesis = state.get("thesis", "") if "thesis" not in (state.get("fallbacks") or []) else ""
-        answer = thesis or "The team could not produce a real answer to this task."
+        first = state.get("first_answer", "")
+        answer = first or thesis or "The team could not produce a real answer to this task."
         notes.append(f"the second answer was hollow too ({hollow}): " +
-                     ("BRICK's last thesis stands as the answer" if thesis else "no answer"))
+                     ("ALFRED's first answer stands" if first else
+                      "BRICK's last thesis stands as the answer" if thesis else "no answer"))
     cites = citations.check(answer, state["task"], list(state.get("memories") or []))
     answer = cites.pop("answer")
     step.record(persona="ALFRED", kind="answer", content=answer,
@@ -716,7 +741,7 @@ def memory_write(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
 
 
 def route_after_alfred(state: GraphState) -> str:
-    return "babs_research" if state.get("research") else "brick_candidates"
+    return "babs_research" if state.get("research") else "alfred_first"
 
 
 def route_after_evaluate(state: GraphState, *, settings: GraphSettings, clock: Any = time.time) -> str:

@@ -223,6 +223,14 @@ def sources_block(state: Mapping[str, Any]) -> str:
 _CITE = " Where you use a source, cite it by its number, like [1]."
 
 
+def first_answer(state: Mapping[str, Any]) -> list[dict[str, str]]:
+    """ALFRED's own answer before the team's work: the task as a person would ask it (with the sources
+    BABS found, when there are any), nothing else — the answer one call of the model gives."""
+    if state.get("memories"):
+        return [{"role": "user", "content": f"{sources_block(state)}\n\n{state['task']}"}]
+    return [{"role": "user", "content": state["task"]}]
+
+
 def synthesis(persona: dict[str, Any] | None, state: Mapping[str, Any], size: str = "small") -> list[dict[str, str]]:
     turns = "\n\n".join(f"{t['persona']}: {t['content']}" for t in state.get("dialogue", []))
     ask = ("Write the final answer for the person who asked: clear, complete and honest about uncertainty. "
@@ -231,11 +239,19 @@ def synthesis(persona: dict[str, Any] | None, state: Mapping[str, Any], size: st
         ask = ("Write the final answer for the person who asked. Where BRICK and ROBIN still disagree, decide "
                "yourself by checking the point against the task and the facts above. Give the answer first, then "
                "a short justification, and say plainly what remains uncertain. Do not describe the discussion.")
+    first = ""
+    if state.get("first_answer"):
+        first = f"\n\nYour own first answer, before the team's discussion:\n{state['first_answer']}"
+        keep = ("Keep your first answer unless a fact, a tool result or a mistake the team found shows it wrong; "
+                "then give the corrected answer.")
+        ask = (f"{ask} {keep}" if size == "large" else
+               f"Write the final answer for the person who asked. {keep} Do not describe the discussion; "
+               "answer the task.")
     if state.get("memories"):
         ask += _CITE  # the context lists the sources, numbered
     return [
         system(persona, "You are ALFRED, the supervisor."),
-        {"role": "user", "content": f"{_context(state)}\n\nThe team's discussion:\n{turns}\n\n{ask}"},
+        {"role": "user", "content": f"{_context(state)}{first}\n\nThe team's discussion:\n{turns}\n\n{ask}"},
     ]
 
 

@@ -32,6 +32,7 @@ class GraphState(TypedDict, total=False):
     tool_spec: str  # set when BRICK asks for a tool
     tool_requests: int
     tool_results: list[dict[str, Any]]
+    first_answer: str  # ALFRED's own answer before the team's work ("" when graph.first_answer is off)
     final_answer: str
     amendment_considered: bool  # persistent dissonance is checked once per run
     amend_evidence: list[int]  # runs showing persistent dissonance on related tasks
@@ -79,6 +80,10 @@ class GraphSettings:
     run_seconds: int = 240  # wall-clock seconds per run, not counting waits for the model or a person (0 = none)
     step_seconds: int = 75  # generation seconds per contribution; a longer one is cut and kept as it is (0 = none)
     prompt_style: str = "auto"  # small | large | auto (by the size of the model each persona speaks with)
+    # ALFRED answers the task himself before the team works on it, and the synthesis keeps that answer
+    # unless what the team found shows it wrong. Off: on the embedded lineup it recovered the answers a
+    # single call gets right but lost more of the team's own (README, Benchmarks).
+    first_answer: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> GraphSettings:
@@ -88,6 +93,10 @@ class GraphSettings:
             raise ValueError(f"[graph] has unknown key(s): {', '.join(sorted(unknown))}")
         for name, value in data.items():
             wanted = type(getattr(cls, name))
+            if wanted is bool:
+                if not isinstance(value, bool):
+                    raise ValueError(f"graph.{name} must be true or false, not {value!r}")
+                continue
             ok = isinstance(value, (int, float)) if wanted is float else isinstance(value, wanted)
             if not ok or isinstance(value, bool):
                 raise ValueError(f"graph.{name} must be {'a string' if wanted is str else 'a number'}, not {value!r}")

@@ -52,6 +52,8 @@ def request_kind(persona: str, json_schema: dict | None, messages: list[dict] | 
         return "forge"
     if messages and messages[0].get("content", "").startswith(FORGE_TESTS_MARK):
         return "forge_tests"
+    if persona == "ALFRED" and messages and not json_schema and messages[0].get("role") == "user":
+        return "first_answer"  # asked as a person would ask the model: no system prompt
     props = (json_schema or {}).get("properties", {})
     if "research" in props:
         return "route"
@@ -108,6 +110,8 @@ class ScriptedModel:
                            "max_tokens": max_tokens, "temperature": temperature, "stop": stop, "adapter": adapter})
         # A fine-tune's adapter asked explicitly (compare in chat) answers by the "<kind>_adapted" rule.
         adapted = isinstance(adapter, dict) and bool(adapter.get("lora_path"))
+        if kind == "first_answer" and kind not in self.rules:
+            kind = "answer"  # ALFRED asked the task alone answers as he does at the end, unless told otherwise
         value = self.rules.get(f"{kind}_adapted", self.rules[kind]) if adapted else self.rules[kind]
         if callable(value):
             value = value(count, messages) if getattr(value, "wants_messages", False) else value(count)

@@ -179,6 +179,68 @@ def test_assent_only(text, only):
     assert bool(quality.assent_only(text)) is only
 
 
+FIRST = GraphSettings(thoughts=3, max_turns=3, first_answer=True)
+
+
+def test_alfred_answers_first_as_one_call_would_and_the_synthesis_weighs_that_answer():
+    model = ScriptedModel({"first_answer": "It is 4."})
+    rec = Recorder()
+    final = run_graph(model, rec, task="What is 2 + 2?", settings=FIRST)
+    assert rec.kinds()[:3] == ["route", "first_answer", "thoughts"]
+    first = next(c for c in model.calls if c["kind"] == "first_answer")
+    assert first["messages"] == [{"role": "user", "content": "What is 2 + 2?"}]  # the task alone, as asked
+    assert final["first_answer"] == "It is 4." and steps_of(rec, "first_answer")[0]["content"] == "It is 4."
+    synthesis = next(c for c in model.calls if c["kind"] == "answer")["messages"][-1]["content"]
+    assert "Your own first answer, before the team's discussion:\nIt is 4." in synthesis
+    assert "Keep your first answer unless" in synthesis
+
+
+def test_the_first_answer_sees_the_sources_babs_found():
+    memory = [{"text": "The library's code word is heron.", "relevance": 0.9, "source": {"label": "run 7"}}]
+    model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "The code word is heron [1]."})
+    rec = Recorder()
+    run_graph(model, rec, task="What is the library's code word?", memory_search=lambda q, k: memory, settings=FIRST)
+    first = next(c for c in model.calls if c["kind"] == "first_answer")["messages"][0]["content"]
+    assert "[1] run 7: The library's code word is heron." in first
+    assert first.endswith("What is the library's code word?")
+
+
+def test_a_synthesis_that_copies_the_first_answer_is_an_answer_not_an_echo():
+    model = ScriptedModel({"first_answer": "It is 4, because two and two make four.",
+                           "answer": "It is 4, because two and two make four."})
+    rec = Recorder()
+    final = run_graph(model, rec, settings=FIRST)
+    assert model.kinds().count("answer") == 1 and final["answer_fallback"] is False
+
+
+def test_a_hollow_synthesis_falls_back_to_alfreds_first_answer_before_the_thesis():
+    model = ScriptedModel({"first_answer": "Four.", "answer": ""})
+    rec = Recorder()
+    final = run_graph(model, rec, settings=FIRST)
+    assert final["final_answer"] == "Four." and final["answer_fallback"] is True
+    assert "ALFRED's first answer stands" in steps_of(rec, "answer")[0]["data"]["notes"][-1]
+
+
+def test_a_hollow_first_answer_leaves_the_team_the_task_and_says_so():
+    model = ScriptedModel({"first_answer": "What is 2 + 2?"})
+    rec = Recorder()
+    final = run_graph(model, rec, task="What is 2 + 2?", settings=FIRST)
+    assert final["first_answer"] == ""
+    assert "no first answer (it copied the task back)" in steps_of(rec, "first_answer")[0]["content"]
+    synthesis = next(c for c in model.calls if c["kind"] == "answer")["messages"][-1]["content"]
+    assert "Your own first answer" not in synthesis
+
+
+def test_the_first_answer_is_off_unless_set():
+    model = ScriptedModel()
+    rec = Recorder()
+    run_graph(model, rec)
+    assert "first_answer" not in model.kinds() and not steps_of(rec, "first_answer")
+    assert GraphSettings.from_dict({"first_answer": True}).first_answer is True
+    with pytest.raises(ValueError, match="graph.first_answer must be true or false"):
+        GraphSettings.from_dict({"first_answer": "yes"})
+
+
 def test_a_real_answer_is_stored():
     written: list[dict] = []
     rec = Recorder()
