@@ -36,21 +36,25 @@ def worker_id() -> str:
     return f"{node_name()}:{os.getpid()}"
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this node still runs (this process counts as gone: its past self died)."""
+def pid_alive(pid: int, *, at_start: bool = False) -> bool:
+    """Whether a process of this node still runs. This process is alive, except `at_start`: a row that
+    names its pid then was left by an earlier process that had the same pid (pid 1 in a container)."""
+    if pid == os.getpid():
+        return not at_start
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return pid != os.getpid()
+    return True
 
 
-def worker_gone(worker: str) -> bool:
-    """A worker of this node whose process is gone; workers of other nodes are judged by their lease."""
+def worker_gone(worker: str, *, at_start: bool = False) -> bool:
+    """A worker of this node whose process is gone; workers of other nodes are judged by their lease.
+    `at_start`: asked by a process that is starting (see pid_alive)."""
     node, _, pid = worker.rpartition(":")
-    return node == node_name() and pid.isdigit() and not pid_alive(int(pid))
+    return node == node_name() and pid.isdigit() and not pid_alive(int(pid), at_start=at_start)
 
 
 def claim_lock() -> None:
@@ -121,11 +125,13 @@ def lease_fields(lease_s: int, worker: str | None = None) -> dict[str, Any]:
     return {"worker": worker or worker_id(), "lease_until": timezone.now() + timedelta(seconds=lease_s)}
 
 
-def abandoned(queryset: models.QuerySet) -> models.QuerySet:
+def abandoned(queryset: models.QuerySet, *, at_start: bool = False) -> models.QuerySet:
     """Rows of `queryset` whose holder is gone: lease run out, no lease at all, or a dead process of
-    this node (known at once, without waiting for the lease)."""
+    this node (known at once, without waiting for the lease). Work this very process holds is not
+    abandoned, except `at_start` (see pid_alive)."""
     now = timezone.now()
-    mine_dead = [w for w in set(queryset.exclude(worker="").values_list("worker", flat=True)) if worker_gone(w)]
+    mine_dead = [w for w in set(queryset.exclude(worker="").values_list("worker", flat=True))
+                 if worker_gone(w, at_start=at_start)]
     return queryset.filter(
         models.Q(lease_until__isnull=True) | models.Q(lease_until__lte=now) | models.Q(worker__in=mine_dead))
 

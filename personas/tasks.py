@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -103,7 +102,7 @@ def _in_db_thread(fn: Callable[..., Any], **kwargs: Any) -> None:
 def resume_interrupted_runs() -> None:
     """A consumer that starts after a crash resumes the runs its dead predecessor held, and removes the
     private model-server directories dead processes left in the temp dir."""
-    removed = remove_stale_socket_dirs(lambda pid: pid == os.getpid() or pid_alive(pid))
+    removed = remove_stale_socket_dirs(pid_alive)
     if removed:
         log.info("removed %d model-server dir(s) of stopped processes: %s", len(removed), ", ".join(removed))
     try:

@@ -125,6 +125,24 @@ def test_a_forge_request_of_a_dead_process_on_this_node_is_taken_at_once():
     assert requeued == [dead.pk]
 
 
+def test_work_this_very_process_holds_is_never_taken_from_it_while_it_runs():
+    """The periodic recovery runs in the consumer whose worker thread holds the request or fine-tune: that
+    holder is alive. Only a process that is starting counts a row with its own pid as an earlier
+    process's (pid 1 in a container, say). Before, each minute's recovery requeued live work: a forge
+    request on the Forge page registered its tool twice."""
+    mine = cluster.worker_id()
+    request = _running_request(mine, 60)
+    job = _job(FineTuneJob.Status.RUNNING, mine, 60)
+    requeued: list[int] = []
+    assert forge_services.forge_requests_recover(requeue=requeued.append) == {"requeued": 0, "failed": 0}
+    assert finetunes_recover(requeue=requeued.append) == 0
+    assert requeued == []
+    assert forge_services.forge_requests_recover(requeue=requeued.append, at_start=True)["requeued"] == 1
+    assert finetunes_recover(requeue=requeued.append, at_start=True) == 1
+    assert requeued == [request.pk, job.pk]
+    assert cluster.pid_alive(os.getpid()) and not cluster.pid_alive(os.getpid(), at_start=True)
+
+
 def test_the_forge_task_claims_with_a_lease(scripted_model):
     from forge.tasks import forge_request_run
 
