@@ -11,7 +11,7 @@ from personas.graph import nodes
 from personas.graph.state import GraphDeps, GraphState
 
 NODES = (
-    "alfred_route", "babs_research", "alfred_first", "brick_candidates", "robin_evaluate", "brick_thesis", "tool_forge",
+    "alfred_route", "babs_research", "brick_candidates", "robin_evaluate", "brick_thesis", "tool_forge",
     "robin_respond", "alfred_critic", "alfred_amend", "await_decision", "alfred_synthesis", "memory_write",
 )
 
@@ -19,19 +19,24 @@ NODES = (
 def build_graph(
     deps: GraphDeps, *, checkpointer: Any = None
 ) -> CompiledStateGraph[GraphState, None, GraphState, GraphState]:
-    """ALFRED routes → (BABS researches) → ALFRED's own first answer → BRICK's candidates → ROBIN
+    """ALFRED routes → (BABS researches) → (ALFRED's own first answer) → BRICK's candidates → ROBIN
     evaluates → BRICK's thesis ⇄ (forge) → ROBIN answers → ALFRED measures dissonance (→ on persistent
     dissonance ALFRED drafts a codex amendment and the run waits for a person's decision) → repeat or
     ALFRED synthesises → memory.
     When a budget runs out, or a contribution ALFRED needs is missing, the run goes to the synthesis."""
     graph = StateGraph(GraphState)
-    for name in NODES:
-        graph.add_node(name, partial(getattr(nodes, name), deps=deps))
     settings, clock = deps.settings, deps.clock
+    # ALFRED's first answer is a node only when graph.first_answer is on (off by default).
+    names = (*NODES[:2], "alfred_first", *NODES[2:]) if settings.first_answer else NODES
+    for name in names:
+        graph.add_node(name, partial(getattr(nodes, name), deps=deps))
+    analysis = "alfred_first" if settings.first_answer else "brick_candidates"
     graph.add_edge(START, "alfred_route")
-    graph.add_conditional_edges("alfred_route", nodes.route_after_alfred, ["babs_research", "alfred_first"])
-    graph.add_edge("babs_research", "alfred_first")
-    graph.add_edge("alfred_first", "brick_candidates")
+    graph.add_conditional_edges("alfred_route", partial(nodes.route_after_alfred, analysis=analysis),
+                                ["babs_research", analysis])
+    graph.add_edge("babs_research", analysis)
+    if settings.first_answer:
+        graph.add_edge("alfred_first", "brick_candidates")
     graph.add_edge("brick_candidates", "robin_evaluate")
     graph.add_conditional_edges("robin_evaluate", partial(nodes.route_after_evaluate, settings=settings, clock=clock),
                                 ["brick_thesis", "alfred_synthesis"])

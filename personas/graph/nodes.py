@@ -312,8 +312,6 @@ def alfred_first(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     """ALFRED answers the task himself before the team works on it (graph.first_answer): the answer one
     call of his model gives, with the sources BABS found. The synthesis keeps it unless the team shows
     it wrong, so the team's work revises a real answer and does not replace one the model had right."""
-    if not deps.settings.first_answer:
-        return {}
     step = _Step(state, "alfred_first", deps)
     result = _chat(step, "ALFRED", prompts.first_answer(state), stream=True, max_tokens=deps.settings.max_tokens)
     answer = result.content.strip()
@@ -740,8 +738,8 @@ def memory_write(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     return step.update()
 
 
-def route_after_alfred(state: GraphState) -> str:
-    return "babs_research" if state.get("research") else "alfred_first"
+def route_after_alfred(state: GraphState, *, analysis: str = "brick_candidates") -> str:
+    return "babs_research" if state.get("research") else analysis
 
 
 def route_after_evaluate(state: GraphState, *, settings: GraphSettings, clock: Any = time.time) -> str:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from personas.graph import GraphSettings, quality
+from personas.graph import GraphSettings, build_graph, quality
 from personas.inference import ModelOutputInvalid
 from tests.personas.scripted import Reply, ScriptedModel, sequence
 from tests.personas.test_graph import Recorder, run_graph
@@ -236,6 +236,8 @@ def test_the_first_answer_is_off_unless_set():
     rec = Recorder()
     run_graph(model, rec)
     assert "first_answer" not in model.kinds() and not steps_of(rec, "first_answer")
+    assert "alfred_first" not in build_graph(rec.deps(model)).get_graph().nodes  # no node that never runs
+    assert "alfred_first" in build_graph(rec.deps(model, settings=FIRST)).get_graph().nodes
     assert GraphSettings.from_dict({"first_answer": True}).first_answer is True
     with pytest.raises(ValueError, match="graph.first_answer must be true or false"):
         GraphSettings.from_dict({"first_answer": "yes"})
