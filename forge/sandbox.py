@@ -306,9 +306,23 @@ def _sandbox_python() -> str | None:
         if not cand or not os.path.exists(cand):
             continue
         real = os.path.realpath(cand)
-        if _is_root() and not _world_traversable(real):
-            continue  # e.g. /root/.pyenv: a per-run uid could not even exec it
+        if _is_root() and not (_world_traversable(real) and _world_traversable(_venv_home(real) or real)):
+            # e.g. /root/.pyenv: a per-run uid could not even exec it; or a virtual environment whose
+            # base interpreter lies there, which a uid's interpreter would not find (and root's would)
+            continue
         return real
+    return None
+
+
+def _venv_home(python: str) -> str | None:
+    """The base interpreter's directory of a virtual environment's python (its pyvenv.cfg `home`)."""
+    for cfg in (Path(python).parent / "pyvenv.cfg", Path(python).parent.parent / "pyvenv.cfg"):
+        try:
+            text = cfg.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        found = re.search(r"^\s*home\s*=\s*(.+?)\s*$", text, re.M)
+        return found.group(1) if found else None
     return None
 
 
@@ -1057,6 +1071,8 @@ class _LocalBase(SandboxBackend):
                     argv, as_uid = _as_uid([_shell(), "-c", JOIN_CGROUP, "sh", *cmd], uid)
                 else:
                     argv, as_uid = [_shell(), "-c", JOIN_CGROUP, "sh", *_as_uid(cmd, uid)[0]], {}
+            elif self._drops_ids and uid is not None:
+                argv, as_uid = [*cmd, str(uid)], {}  # the runner drops to uid before it reads anything
             else:
                 argv, as_uid = _as_uid(cmd, uid)
             try:
@@ -1083,7 +1099,7 @@ class _LocalBase(SandboxBackend):
         assert launched.proc is not None
         inside, cgroup, python = launched.inside, launched.cgroup, launched.python
         job = dict(job, scratch=inside, python=python, env=_clean_env(inside),
-                   read_paths=_system_read_paths(python), write_paths=[inside, "/dev/null"])
+                   read_paths=_system_read_paths(python), write_paths=[inside, "/dev/null"], end_mark=True)
         try:
             watch_disk = not launched.mounted and self._needs_disk_watch
             limit_bytes = limits.scratch_mb * 1024 * 1024
@@ -1097,7 +1113,7 @@ class _LocalBase(SandboxBackend):
 
             out = _supervise(launched.proc, marshal.dumps(job, 4), limits,
                              limits.wall_s + self.startup_allowance_s, launched.kill,
-                             tick if watch_disk or cgroup is not None else None)
+                             tick if watch_disk or cgroup is not None else None, end_mark=True)
             if cgroup is not None and cgroup.oom_killed():
                 out.oom_killed = True
             return out
@@ -1115,6 +1131,9 @@ class _LocalBase(SandboxBackend):
     # The launcher moves the started process into the job's cgroup (no shell hop). Not for bwrap,
     # which forks into its namespaces at once: there the job joins from a shell before bwrap runs.
     _adopts = True
+    # The runner is started as root and drops to the run's uid itself (one exec fewer than setpriv).
+    # Not for bwrap, whose namespaces are set up by bwrap from the ids it is started with.
+    _drops_ids = False
 
 
 class LocalBackend(_LocalBase):
@@ -1123,9 +1142,10 @@ class LocalBackend(_LocalBase):
     name = "local"
     description = "host process with per-run uid, rlimits, seccomp and Landlock"
     startup_allowance_s = 1.0
+    _drops_ids = True
 
     def _command(self, python: str, scratch_host: str, scratch_inside: str, limits: Limits) -> list[str]:
-        return [python, "-I", "-S", "-c", _runner_source()]
+        return [python, "-I", "-S", "-B", "-c", _runner_source()]
 
     def _check(self) -> BackendStatus:
         if sys.platform != "linux":

@@ -6,6 +6,8 @@ the same interpreter."""
 #   {"files": {rel_path: text}, "entry": "main.py", "stdin": str | None, "limits": {...},
 #    "scratch": "/abs/dir", "python": "/usr/bin/python3", "read_paths": [...],
 #    "write_paths": [...], "env": {...}, "probe": False, "end_mark": False}
+# Started as root by the local backend, it gets the run's uid as its one argument and drops to it
+# first (no groups, real, effective and saved ids alike) before it reads anything.
 # Any failure before the job starts exits 125 with a line starting "a4ps-runner:" on stderr. With
 # A4PS_READY_MARK=1 (a warm container) it first writes "a4ps-runner: ready" to stderr.
 from __future__ import annotations
@@ -297,7 +299,19 @@ def set_rlimits(limits: dict) -> dict:
     return applied
 
 
+def drop_to(uid: int) -> None:
+    """Become uid for good: no supplementary groups, real, effective and saved ids all uid (which also
+    empties every capability set), checked rather than trusted."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (uid, uid, uid) or os.getgroups():
+        raise OSError(f"still not uid {uid} after dropping privileges")
+
+
 def main() -> dict:
+    if len(sys.argv) > 1:
+        drop_to(int(sys.argv[1]))
     if os.environ.get("A4PS_READY_MARK") == "1":
         # A container of the warm pool: say that Python is up, then wait for the job (the pool reads
         # this line before it hands the container out; the job never sees this environment).

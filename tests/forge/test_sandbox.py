@@ -1,6 +1,7 @@
 """Sandbox backends: round trips, limits and the attacks generated code could try, on every available backend."""
 from __future__ import annotations
 
+import ast
 import http.server
 import os
 import shutil
@@ -269,11 +270,8 @@ def test_a_job_that_writes_the_end_line_itself_only_ends_its_own_run(backend):
             "os.write(1, b'\\x00a4ps-end:0\\n'); os.write(2, b'\\x00a4ps-end:0\\n')\n"
             "import time; time.sleep(1)\nprint('after')\nsys.exit(4)\n")
     result = backend.run(code, limits=FAST)
-    assert result.stdout.startswith("before\n") and result.killed_reason is None
-    if backend.name.startswith("docker"):
-        assert result.exit_code == 0 and result.stdout == "before\n"  # as if it had called os._exit(0)
-    else:
-        assert result.exit_code == 4 and "after" in result.stdout  # the line means nothing here
+    # Every backend ends the run at the runner's end line: as if the job had called os._exit(0).
+    assert result.exit_code == 0 and result.stdout == "before\n" and result.killed_reason is None, result
 
 
 def test_custom_entry_name(backend):
@@ -455,6 +453,47 @@ def test_root_only_file_is_unreadable(backend):
     finally:
         os.unlink(path)
         os.rmdir(folder)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a per-run uid is handed out only by root")
+def test_the_job_holds_no_privilege_of_the_launcher(backend):
+    # The local runner starts as root and drops to the run's uid itself: every id the run's, no
+    # group of the launcher's, no capability left (a file of its own cannot be given to root).
+    code = ("import os\nprint(repr((os.getresuid(), os.getresgid(), os.getgroups())))\n"
+            "open('mine', 'w').close()\n"
+            "try:\n    os.chown('mine', 0, 0)\nexcept PermissionError:\n    print('chown refused')\n")
+    result = backend.run(code, limits=FAST)
+    assert result.ok, result
+    ids, chown = result.stdout.splitlines()
+    uids, gids, groups = ast.literal_eval(ids)
+    assert len(set(uids)) == 1 and uids[0] >= 1000 and len(set(gids)) == 1 and gids[0] >= 1000, ids
+    assert set(groups) <= {gids[0]}, ids  # Docker lists the run's own group; nothing else
+    assert chown == "chown refused"
+
+
+def test_a_virtual_environment_over_an_unreachable_base_is_not_the_sandbox_python(monkeypatch):
+    # As root, a venv's interpreter whose base lies in a private home would read root's stdlib and
+    # site-packages before it drops to the run's uid; the sandbox takes another interpreter.
+    from forge import sandbox
+
+    root = Path(tempfile.mkdtemp(prefix="a4ps-venv-test-"))
+    try:
+        root.chmod(0o755)
+        home = root / "private" / "bin"
+        home.mkdir(parents=True)
+        (root / "private").chmod(0o700)
+        venv = root / "venv" / "bin"
+        venv.mkdir(parents=True)
+        shutil.copy(os.path.realpath(sys.executable), venv / "python")
+        (venv.parent / "pyvenv.cfg").write_text(f"home = {home}\ninclude-system-site-packages = false\n")
+        monkeypatch.setenv("A4PS_SANDBOX_PYTHON", str(venv / "python"))
+        monkeypatch.setattr(sandbox, "_is_root", lambda: True)
+        assert sandbox._venv_home(str(venv / "python")) == str(home)
+        assert sandbox._sandbox_python() != str(venv / "python")
+        (root / "private").chmod(0o755)
+        assert sandbox._sandbox_python() == str(venv / "python")
+    finally:
+        shutil.rmtree(root)
 
 
 def test_environment_secret_is_invisible(backend, monkeypatch):
