@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="llama.cpp threads (0 = the product's default, one core fewer than the machine has)")
     parser.add_argument("--backend", default="", help="sandbox backend (default: [forge] backend of settings.toml)")
+    parser.add_argument("--forge", default="", metavar="KEY=VALUE,…",
+                        help="tools: [forge] settings to use instead of settings.toml's, in TOML values "
+                             "(e.g. edge_cases=true,max_attempts=4)")
     parser.add_argument("--persona-models", default="",
                         help="PERSONA=MODEL,… — each persona's embedded model: a packaged model's name "
                              "(qwen2.5-coder-1.5b, smollm2-135m, …) or a GGUF path, over the shipped lineup of "
@@ -99,12 +102,22 @@ def main() -> None:
     forge_conf = dict(settings_toml.get("forge", {}))
     if args.backend:
         forge_conf["backend"] = args.backend
-    config = ForgeSettings.from_dict(forge_conf)
+    for pair in filter(None, (p.strip() for p in args.forge.split(","))):
+        key, _, value = pair.partition("=")
+        try:
+            forge_conf[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            parser.error(f"--forge {pair!r}: the value must be a TOML value (true, 3, \"local\")")
+    try:
+        config = ForgeSettings.from_dict(forge_conf)
+    except (TypeError, ValueError) as exc:
+        parser.error(f"--forge: {exc}")
     embedded = {"threads": args.threads, "n_ctx": 4096, "persona_models": persona_models(args.persona_models)}
     models = ModelsConfig.from_dict({"backend": "embedded", "embedded": embedded})
     model = ModelManager(models, var_dir=Path(args.var_dir))
     print(f"{len(items)} items, modes {', '.join(modes)}, model {model.resolve('BRICK')[1]}, "
-          f"{args.threads} thread(s), sandbox {config.backend}", flush=True)
+          f"{args.threads} thread(s), sandbox {config.backend}"
+          + (f", [forge] overrides {args.forge}" if args.forge else ""), flush=True)
 
     out = open(args.out, "w", encoding="utf-8") if args.out else None
     results: dict[str, list[ItemResult]] = {}

@@ -3,7 +3,10 @@ what a run ran on, cancel and restart, resample's budget, the `evals` command, t
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
@@ -494,3 +497,16 @@ def test_resample_stops_after_a_bounded_number_of_samples():
                                           completion_tokens=0)})
     produced = engine.produce_resample(item, model, forge_settings(), budget=50)
     assert produced.attempts == engine.MAX_RESAMPLES
+
+
+@pytest.mark.parametrize("given, said", [
+    ("bogus=1", "unknown key(s): bogus"),
+    ("edge_cases=maybe", "must be a TOML value"),
+    ("edge_cases=3", "forge.edge_cases must be true or false"),
+])
+def test_the_bench_refuses_bad_forge_overrides_before_it_loads_a_model(given, said):
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "bench/evals.py", "--suite", "tools", "--modes", "forge",
+                           "--ids", "str-001", "--forge", given], cwd=root, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
