@@ -945,7 +945,21 @@ def forge_loop(
         # After the greedy candidate a repair sees every failure; later candidates repair only real
         # errors and missed examples, else they are fresh samples that the agreement vote compares.
         problem = _problem(checks, verdict, with_test_cases=number == 1)
+        if problem and len(candidates) >= 2 and _same_behaviour(candidates[-1].verdict, candidates[-2].verdict):
+            # The last change gave the very same results on every check: told the same failures again,
+            # a small model repeats itself; a fresh sample at least differs.
+            problem = ""
     return _choose(candidates, _unique([*spec_side, *model_side]), tokens)
+
+
+def _same_behaviour(a: Verdict | None, b: Verdict | None) -> bool:
+    """Whether two judged candidates gave the same value or error on every check."""
+    if a is None or b is None or a.import_error or b.import_error:
+        return False
+    def seen(v: Verdict) -> list[tuple[Any, Any]]:
+        return [(r.get("value"), r.get("error")) for r in v.results]
+
+    return seen(a) == seen(b)
 
 
 def _describe(spec: str) -> str:

@@ -385,7 +385,9 @@ def test_a_repeat_is_recognised_after_its_form_was_mended():
 
     assert not outcome.ok
     fixes = ["Fix the code" in c["messages"][-1]["content"] for c in forge_calls(model)]
-    assert fixes == [False, True, False, True, False]  # each repeated repair replaced by a fresh sample
+    # The repeated repair is replaced by a fresh sample; that one behaves as the first candidate did,
+    # so the third is asked afresh at once (and its repeat afresh again).
+    assert fixes == [False, True, False, False, False]
 
 
 def test_what_was_mended_is_shown_on_the_attempt_and_the_outcome(personas_seeded):
@@ -468,3 +470,29 @@ def test_a_wrong_edge_case_does_not_keep_a_right_function_out():
     outcome = forge_loop(EDGE_SPEC, model=model, config=ForgeSettings(edge_cases=True))
     assert outcome.ok and "if not values" in outcome.code
     assert any("median_of([1, 2]) == 2" in note for note in outcome.notes)
+
+
+def test_a_repair_that_changes_nothing_the_checks_see_is_followed_by_a_fresh_sample():
+    # The repair renames a variable: the same wrong value on the example. Told the same failure a third
+    # time, a small model repeats itself; the third candidate is asked afresh, without the failure.
+    renamed = MIDDLE_ELEMENT.replace("return sorted(values)[len(values) // 2]",
+                                     "ordered = sorted(values)\n    return ordered[len(ordered) // 2]")
+    model = ScriptedModel({"forge": sequence(MIDDLE_ELEMENT, renamed, SORTED_MEDIAN)})
+    outcome = forge_loop(MEDIAN_SPEC, model=model, config=ForgeSettings())
+
+    assert outcome.ok and "% 2" in outcome.code
+    first, second, third = (c["messages"] for c in forge_calls(model))
+    assert "Fix the code" in second[-1]["content"]
+    assert len(third) == 2 and "Fix the code" not in third[-1]["content"]  # the request alone
+    assert forge_calls(model)[2]["temperature"] > forge_calls(model)[1]["temperature"]
+
+
+def test_a_repair_that_changes_a_result_is_repaired_again():
+    # The second candidate gives another (still wrong) value: it moved, so it is the one repaired next.
+    off_by_one = MIDDLE_ELEMENT.replace("len(values) // 2]", "len(values) // 2 - 1]")
+    model = ScriptedModel({"forge": sequence(MIDDLE_ELEMENT, off_by_one, SORTED_MEDIAN)})
+    outcome = forge_loop(MEDIAN_SPEC, model=model, config=ForgeSettings())
+
+    assert outcome.ok
+    third = forge_calls(model)[2]["messages"]
+    assert "Fix the code" in third[-1]["content"] and "len(values) // 2 - 1" in third[-2]["content"]
