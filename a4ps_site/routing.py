@@ -1,8 +1,20 @@
-"""Websocket routes, collected from each app's routing module."""
+"""Websocket routes, collected from each installed app's `routing` module by name — as the URL
+configuration names `forge.urls` in `include()` — so the infrastructure imports no app."""
 from __future__ import annotations
 
-from forge.routing import websocket_urlpatterns as forge_ws
-from memory.routing import websocket_urlpatterns as memory_ws
-from personas.routing import websocket_urlpatterns as personas_ws
+from importlib import import_module
 
-websocket_urlpatterns = [*personas_ws, *forge_ws, *memory_ws]
+from django.apps import apps
+from django.utils.module_loading import module_has_submodule
+
+
+def app_websocket_urlpatterns() -> list:
+    """Every installed app's `routing.websocket_urlpatterns`, in INSTALLED_APPS order."""
+    patterns: list = []
+    for config in apps.get_app_configs():
+        if module_has_submodule(config.module, "routing"):
+            patterns += getattr(import_module(f"{config.name}.routing"), "websocket_urlpatterns", [])
+    return patterns
+
+
+websocket_urlpatterns = app_websocket_urlpatterns()

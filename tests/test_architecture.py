@@ -31,7 +31,7 @@ def _scratch_project(tmp_path: Path, extra: dict[str, str]) -> Path:
     shutil.copy(ROOT / ".importlinter", tmp_path / ".importlinter")
     files = {
         "a4ps_site/__init__.py": "",
-        "a4ps_site/routing.py": "import django\nimport forge.routing\nimport memory.routing\nimport personas.routing\n",
+        "a4ps_site/routing.py": "import django\n",
         "personas/__init__.py": "", "personas/models.py": "import a4ps_site\n", "personas/events.py": "",
         "personas/runs.py": "", "personas/llm.py": "", "personas/routing.py": "",
         "personas/graph/__init__.py": "", "personas/inference/__init__.py": "",
@@ -44,6 +44,20 @@ def _scratch_project(tmp_path: Path, extra: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return tmp_path
+
+
+def test_the_contracts_ignore_no_import():
+    # The websocket router finds each app's routes by name, as include() does for URLs: no exception.
+    assert "ignore_imports" not in (ROOT / ".importlinter").read_text()
+
+
+def test_the_websocket_router_serves_every_app_s_routes():
+    from a4ps_site.routing import websocket_urlpatterns
+    from forge.routing import websocket_urlpatterns as forge_ws
+    from memory.routing import websocket_urlpatterns as memory_ws
+    from personas.routing import websocket_urlpatterns as personas_ws
+
+    assert websocket_urlpatterns == [*personas_ws, *forge_ws, *memory_ws]
 
 
 def test_a_scratch_tree_that_follows_the_layers_passes(tmp_path):
