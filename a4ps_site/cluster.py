@@ -8,6 +8,7 @@ checked by pid only on its own node. Everything else about a dead worker is lear
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -23,6 +24,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection, models
 from django.utils import timezone
 
+from a4ps_site.processes import process_start
+
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,14 +36,25 @@ def node_name() -> str:
 
 
 def worker_id() -> str:
-    return f"{node_name()}:{os.getpid()}"
+    """node:pid@start — the start time tells this process from an earlier one that had its pid (pid 1
+    in a container restarted, say)."""
+    start = _own_start(os.getpid())
+    return f"{node_name()}:{os.getpid()}" + (f"@{start}" if start else "")
 
 
-def pid_alive(pid: int, *, at_start: bool = False) -> bool:
-    """Whether a process of this node still runs. This process is alive, except `at_start`: a row that
-    names its pid then was left by an earlier process that had the same pid (pid 1 in a container)."""
+@functools.cache
+def _own_start(pid: int) -> str:
+    return process_start(pid)  # a process's start time never changes: read /proc once per pid
+
+
+def pid_alive(pid: int, start: str = "") -> bool:
+    """Whether a process of this node with this pid (and, when given, this start time) still runs."""
+    if start:
+        now = process_start(pid)
+        if now:
+            return now == start
     if pid == os.getpid():
-        return not at_start
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -50,11 +64,11 @@ def pid_alive(pid: int, *, at_start: bool = False) -> bool:
     return True
 
 
-def worker_gone(worker: str, *, at_start: bool = False) -> bool:
-    """A worker of this node whose process is gone; workers of other nodes are judged by their lease.
-    `at_start`: asked by a process that is starting (see pid_alive)."""
-    node, _, pid = worker.rpartition(":")
-    return node == node_name() and pid.isdigit() and not pid_alive(int(pid), at_start=at_start)
+def worker_gone(worker: str) -> bool:
+    """A worker of this node whose process is gone; workers of other nodes are judged by their lease."""
+    node, _, tail = worker.rpartition(":")
+    pid, _, start = tail.partition("@")
+    return node == node_name() and pid.isdigit() and not pid_alive(int(pid), start)
 
 
 def claim_lock() -> None:
@@ -125,13 +139,12 @@ def lease_fields(lease_s: int, worker: str | None = None) -> dict[str, Any]:
     return {"worker": worker or worker_id(), "lease_until": timezone.now() + timedelta(seconds=lease_s)}
 
 
-def abandoned(queryset: models.QuerySet, *, at_start: bool = False) -> models.QuerySet:
+def abandoned(queryset: models.QuerySet) -> models.QuerySet:
     """Rows of `queryset` whose holder is gone: lease run out, no lease at all, or a dead process of
     this node (known at once, without waiting for the lease). Work this very process holds is not
-    abandoned, except `at_start` (see pid_alive)."""
+    abandoned; work an earlier process with the same pid held is."""
     now = timezone.now()
-    mine_dead = [w for w in set(queryset.exclude(worker="").values_list("worker", flat=True))
-                 if worker_gone(w, at_start=at_start)]
+    mine_dead = [w for w in set(queryset.exclude(worker="").values_list("worker", flat=True)) if worker_gone(w)]
     return queryset.filter(
         models.Q(lease_until__isnull=True) | models.Q(lease_until__lte=now) | models.Q(worker__in=mine_dead))
 

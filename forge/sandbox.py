@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from a4ps_site.processes import process_start
+
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
 
@@ -1552,20 +1554,10 @@ def _finish_discards(budget_s: float = 15.0) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _process_start(pid: int) -> str:
-    """The start time of process pid in clock ticks since boot ("" when it does not exist): with the
-    pid it names one process, even after the pid is reused."""
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat_line.rpartition(")")[2].split()[19]
-
-
 def owner_label(pid: int | None = None) -> str:
     """host:pid:start of the process that owns a sandbox container (this one by default)."""
     pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+    return f"{socket.gethostname()}:{pid}:{process_start(pid)}"
 
 
 def owner_is_gone(label: str, host: str | None = None) -> bool:
@@ -1577,7 +1569,7 @@ def owner_is_gone(label: str, host: str | None = None) -> bool:
     owner_host, pid, start = parts
     if owner_host != (host or socket.gethostname()) or not pid.isdigit():
         return False
-    return _process_start(int(pid)) != start
+    return process_start(int(pid)) != start
 
 
 def _quiet(call: Callable[..., Any], *args: Any) -> None:

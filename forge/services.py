@@ -333,15 +333,15 @@ def forge_for_graph(*, run_id: int | None, spec: str, model: Any = None) -> dict
             "note": f"The forge could not build this tool: {request.error}. Reason it out without the tool."}
 
 
-def forge_requests_recover(*, requeue: Callable[[int], Any], at_start: bool = False) -> dict[str, int]:
-    """Requests a dead worker left running (at worker start, `at_start`, and every minute on one worker).
-    A person's request whose lease ran out (or whose process on this node is gone) goes back to the queue, its
+def forge_requests_recover(*, requeue: Callable[[int], Any]) -> dict[str, int]:
+    """Requests a dead worker left running (at worker start, and every minute on one worker). A person's
+    request whose lease ran out (or whose process on this node is gone) goes back to the queue, its
     partial attempts removed, and `requeue(id)` runs it; a run's request is taken up again when the run
     resumes, unless the run is over — then it is failed with the reason."""
     counts = {"requeued": 0, "failed": 0}
     running = ForgeRequest.objects.filter(status=ForgeRequest.Status.RUNNING)
     for request in [*running.filter(source=ForgeRequest.Source.GRAPH),
-                    *abandoned(running.filter(source=ForgeRequest.Source.USER), at_start=at_start)]:
+                    *abandoned(running.filter(source=ForgeRequest.Source.USER))]:
         if request.source == ForgeRequest.Source.GRAPH:
             if request.run is not None and request.run.is_active:
                 continue
@@ -351,7 +351,7 @@ def forge_requests_recover(*, requeue: Callable[[int], Any], at_start: bool = Fa
             continue
         # Only if nobody renewed or took it since it was read: the update is the claim.
         still = abandoned(ForgeRequest.objects.filter(pk=request.pk, status=ForgeRequest.Status.RUNNING,
-                                                      worker=request.worker), at_start=at_start)
+                                                      worker=request.worker))
         who = request.worker or "the worker"
         if still.update(status=ForgeRequest.Status.QUEUED, phase=f"queued again after {who} stopped", error="",
                         worker="", lease_until=None):

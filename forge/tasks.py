@@ -53,7 +53,7 @@ def recover_forge_requests() -> None:
     if not _recovered.acquire(blocking=False):
         return  # once per consumer process, however many worker threads start
     try:
-        services.forge_requests_recover(requeue=forge_request_run, at_start=True)
+        services.forge_requests_recover(requeue=forge_request_run)
     except Exception:  # the database may not be migrated yet on a first start
         log.exception("could not check for interrupted forge requests")
     finally:

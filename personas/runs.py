@@ -192,7 +192,7 @@ def run_release_dead_workers() -> int:
     """At consumer start: expire the leases of runs held by processes of this node that are gone."""
     active = Run.objects.filter(status__in=[Run.Status.RUNNING, Run.Status.CANCELLING]).exclude(worker="")
     return sum(Run.objects.filter(pk=run.pk, worker=run.worker).update(lease_until=timezone.now())
-               for run in active if worker_gone(run.worker, at_start=True))
+               for run in active if worker_gone(run.worker))
 
 
 def run_execute(*, run: Run, overrides: dict[str, Any] | None = None) -> Run:

@@ -13,6 +13,7 @@ import pytest
 from django.utils import timezone
 
 from a4ps_site import broker, cluster
+from a4ps_site.processes import process_start
 from forge import services as forge_services
 from forge.models import ForgeAttempt, ForgeRequest
 from memory.finetunes.models import FineTuneJob
@@ -127,20 +128,25 @@ def test_a_forge_request_of_a_dead_process_on_this_node_is_taken_at_once():
 
 def test_work_this_very_process_holds_is_never_taken_from_it_while_it_runs():
     """The periodic recovery runs in the consumer whose worker thread holds the request or fine-tune: that
-    holder is alive. Only a process that is starting counts a row with its own pid as an earlier
-    process's (pid 1 in a container, say). Before, each minute's recovery requeued live work: a forge
-    request on the Forge page registered its tool twice."""
+    holder is alive. A row with this pid but another start time was left by an earlier process that had
+    the pid (pid 1 in a restarted container, say): that one is taken. Before, each minute's recovery
+    requeued live work: a forge request on the Forge page registered its tool twice."""
     mine = cluster.worker_id()
+    assert mine == f"{cluster.node_name()}:{os.getpid()}@{process_start(os.getpid())}"
     request = _running_request(mine, 60)
     job = _job(FineTuneJob.Status.RUNNING, mine, 60)
     requeued: list[int] = []
     assert forge_services.forge_requests_recover(requeue=requeued.append) == {"requeued": 0, "failed": 0}
     assert finetunes_recover(requeue=requeued.append) == 0
-    assert requeued == []
-    assert forge_services.forge_requests_recover(requeue=requeued.append, at_start=True)["requeued"] == 1
-    assert finetunes_recover(requeue=requeued.append, at_start=True) == 1
+    assert requeued == [] and not cluster.worker_gone(mine)
+
+    earlier = f"{cluster.node_name()}:{os.getpid()}@1"  # this pid, started at another time
+    assert cluster.worker_gone(earlier)
+    ForgeRequest.objects.filter(pk=request.pk).update(worker=earlier)
+    FineTuneJob.objects.filter(pk=job.pk).update(worker=earlier)
+    assert forge_services.forge_requests_recover(requeue=requeued.append)["requeued"] == 1
+    assert finetunes_recover(requeue=requeued.append) == 1
     assert requeued == [request.pk, job.pk]
-    assert cluster.pid_alive(os.getpid()) and not cluster.pid_alive(os.getpid(), at_start=True)
 
 
 def test_the_forge_task_claims_with_a_lease(scripted_model):

@@ -205,16 +205,15 @@ def finetune_execute(*, job_id: int) -> FineTuneJob | None:
         return _train(job)
 
 
-def finetunes_recover(*, requeue: Callable[[int], Any], at_start: bool = False) -> int:
+def finetunes_recover(*, requeue: Callable[[int], Any]) -> int:
     """Jobs whose worker died (its lease ran out, or its process on this node is gone) start over on
-    another worker; one that was being cancelled is cancelled. Returns how many were taken up.
-    `at_start`: called by a consumer that is starting (see cluster.pid_alive)."""
+    another worker; one that was being cancelled is cancelled. Returns how many were taken up."""
     taken = 0
     active = FineTuneJob.objects.filter(status__in=[FineTuneJob.Status.RUNNING, FineTuneJob.Status.CANCELLING])
-    for job in abandoned(active, at_start=at_start):
+    for job in abandoned(active):
         with transaction.atomic():
             job = FineTuneJob.objects.select_for_update().get(pk=job.pk)
-            if not abandoned(FineTuneJob.objects.filter(pk=job.pk, status=job.status), at_start=at_start).exists():
+            if not abandoned(FineTuneJob.objects.filter(pk=job.pk, status=job.status)).exists():
                 continue  # renewed, or taken by another worker meanwhile
             who = job.worker or "its worker"
             if job.status == FineTuneJob.Status.CANCELLING:

@@ -42,7 +42,7 @@ def recover_finetunes() -> None:
     if not _recovered.acquire(blocking=False):
         return  # once per consumer process, however many worker threads start
     try:
-        finetunes_recover(requeue=finetune_run, at_start=True)
+        finetunes_recover(requeue=finetune_run)
     except Exception:  # the database may not be migrated yet on a first start
         log.exception("could not check for interrupted fine-tunes")
     finally:
