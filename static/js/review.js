@@ -9,6 +9,9 @@
     var button = id && document.getElementById(id);
     if (button && !button.disabled) {
       event.preventDefault();
+      // A card swapped in a moment ago is wired by htmx only when it settles; a key pressed
+      // before that would submit the form as a whole page. Wiring it now is idempotent.
+      if (window.htmx && button.form) { window.htmx.process(button.form); }
       button.click();
     }
   });
