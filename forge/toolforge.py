@@ -277,12 +277,14 @@ def parse_result_line(stdout: str) -> dict[str, Any] | None:
 @dataclass(frozen=True)
 class Check:
     """One expectation about the tool: `call` (Python source, e.g. "add(1, 2)") equals `expected`
-    (a literal's source). `origin` is "spec" (the person's own example: authoritative) or "model"
-    (BRICK's test case: advice, outvoted when candidates agree against it)."""
+    (a literal's source). `origin` is "spec" (the person's own example: authoritative), "words" (a result
+    the request states in words, see stated_checks) or "model" (BRICK's test case: advice, outvoted when
+    candidates agree against it)."""
 
     call: str
     expected: str
     origin: str
+    said: str = ""  # origin "words": the clause of the request it comes from
 
     def source(self) -> str:
         return f"assert {self.call} == {self.expected}"
@@ -407,6 +409,147 @@ def spec_checks(spec: str, name: str | None) -> list[Check]:
         expected = _longest_literal(spec[link.end():])
         if expected is not None:
             checks.append(Check(call, expected, "spec"))
+    return _unique(checks)
+
+
+# The request's words: a clause that states the result for one kind of input ("An empty list gives 0.",
+# "0 when n is less than 2", "a negative target gives []") becomes a check, the input built from the
+# request's first example with one argument changed. Only what the words say literally is checked.
+_STATED_LINK = re.compile(r"\b(?:gives|returns|is|are|yields|becomes|counts as)\s+", re.IGNORECASE)
+_STATED_PHRASES = (("an empty string", "''"), ("the empty string", "''"), ("an empty list", "[]"),
+                   ("the empty list", "[]"), ("an empty dict", "{}"), ("zero", "0"), ("none", "None"))
+_STATED_BEFORE_WHEN = re.compile(r"(?:^|\s)(-?\d+(?:\.\d+)?|None|''|\[\]|\[\[\]\]|\[''\])\s+(?:when|if|for)\s+(.*)$")
+_TEXT_NOUNS = ("text", "string", "line", "sentence", "word", "name")
+_LIST_NOUNS = ("list", "sequence", "grid")
+
+
+def _signature(spec: str, name: str) -> list[str]:
+    """The parameter names of `name` as the spec first writes its call or definition."""
+    found = re.search(rf"\b{re.escape(name)}\s*\(", spec)
+    end = _balanced_call(spec, found.end() - 1) if found else None
+    if found is None or end is None:
+        return []
+    try:
+        tree = ast.parse(f"def _f({spec[found.end():end - 1]}): pass")
+    except SyntaxError:
+        return []
+    fn = tree.body[0]
+    return [a.arg for a in fn.args.args] if isinstance(fn, ast.FunctionDef) else []
+
+
+def _clauses(spec: str) -> list[str]:
+    """The spec's prose in clauses: doctest lines, their results and the def line left out."""
+    kept, skip = [], False
+    for line in spec.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(">>>"):
+            skip = True
+            continue
+        if skip and stripped:
+            skip = False  # the line after a doctest call is its result
+            continue
+        if stripped.startswith("def "):
+            continue
+        kept.append(stripped.replace('"""', " "))
+    text = re.sub(r"\s+", " ", " ".join(kept))
+    parts = re.split(r"(?<=\.)\s+|;\s*|\(|\)|,\s+and\s+|\s+and\s+(?=(?:a|an|the)\s)", text)
+    return [p.strip(" .,") for p in parts if p and p.strip(" .,")]
+
+
+def _stated_value(clause: str) -> tuple[str, str] | None:
+    """(value, the condition's words) of a clause that states one result, else None."""
+    before = _STATED_BEFORE_WHEN.search(clause)
+    if before:
+        return _literal(before.group(1)) or before.group(1), before.group(2)
+    for link in _STATED_LINK.finditer(clause):
+        rest = clause[link.end():]
+        value = next((lit for phrase, lit in _STATED_PHRASES if rest.lower().startswith(phrase)), None)
+        if value is None and rest[:1] in "-0123456789'\"[{N":
+            value = _longest_literal(rest)
+        if value is not None:
+            condition = clause[:link.start()]
+            when = re.search(r"\b(?:when|if)\s+(.*)$", clause[link.end():])
+            return value, (when.group(1) if when else condition)
+    return None
+
+
+def _stated_inputs(condition: str, params: list[str], template: list[Any]) -> list[tuple[int, Any]]:
+    """(argument index, value) pairs the condition's words describe; [] when they say nothing plain."""
+    words = condition.lower()
+    def mentioned() -> list[int]:
+        return [i for i, p in enumerate(params) if re.search(rf"\b{re.escape(p.lower())}\b", words)]
+
+    for i in mentioned():
+        p = re.escape(params[i].lower())
+        compare = re.search(rf"\b{p}\s*(?:(<=|<|==|=)|is (less than|at most)|of)\s*(-?\d+)\b", words)
+        if compare and (i >= len(template) or isinstance(template[i], int)):
+            op, bound = compare.group(1) or compare.group(2) or "=", int(compare.group(3))
+            return [(i, bound - 1 if op in ("<", "less than") else bound)]
+    if re.search(r"\bnegative\b", words):
+        named = [i for i, p in enumerate(params) if re.search(
+            rf"\b{re.escape(p.lower())} is negative\b|\bnegative {re.escape(p.lower())}\b", words)]
+        ints = [i for i in named or mentioned() if i >= len(template) or
+                (isinstance(template[i], int) and not isinstance(template[i], bool))]
+        if not named and len(ints) > 1:
+            return []  # which of them the words mean is not plain
+        ints = ints or ([0] if len(params) == 1 else [])
+        return [(ints[0], -1)] if ints else []
+    if not re.search(r"\b(?:empty|blank)\b", words):
+        return []
+    candidates = mentioned()
+    if not candidates:
+        kinds = (str,) if any(n in words for n in _TEXT_NOUNS) else (list,) if any(n in words for n in _LIST_NOUNS) \
+            else (dict,) if "dict" in words else ()
+        candidates = [i for i, v in enumerate(template) if kinds and isinstance(v, kinds)][:1]
+        if not candidates and len(params) == 1:
+            candidates = [0]
+    if not candidates:
+        return []
+    i = candidates[0]
+    kind = type(template[i]) if i < len(template) else (
+        str if any(n in words for n in _TEXT_NOUNS) else list if any(n in words for n in _LIST_NOUNS) else None)
+    empties: dict[type, Any] = {str: "", list: [], dict: {}, tuple: ()}
+    empty = empties.get(kind) if kind else None
+    if empty is None:
+        return []
+    out: list[tuple[int, Any]] = [(i, empty)]
+    if kind is str and "blank" in words:
+        out.append((i, "   "))
+    return out
+
+
+def stated_checks(spec: str, name: str | None, examples: list[Check]) -> list[Check]:
+    """Checks from the request's words: each clause stating the result for empty, blank, negative or
+    bounded input (see _stated_inputs), called with the first example's other arguments (a one-parameter
+    function needs no example). Origin "words": as binding as the examples while some candidate meets
+    them, never a reason to give up on a function that passes the examples."""
+    if not name:
+        return []
+    params = _signature(spec, name)
+    template: list[Any] = []
+    if examples:
+        first = ast.parse(examples[0].call, mode="eval").body
+        if isinstance(first, ast.Call) and not first.keywords:
+            template = [ast.literal_eval(a) for a in first.args]
+    if not params or (len(params) > 1 and len(template) != len(params)):
+        return []
+    shown = {c.call for c in examples}
+    checks = []
+    for clause in _clauses(spec):
+        if re.search(rf"\b{re.escape(name)}\s*\(", clause):
+            continue  # an example, already a check
+        stated = _stated_value(clause)
+        if stated is None:
+            continue
+        value, condition = stated
+        for index, argument in _stated_inputs(condition, params, template):
+            args = list(template) if template else [None] * len(params)
+            args[index] = argument
+            if any(a is None for a in args):
+                continue
+            call = f"{name}({', '.join(repr(a) for a in args)})"
+            if call not in shown:
+                checks.append(Check(call, value, "words", said=clause))
     return _unique(checks)
 
 
@@ -758,6 +901,7 @@ class AttemptReport:
     tokens: int = 0  # completion tokens of every model call this attempt made
     truncated_retries: int = 0  # replies cut at max_tokens and asked again with a larger budget
     spec_passed: int = 0
+    words_passed: int = 0  # results the request states in words (stated_checks)
     model_passed: int = 0
     notes: list[str] = field(default_factory=list)  # what was mended in form (renamed helpers, dropped prints)
 
@@ -801,7 +945,8 @@ def judge_text(checks: list[Check], verdict: Verdict) -> str:
     for check, result in zip(checks, verdict.results):
         mark = "PASS" if result.get("ok") else "FAIL"
         got = result.get("error") or f"returned {result.get('value')}"
-        lines.append(f"{mark} [{check.origin}] {check.call} == {check.expected}: {got}")
+        said = f' (the request: "{check.said}")' if check.said else ""
+        lines.append(f"{mark} [{check.origin}] {check.call} == {check.expected}: {got}{said}")
     return "\n".join(lines)
 
 
@@ -814,12 +959,13 @@ def _problem(checks: list[Check], verdict: Verdict, *, with_test_cases: bool) ->
     for check, result in zip(checks, verdict.results):
         if result.get("ok") or (check.origin == "model" and not with_test_cases and not result.get("error")):
             continue
-        whose = "an example of the request" if check.origin == "spec" else "your own test case"
+        whose = {"spec": "an example of the request", "words": f'the request says "{check.said}"'}.get(
+            check.origin, "your own test case")
         got = result.get("error") or f"it returned {result.get('value')}"
         failing.append(f"- {check.call} should be {check.expected} ({whose}), but {got}")
     if not failing:
         return ""
-    hint = ("" if all(c.origin == "spec" for c, r in zip(checks, verdict.results) if not r.get("ok"))
+    hint = ("" if all(c.origin != "model" for c, r in zip(checks, verdict.results) if not r.get("ok"))
             else "\nIf a test case of yours is wrong and the function is right, return the function unchanged.")
     return "The function is wrong on these calls:\n" + "\n".join(failing[:6]) + hint
 
@@ -858,14 +1004,17 @@ def forge_loop(
     on_token: Callable[[int], Callable[[str], None] | None] | None = None,
 ) -> ForgeOutcome:
     """Forge a tool for `spec`: BRICK writes a function (greedy first); the spec's own examples are
-    authoritative checks, BRICK's separately written test cases are advice; every candidate is judged
-    in the sandbox. The first candidate that passes every example (or, without examples, every test
-    case) is taken at once; otherwise more candidates are written (a repair when an example fails, a
-    fresh sample otherwise), up to config.max_attempts, and the best is taken, a disputed test case
+    authoritative checks, so are the results its words state for empty, blank, negative or bounded input
+    (stated_checks) while some candidate meets them; BRICK's separately written test cases are advice;
+    every candidate is judged in the sandbox. The first candidate that passes every example and stated
+    result (or, without examples, every test case) is taken at once; otherwise more candidates are
+    written (a repair when an example or stated result fails, a fresh sample otherwise), up to
+    config.max_attempts, and the best is taken, a disputed test case
     losing to candidates that agree against it. Never executes generated code in this process."""
     spec = snake_calls(spec)
     name = requested_name(spec)
     spec_side = spec_checks(spec, name)
+    words_side = stated_checks(spec, name, spec_side)
     model_side: list[Check] = []
     candidates: list[_Candidate] = []
     tokens = 0
@@ -923,7 +1072,7 @@ def forge_loop(
             model_side = assert_checks(own_tests, report.name)
             if not model_side and (not spec_side or config.edge_cases):
                 model_side = _ask_tests(model, spec, report, config, edge_cases=bool(spec_side))
-        checks = _unique([*spec_side, *model_side])
+        checks = _unique([*spec_side, *words_side, *model_side])
         if on_phase:
             on_phase(number, "testing")
         try:
@@ -949,7 +1098,7 @@ def forge_loop(
             # The last change gave the very same results on every check: told the same failures again,
             # a small model repeats itself; a fresh sample at least differs.
             problem = ""
-    return _choose(candidates, _unique([*spec_side, *model_side]), tokens)
+    return _choose(candidates, _unique([*spec_side, *words_side, *model_side]), tokens)
 
 
 def _same_behaviour(a: Verdict | None, b: Verdict | None) -> bool:
@@ -1020,21 +1169,28 @@ def _record_run(report: AttemptReport, verdict: Verdict, checks: list[Check]) ->
     mended = "".join(f"Mended: {note}\n" for note in report.notes)
     report.stdout = mended + judge_text(checks, verdict)
     report.spec_passed = verdict.passed(checks, "spec")
+    report.words_passed = verdict.passed(checks, "words")
     report.model_passed = verdict.passed(checks, "model")
     spec_total = sum(1 for c in checks if c.origin == "spec")
-    model_total = len(checks) - spec_total
+    words_total = sum(1 for c in checks if c.origin == "words")
+    model_total = len(checks) - spec_total - words_total
+    words_missed = "" if report.words_passed == words_total else \
+        f"fails {words_total - report.words_passed} result(s) the request states in words"
     if verdict.import_error:
         report.error = verdict.import_error
     elif spec_total:
-        # The examples decide; BRICK's edge cases, when there are any, must hold too before the loop
-        # stops early (otherwise more candidates are written and the best is chosen).
-        report.passed = report.spec_passed == spec_total and report.model_passed == model_total
+        # The examples decide, and what the request states in words; BRICK's edge cases, when there are
+        # any, must hold too before the loop stops early (otherwise more candidates are written and the
+        # best is chosen).
+        report.passed = report.spec_passed == spec_total and not words_missed and report.model_passed == model_total
         report.error = "" if report.passed else (
             f"fails {spec_total - report.spec_passed} of the request's examples" if report.spec_passed < spec_total
-            else f"fails {model_total - report.model_passed} of its edge-case test cases")
+            else words_missed or f"fails {model_total - report.model_passed} of its edge-case test cases")
     else:
-        report.passed = report.model_passed == model_total and not any(r.get("error") for r in verdict.results)
-        report.error = "" if report.passed else f"fails {model_total - report.model_passed} of its test cases"
+        report.passed = not words_missed and report.model_passed == model_total and \
+            not any(r.get("error") for r in verdict.results)
+        report.error = "" if report.passed else (
+            words_missed or f"fails {model_total - report.model_passed} of its test cases")
 
 
 def _distinct(candidates: list[_Candidate]) -> list[_Candidate]:
@@ -1094,10 +1250,10 @@ def _choose(candidates: list[_Candidate], checks: list[Check], tokens: int) -> F
     agreement = _agreement(candidates)
     spec_total = sum(1 for c in checks if c.origin == "spec")
 
-    def rank(c: _Candidate) -> tuple[int, int, int, int, int]:
+    def rank(c: _Candidate) -> tuple[int, int, int, int, int, int]:
         clean = sum(1 for r in c.verdict.results if not r.get("error")) if c.verdict else 0
-        return (c.report.spec_passed, agreement.get(c.report.number, 0), c.report.model_passed, clean,
-                -c.report.number)
+        return (c.report.spec_passed, c.report.words_passed, agreement.get(c.report.number, 0),
+                c.report.model_passed, clean, -c.report.number)
 
     best = max(judged, key=rank)
     report = best.report
@@ -1121,6 +1277,8 @@ def _choose(candidates: list[_Candidate], checks: list[Check], tokens: int) -> F
             f"that no other candidate disputes, e.g. {undisputed[0].source()}"))
     held = [c for c, r in zip(checks, best.verdict.results) if r.get("ok")]
     notes = [*report.notes]
+    notes += [f'fails what the request states ("{c.said}"), as every candidate did: {c.source()}'
+              for c, r in zip(checks, best.verdict.results) if c.origin == "words" and not r.get("ok")]
     notes += [f"test case dropped as disputed by agreeing candidates: {c.source()}"
               for i, c in failing if i in disputed]
     notes += [f"test case not kept (the function passes the request's examples): {c.source()}" for c in undisputed]

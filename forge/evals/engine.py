@@ -111,8 +111,9 @@ def produce_single(item: ToolItem, model: Any, config: ForgeSettings) -> Produce
 def produce_forge(item: ToolItem, model: Any, config: ForgeSettings) -> Produced:
     outcome = forge_loop(item.spec, model=model, config=config)
     attempts = [a.as_dict() for a in outcome.attempts]
-    detail = {"attempts": [{k: a[k] for k in ("number", "passed", "error", "tokens", "truncated_retries",
-                                              "spec_passed", "model_passed", "stdout")} for a in attempts],
+    kept = ("number", "passed", "error", "tokens", "truncated_retries", "spec_passed", "words_passed",
+            "model_passed", "stdout")
+    detail = {"attempts": [{k: a[k] for k in kept} for a in attempts],
               "notes": outcome.notes, "tests": outcome.tests}
     if not outcome.ok:
         return Produced(code="", attempts=len(attempts), tokens=outcome.tokens, error=outcome.error, detail=detail)

@@ -20,7 +20,7 @@ from forge.config import forge_settings
 from forge.evals import engine, services
 from forge.evals.models import EvalResult, EvalRun
 from forge.evals.suites import load_tasks, load_tools
-from forge.toolforge import requested_name, spec_checks
+from forge.toolforge import judge, requested_name, spec_checks, stated_checks
 from personas.models import Event
 from tests.personas.scripted import Reply, ScriptedModel
 
@@ -101,6 +101,22 @@ def test_every_tools_item_is_runnable_by_the_runner_and_its_reference_passes_in_
         if not passed:
             broken.append(f"{item.id}: {why}")
     assert broken == []
+
+
+def test_every_result_the_tools_suite_states_in_words_is_read_right():
+    # The forge holds candidates to what a request states in words; read wrongly, such a check would
+    # turn a right function away. On the team's suite every one must hold for the reference solution.
+    config = forge_settings()
+    read, wrong = 0, []
+    for item in TOOLS:
+        checks = stated_checks(item.spec, item.name, spec_checks(item.spec, item.name))
+        if not checks:
+            continue
+        verdict = judge(item.reference, checks, backend=config.backend, limits=config.limits)
+        read += len(checks)
+        wrong += [f"{item.id}: {c.source()} ({r})" for c, r in zip(checks, verdict.results) if not r.get("ok")]
+    assert wrong == []
+    assert read >= 15  # the suite states such results in at least this many places (20 today)
 
 
 def test_the_whole_tasks_suite_runs_and_each_right_answer_passes():

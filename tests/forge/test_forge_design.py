@@ -16,6 +16,7 @@ from forge.toolforge import (
     normalise_functions,
     requested_name,
     spec_checks,
+    stated_checks,
 )
 from tests.personas.scripted import Reply, ScriptedModel, sequence
 
@@ -441,12 +442,15 @@ def median_of(values: list[float]) -> float:
 MEDIAN_WITH_EMPTY = MEDIAN_NO_EMPTY.replace('    ordered = sorted(values)\n',
                                             '    if not values:\n        return 0.0\n    ordered = sorted(values)\n')
 EDGE_SPEC = MEDIAN_SPEC.replace("non-empty list of numbers.", "list of numbers; 0.0 for an empty list.")
+# The same rule in words the forge does not read as a stated result: only BRICK's edge cases can find it.
+EDGE_SPEC_UNREAD = MEDIAN_SPEC.replace("non-empty list of numbers.",
+                                       "list of numbers; with no numbers at all, it is taken as nought.")
 
 
 def test_with_edge_cases_a_function_passing_the_examples_is_still_tried_on_the_edges():
     model = ScriptedModel({"forge": sequence(MEDIAN_NO_EMPTY, MEDIAN_WITH_EMPTY),
                            "forge_tests": "```python\nassert median_of([]) == 0.0\nassert median_of([7]) == 7\n```"})
-    outcome = forge_loop(EDGE_SPEC, model=model, config=ForgeSettings(edge_cases=True))
+    outcome = forge_loop(EDGE_SPEC_UNREAD, model=model, config=ForgeSettings(edge_cases=True))
     assert outcome.ok
     assert model.kinds() == ["forge", "forge_tests", "forge"]
     tests_prompt = model.calls[1]["messages"][0]["content"]
@@ -458,16 +462,81 @@ def test_with_edge_cases_a_function_passing_the_examples_is_still_tried_on_the_e
 
 
 def test_without_edge_cases_the_examples_alone_decide_as_before():
+    # Words that state no result ("has no median") are no check: the examples decide.
+    spec = MEDIAN_SPEC.replace("non-empty list of numbers.", "list of numbers; an empty list has no median.")
+    model = ScriptedModel({"forge": MEDIAN_NO_EMPTY})
+    outcome = forge_loop(spec, model=model, config=ForgeSettings())
+    assert outcome.ok and model.kinds() == ["forge"]
+
+
+def test_a_function_passing_the_examples_but_not_a_result_the_words_state_is_repaired():
+    model = ScriptedModel({"forge": sequence(MEDIAN_NO_EMPTY, MEDIAN_WITH_EMPTY)})
+    outcome = forge_loop(EDGE_SPEC, model=model, config=ForgeSettings())
+
+    assert outcome.ok and "if not values" in outcome.code
+    first, second = outcome.attempts
+    assert first.spec_passed == 1 and not first.passed
+    assert first.error == "fails 1 result(s) the request states in words"
+    assert "FAIL [words] median_of([]) == 0.0" in first.stdout and "0.0 for an empty list" in first.stdout
+    repair = forge_calls(model)[1]["messages"][-1]["content"]
+    assert 'median_of([]) should be 0.0 (the request says "0.0 for an empty list")' in repair
+    assert second.passed and second.words_passed == 1
+    assert "median_of([]) == 0.0" in outcome.tests  # registered with the tool's tests
+
+
+def test_a_result_the_words_state_never_keeps_out_a_function_that_passes_the_examples():
+    # No candidate meets it (the words may have been read wrong): the best on the examples registers,
+    # and the outcome says which stated result it fails.
     model = ScriptedModel({"forge": MEDIAN_NO_EMPTY})
     outcome = forge_loop(EDGE_SPEC, model=model, config=ForgeSettings())
-    assert outcome.ok and model.kinds() == ["forge"]
+    assert outcome.ok and len(outcome.attempts) == 3
+    assert any(note.startswith('fails what the request states ("0.0 for an empty list")') for note in outcome.notes)
+    assert "median_of([])" not in outcome.tests
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("def total(xs: list[int]) -> int:\n    \"\"\"Add up xs. An empty list gives 0.\n\n    >>> total([1, 2])\n    3\n"
+     "    \"\"\"", [("total([])", "0")]),
+    ("def wrap(text: str, width: int) -> list[str]:\n    \"\"\"Wrap text. Empty or blank text gives [].\n\n"
+     "    >>> wrap('a b', 1)\n    ['a', 'b']\n    \"\"\"", [("wrap('', 1)", "[]"), ("wrap('   ', 1)", "[]")]),
+    ("def pick(n: int, k: int) -> int:\n    \"\"\"Ways to pick k of n. The result is 0 when k is negative or larger "
+     "than n.\n\n    >>> pick(5, 2)\n    10\n    \"\"\"", [("pick(5, -1)", "0")]),
+    ("a function shakes(n) that returns how many handshakes n people make, and 0 when n is less than 2",
+     [("shakes(1)", "0")]),
+    ("Write brackets(n) returning the balanced strings of n pairs. n = 0 gives [''] and a negative n gives []. "
+     "For example, brackets(1) returns ['()'].", [("brackets(0)", "['']"), ("brackets(-1)", "[]")]),
+    ("Write parse(text) giving seconds. Anything else, including an empty string, returns -1. "
+     "For example, parse('1m') returns 60.", [("parse('')", "-1")]),
+])
+def test_stated_checks_read_the_results_a_request_states_in_words(spec, expected):
+    name = requested_name(spec)
+    assert [(c.call, c.expected) for c in stated_checks(spec, name, spec_checks(spec, name))] == expected
+
+
+@pytest.mark.parametrize("spec", [
+    # a condition the words do not make plain
+    "def age(birth: str, on: str) -> int:\n    \"\"\"Age in years. When on is before birth the result is 0.\n\n"
+    "    >>> age('2000-01-01', '2001-01-01')\n    1\n    \"\"\"",
+    "Write fmt(names) converting each name. A name with no parts left becomes an empty string. "
+    "For example, fmt(['a_b']) returns ['aB'].",
+    # which of two numbers is meant is not plain
+    "def f(a: int, b: int) -> int:\n    \"\"\"The sum of a and b. 0 when either is negative.\n\n"
+    "    >>> f(1, 2)\n    3\n    \"\"\"",
+    # two parameters and no example to take the other argument from
+    "a function join_all(items, sep) that joins items with sep; an empty list gives ''",
+    # a result stated for an example call is that example, already a check
+    "Write double(x). For example, double(0) is 0 and double(2) is 4.",
+])
+def test_stated_checks_leave_out_what_the_words_do_not_make_plain(spec):
+    name = requested_name(spec)
+    assert stated_checks(spec, name, spec_checks(spec, name)) == []
 
 
 def test_a_wrong_edge_case_does_not_keep_a_right_function_out():
     # BRICK's edge case is wrong (the median of [1, 2] is 1.5); two candidates agree against it.
     model = ScriptedModel({"forge": MEDIAN_WITH_EMPTY,
                            "forge_tests": "```python\nassert median_of([1, 2]) == 2\n```"})
-    outcome = forge_loop(EDGE_SPEC, model=model, config=ForgeSettings(edge_cases=True))
+    outcome = forge_loop(EDGE_SPEC_UNREAD, model=model, config=ForgeSettings(edge_cases=True))
     assert outcome.ok and "if not values" in outcome.code
     assert any("median_of([1, 2]) == 2" in note for note in outcome.notes)
 
