@@ -101,11 +101,16 @@ def _code_of(reply: str) -> str:
         return source
 
 
+def sample_code(item: ToolItem, model: Any, config: ForgeSettings, *, temperature: float) -> tuple[str, int]:
+    """One reply to the forge's own first request for the item: (its code, completion tokens)."""
+    reply, tokens = _chat(model, function_prompt(item.spec, config.allowed_imports, requested_name(item.spec)),
+                          config=config, temperature=temperature)
+    return _code_of(reply), tokens
+
+
 def produce_single(item: ToolItem, model: Any, config: ForgeSettings) -> Produced:
-    name = requested_name(item.spec)
-    reply, tokens = _chat(model, function_prompt(item.spec, config.allowed_imports, name), config=config,
-                          temperature=0.0)
-    return Produced(code=_code_of(reply), attempts=1, tokens=tokens)
+    code, tokens = sample_code(item, model, config, temperature=0.0)
+    return Produced(code=code, attempts=1, tokens=tokens)
 
 
 def produce_forge(item: ToolItem, model: Any, config: ForgeSettings) -> Produced:
@@ -126,12 +131,9 @@ def produce_resample(item: ToolItem, model: Any, config: ForgeSettings, *, budge
     checks = spec_checks(item.spec, name)
     tokens, samples, first = 0, 0, ""
     while (tokens < budget or samples == 0) and samples < MAX_RESAMPLES:
-        temperature = 0.0 if samples == 0 else RESAMPLE_TEMPERATURE
-        reply, used = _chat(model, function_prompt(item.spec, config.allowed_imports, name), config=config,
-                            temperature=temperature)
+        code, used = sample_code(item, model, config, temperature=0.0 if samples == 0 else RESAMPLE_TEMPERATURE)
         tokens += used
         samples += 1
-        code = _code_of(reply)
         first = first or code  # the greedy sample, judged as it is when nothing better turns up (as `single`)
         if not static_check(code, "", config.allowed_imports).ok:
             continue

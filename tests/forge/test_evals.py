@@ -526,3 +526,32 @@ def test_the_bench_refuses_bad_forge_overrides_before_it_loads_a_model(given, sa
                            "--ids", "str-001", "--forge", given], cwd=root, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and said in done.stderr, done.stderr
+
+
+def test_the_ceiling_bench_counts_what_choosing_among_samples_could_reach(tmp_path):
+    # Per sample: passes the hidden tests, and/or the request's examples (what the forge can see).
+    def row(item_id: str, marks: list[tuple[bool, bool]]) -> str:
+        samples = [{"tokens": 9, "seconds": 1.0, "examples": e, "hidden": h} for e, h in marks]
+        return json.dumps({"item_id": item_id, "category": "lists", "style": "plain", "has_examples": True,
+                           "samples": samples})
+    saved = tmp_path / "ceiling.jsonl"
+    saved.write_text("\n".join([
+        row("a", [(True, False), (True, True)]),  # one right sample, seen by the examples; one misleads
+        row("b", [(False, True), (False, False)]),  # right, but no sample passes the examples
+        row("c", [(False, False), (True, False)]),  # nothing right; a wrong one passes the examples
+    ]) + "\n")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "bench/ceiling.py", "--report", str(saved)], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert result == {"items": 3, "samples": 6, "correct_samples": 2, "items_with_correct": 2, "visible": 1,
+                      "misled": 2}
+    assert "a        plain     eH" in done.stdout
+
+
+def test_the_ceiling_bench_refuses_an_unknown_item_before_it_loads_a_model():
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "bench/ceiling.py", "--ids", "str-001,nope"], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown item id(s): nope" in done.stderr, done.stderr
