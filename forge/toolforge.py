@@ -417,7 +417,7 @@ def spec_checks(spec: str, name: str | None) -> list[Check]:
 # request's first example with one argument changed. Only what the words say literally is checked.
 _STATED_LINK = re.compile(r"\b(?:gives|returns|is|are|yields|becomes|counts as)\s+", re.IGNORECASE)
 _STATED_PHRASES = (("an empty string", "''"), ("the empty string", "''"), ("an empty list", "[]"),
-                   ("the empty list", "[]"), ("an empty dict", "{}"), ("zero", "0"), ("none", "None"))
+                   ("the empty list", "[]"), ("an empty dict", "{}"), ("zero", "0"))
 _STATED_BEFORE_WHEN = re.compile(r"(?:^|\s)(-?\d+(?:\.\d+)?|None|''|\[\]|\[\[\]\]|\[''\])\s+(?:when|if|for)\s+(.*)$")
 _TEXT_NOUNS = ("text", "string", "line", "sentence", "word", "name")
 _LIST_NOUNS = ("list", "sequence", "grid")
@@ -431,7 +431,7 @@ def _signature(spec: str, name: str) -> list[str]:
         return []
     try:
         tree = ast.parse(f"def _f({spec[found.end():end - 1]}): pass")
-    except SyntaxError:
+    except (SyntaxError, ValueError):  # ValueError: a null byte, on some Python versions
         return []
     fn = tree.body[0]
     return [a.arg for a in fn.args.args] if isinstance(fn, ast.FunctionDef) else []
@@ -463,7 +463,8 @@ def _stated_value(clause: str) -> tuple[str, str] | None:
         return _literal(before.group(1)) or before.group(1), before.group(2)
     for link in _STATED_LINK.finditer(clause):
         rest = clause[link.end():]
-        value = next((lit for phrase, lit in _STATED_PHRASES if rest.lower().startswith(phrase)), None)
+        value = next((lit for phrase, lit in _STATED_PHRASES  # a whole phrase: not "zero-based"
+                      if re.match(rf"{phrase}(?![\w-])", rest, re.IGNORECASE)), None)
         if value is None and rest[:1] in "-0123456789'\"[{N":
             value = _longest_literal(rest)
         if value is not None:

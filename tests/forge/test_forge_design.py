@@ -524,6 +524,9 @@ def test_stated_checks_read_the_results_a_request_states_in_words(spec, expected
     "    >>> f(1, 2)\n    3\n    \"\"\"",
     # two parameters and no example to take the other argument from
     "a function join_all(items, sep) that joins items with sep; an empty list gives ''",
+    # a phrase that only begins like a value
+    "def nth(items: list, k: int) -> int:\n    \"\"\"The k-th item; k is zero-based when items is empty.\n\n"
+    "    >>> nth([5, 6], 1)\n    6\n    \"\"\"",
     # a result stated for an example call is that example, already a check
     "Write double(x). For example, double(0) is 0 and double(2) is 4.",
 ])
