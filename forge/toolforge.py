@@ -1020,12 +1020,13 @@ def forge_loop(
     candidates: list[_Candidate] = []
     tokens = 0
     problem = ""
+    repair_from: _Candidate | None = None  # the candidate `problem` describes
     for number in range(1, config.max_attempts + 1):
         report = AttemptReport(number=number)
         if on_phase:
             on_phase(number, "writing")
         writer = _Writer(model, config, on_token(number) if on_token else None)
-        previous = candidates[-1].report if candidates else None
+        previous = repair_from.report if repair_from is not None else None
         # Greedy first; later candidates warmer, so that they differ from each other.
         temperature = 0.0 if number == 1 else min(1.0, config.temperature + 0.3 * (number - 1))
         if previous is not None and problem:
@@ -1066,6 +1067,7 @@ def forge_loop(
             problem = "Your code was rejected before it ran:\n" + "\n".join(f"- {e}" for e in report.static_errors)
             tokens += report.tokens
             candidates.append(_Candidate(report, None))
+            repair_from = candidates[-1]
             if on_attempt:
                 on_attempt(report)
             continue
@@ -1095,11 +1097,23 @@ def forge_loop(
         # After the greedy candidate a repair sees every failure; later candidates repair only real
         # errors and missed examples, else they are fresh samples that the agreement vote compares.
         problem = _problem(checks, verdict, with_test_cases=number == 1)
-        if problem and len(candidates) >= 2 and _same_behaviour(candidates[-1].verdict, candidates[-2].verdict):
+        repair_from = candidates[-1]
+        ahead = _ahead(candidates)
+        if ahead is not None and ahead is not repair_from and ahead.verdict is not None:
+            # The last change lost ground (fewer examples or stated results met than an earlier
+            # candidate): the earlier one is repaired again, not the step back.
+            problem, repair_from = _problem(checks, ahead.verdict, with_test_cases=False), ahead
+        elif problem and len(candidates) >= 2 and _same_behaviour(candidates[-1].verdict, candidates[-2].verdict):
             # The last change gave the very same results on every check: told the same failures again,
             # a small model repeats itself; a fresh sample at least differs.
             problem = ""
     return _choose(candidates, _unique([*spec_side, *words_side, *model_side]), tokens)
+
+
+def _ahead(candidates: list[_Candidate]) -> _Candidate | None:
+    """The judged candidate meeting the most examples, then stated results; the newest among equals."""
+    judged = [c for c in candidates if c.verdict is not None and not c.verdict.import_error]
+    return max(judged, key=lambda c: (c.report.spec_passed, c.report.words_passed, c.report.number), default=None)
 
 
 def _same_behaviour(a: Verdict | None, b: Verdict | None) -> bool:

@@ -568,3 +568,41 @@ def test_a_repair_that_changes_a_result_is_repaired_again():
     assert outcome.ok
     third = forge_calls(model)[2]["messages"]
     assert "Fix the code" in third[-1]["content"] and "len(values) // 2 - 1" in third[-2]["content"]
+
+
+CHOOSE_SPEC = '''def n_choose_k(n: int, k: int) -> int:
+    """Ways to choose k of n distinct items. The result is 0 when k is negative or larger than n.
+
+    >>> n_choose_k(5, 2)
+    10
+    >>> n_choose_k(5, 7)
+    0
+    """'''
+CHOOSE_RAISES = '''```python
+import math
+
+
+def n_choose_k(n: int, k: int) -> int:
+    """Ways to choose k of n distinct items."""
+    if k < 0:
+        raise ValueError("k must be non-negative")
+    return math.comb(n, k)
+```'''
+# The repair for k < 0 that breaks k > n: a step back on the request's own examples.
+CHOOSE_STEP_BACK = CHOOSE_RAISES.replace('raise ValueError("k must be non-negative")',
+                                         "return 0\n    if k > n:\n        raise ValueError('k > n')")
+CHOOSE_RIGHT = CHOOSE_RAISES.replace('raise ValueError("k must be non-negative")', "return 0")
+
+
+def test_a_repair_that_loses_ground_is_not_the_one_repaired_next():
+    model = ScriptedModel({"forge": sequence(CHOOSE_RAISES, CHOOSE_STEP_BACK, CHOOSE_RIGHT)})
+    outcome = forge_loop(CHOOSE_SPEC, model=model, config=ForgeSettings())
+
+    assert outcome.ok and "return 0" in outcome.code and "k > n" not in outcome.code
+    first, second, third = outcome.attempts
+    assert (first.spec_passed, first.words_passed) == (2, 0)  # the examples, not n_choose_k(5, -1) == 0
+    assert second.spec_passed == 1  # the step back
+    repaired = forge_calls(model)[2]["messages"]
+    assert "raise ValueError(\"k must be non-negative\")" in repaired[-2]["content"]  # the first, again
+    assert "n_choose_k(5, -1) should be 0" in repaired[-1]["content"]
+    assert "n_choose_k(5, 7)" not in repaired[-1]["content"]
