@@ -75,6 +75,9 @@ class ForgeRequest(models.Model):
     tool_version = models.ForeignKey(ToolVersion, null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="forge_requests")
     error = models.TextField(blank=True)
+    # What the forge noted about the tool it registered, a line each: a stated result it fails, a test
+    # case of BRICK's it dropped, what it mended in form.
+    notes = models.TextField(blank=True)
     created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL)
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)

@@ -154,7 +154,7 @@ def forge_request_execute(*, request: ForgeRequest, model: Any = None,
         return _finish_failed(request, f"the tool passed its tests but could not be registered: {exc}")
     with transaction.atomic():
         _set(request, status=ForgeRequest.Status.SUCCEEDED, tool_version=version, finished=timezone.now(),
-             phase=f"{version} is live")
+             phase=f"{version} is live", notes="\n".join(outcome.notes))
         signature = registry_mod.signature_text(version.code, version.tool.name)
         event_publish(kind="tool_created", source="forge", payload={
             "tool": version.tool.name, "version": version.number, "forge_request": request.pk,

@@ -4,6 +4,7 @@ test case, and the person's own examples overruled by BRICK's tests; and the par
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from forge.config import ForgeSettings
 from forge.models import ForgeAttempt, ForgeRequest, Tool
@@ -606,3 +607,15 @@ def test_a_repair_that_loses_ground_is_not_the_one_repaired_next():
     assert "raise ValueError(\"k must be non-negative\")" in repaired[-2]["content"]  # the first, again
     assert "n_choose_k(5, -1) should be 0" in repaired[-1]["content"]
     assert "n_choose_k(5, 7)" not in repaired[-1]["content"]
+
+
+def test_the_request_page_says_which_stated_result_the_registered_tool_fails(personas_seeded, auth_client):
+    request = forge(EDGE_SPEC, ScriptedModel({"forge": MEDIAN_NO_EMPTY}))
+
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    assert request.notes.startswith('fails what the request states ("0.0 for an empty list")')
+    page = auth_client.get(reverse("forge_request", args=[request.pk])).content.decode()
+    assert "The forge noted" in page and "assert median_of([]) == 0.0" in page
+    quiet = forge(MEDIAN_SPEC, ScriptedModel({"forge": SORTED_MEDIAN}))
+    assert quiet.notes == ""
+    assert "The forge noted" not in auth_client.get(reverse("forge_request", args=[quiet.pk])).content.decode()
