@@ -619,3 +619,17 @@ def test_the_request_page_says_which_stated_result_the_registered_tool_fails(per
     quiet = forge(MEDIAN_SPEC, ScriptedModel({"forge": SORTED_MEDIAN}))
     assert quiet.notes == ""
     assert "The forge noted" not in auth_client.get(reverse("forge_request", args=[quiet.pk])).content.decode()
+
+
+def test_a_repair_that_no_longer_imports_is_a_step_back_too():
+    # The repair raises at import (a default evaluated when the function is defined): nothing of it
+    # ran, so the first candidate, which met the examples, is the one repaired again.
+    broken = CHOOSE_RAISES.replace("k: int) -> int:", "k: int = math.undefined_name) -> int:")
+    model = ScriptedModel({"forge": sequence(CHOOSE_RAISES, broken, CHOOSE_RIGHT)})
+    outcome = forge_loop(CHOOSE_SPEC, model=model, config=ForgeSettings())
+
+    assert outcome.ok and "return 0" in outcome.code
+    assert "undefined_name" in outcome.attempts[1].error or "undefined_name" in outcome.attempts[1].stdout
+    repaired = forge_calls(model)[2]["messages"]
+    assert "undefined_name" not in repaired[-2]["content"]  # the first candidate, not the broken one
+    assert "n_choose_k(5, -1) should be 0" in repaired[-1]["content"]
