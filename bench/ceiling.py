@@ -1,7 +1,7 @@
 """How far any choosing among BRICK's samples could take the forge: K independent samples per `tools` item,
 each judged by the item's hidden tests and by the request's own examples.
 
-    python bench/ceiling.py [--ids a,b,… | --limit N] [--samples 5] [--temperature 0.8] [--out F]
+    python bench/ceiling.py [--ids a,b,… | --limit N] [--samples 5] [--temperature 0.8] [--seed 0] [--out F]
     python bench/ceiling.py --report F [F ...]
 
 Per item it counts the samples that pass the hidden tests (correct) and those that pass the request's
@@ -23,21 +23,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.evals import persona_models  # noqa: E402
+from bench.evals import persona_models, run_seed  # noqa: E402
 from forge.config import ForgeSettings  # noqa: E402
-from forge.evals.engine import run_hidden, sample_code  # noqa: E402
+from forge.evals.engine import SEED, item_seed, run_hidden, sample_code  # noqa: E402
 from forge.evals.suites import load_tools  # noqa: E402
 from forge.toolforge import judge, requested_name, spec_checks, static_check  # noqa: E402
 from personas.inference import ModelManager, ModelsConfig  # noqa: E402
 
 
-def sample_item(item, model, config: ForgeSettings, samples: int, temperature: float) -> dict:
+def sample_item(item, model, config: ForgeSettings, samples: int, temperature: float,
+                seed: int | None = SEED) -> dict:
     name = requested_name(item.spec)
     examples = spec_checks(item.spec, name)
+    first = item_seed(seed, item.id)
     rows = []
-    for _ in range(samples):
+    for k in range(samples):
         started = time.perf_counter()
-        code, tokens = sample_code(item, model, config, temperature=temperature)
+        code, tokens = sample_code(item, model, config, temperature=temperature,
+                                   seed=None if first is None else first + k)
         static_ok = static_check(code, "", config.allowed_imports).ok
         shown = bool(examples) and static_ok and all(
             r.get("ok") for r in judge(code, examples, backend=config.backend, limits=config.limits).results)
@@ -77,6 +80,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backend", default="local")
     parser.add_argument("--var-dir", default=str(REPO / "var"))
+    parser.add_argument("--seed", default=str(SEED), help="the run's sampler seed, as bench/evals.py's (or none)")
     parser.add_argument("--out", default="")
     parser.add_argument("--report", nargs="+", default=[])
     args = parser.parse_args()
@@ -97,14 +101,15 @@ def main() -> None:
     forge_conf["backend"] = args.backend
     config = ForgeSettings.from_dict(forge_conf)
     embedded = {"threads": args.threads, "n_ctx": 4096, "persona_models": persona_models("")}
+    seed = run_seed(parser, args.seed)  # refused before the model loads
     model = ModelManager(ModelsConfig.from_dict({"backend": "embedded", "embedded": embedded}),
                          var_dir=Path(args.var_dir))
     print(f"{len(items)} items x {args.samples} samples at temperature {args.temperature}, "
-          f"model {model.resolve('BRICK')[1]}", flush=True)
+          f"model {model.resolve('BRICK')[1]}, seed {seed}", flush=True)
     rows = []
     out = open(args.out, "w", encoding="utf-8") if args.out else None
     for item in items:
-        row = sample_item(item, model, config, args.samples, args.temperature)
+        row = sample_item(item, model, config, args.samples, args.temperature, seed)
         rows.append(row)
         print(f"  {item.id:8} " + "".join("H" if s["hidden"] else ("e" if s["examples"] else ".")
                                            for s in row["samples"]), flush=True)

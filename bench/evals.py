@@ -1,6 +1,6 @@
 """The eval suites on the real embedded model, mode beside mode: pass rates per category, tokens, seconds.
 
-    python bench/evals.py --suite tools [--modes forge,single,resample] [--limit N] [--threads 1] [--out F]
+    python bench/evals.py --suite tools [--modes forge,single,resample] [--limit N] [--threads 1] [--seed 0] [--out F]
     python bench/evals.py --suite tasks [--modes single,graph,closedbook] [--category C] [--limit N | --ids …] [--out F]
     python bench/evals.py --report F [F ...]     # the same table from saved --out files (e.g. modes run apart)
 
@@ -11,8 +11,9 @@ embedded backend and the [graph] settings and budgets of config/settings.toml.
 Runs the same engine as `manage.py evals run` (forge/evals/engine.py) without a database: the embedded
 llama.cpp model through ModelManager (each persona on its model of the shipped lineup; the forge writes with
 BRICK's), the forge settings of config/settings.toml, the product's
-sandbox. The forge runs first so that `resample` gets the forge's own token budget per item. Prints a
-table, then one line `RESULT {json}`.
+sandbox. The forge runs first so that `resample` gets the forge's own token budget per item. Sampling is
+seeded per item (--seed), so two runs of one variant draw the same samples and a difference between two
+variants is theirs, not the draw's. Prints a table, then one line `RESULT {json}`.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from forge.config import ForgeSettings  # noqa: E402
-from forge.evals.engine import TASK_MODES, TOOL_MODES, ItemResult, run_tool_items, summarise  # noqa: E402
+from forge.evals.engine import SEED, TASK_MODES, TOOL_MODES, ItemResult, run_tool_items, summarise  # noqa: E402
 from forge.evals.suites import load_tools  # noqa: E402
 from personas.inference import ModelManager, ModelsConfig  # noqa: E402
 
@@ -66,6 +67,9 @@ def main() -> None:
                         help="PERSONA=MODEL,… — each persona's embedded model: a packaged model's name "
                              "(qwen2.5-coder-1.5b, smollm2-135m, …) or a GGUF path, over the shipped lineup of "
                              "config/settings.toml; the tools suite writes with BRICK's")
+    parser.add_argument("--seed", default=str(SEED),
+                        help="tools: the run's sampler seed; each item draws from its own seed derived from it, the "
+                             "same in every mode and run (\"none\": the model picks, as the product's forge does)")
     parser.add_argument("--out", default="", help="write every item's result as JSON lines to this file")
     parser.add_argument("--report", nargs="+", default=[], help="print the table from saved --out files instead")
     parser.add_argument("--budgets-from", nargs="+", default=[],
@@ -114,9 +118,10 @@ def main() -> None:
         parser.error(f"--forge: {exc}")
     embedded = {"threads": args.threads, "n_ctx": 4096, "persona_models": persona_models(args.persona_models)}
     models = ModelsConfig.from_dict({"backend": "embedded", "embedded": embedded})
+    seed = run_seed(parser, args.seed)  # refused before the model loads
     model = ModelManager(models, var_dir=Path(args.var_dir))
     print(f"{len(items)} items, modes {', '.join(modes)}, model {model.resolve('BRICK')[1]}, "
-          f"{args.threads} thread(s), sandbox {config.backend}"
+          f"{args.threads} thread(s), sandbox {config.backend}, seed {seed}"
           + (f", [forge] overrides {args.forge}" if args.forge else ""), flush=True)
 
     out = open(args.out, "w", encoding="utf-8") if args.out else None
@@ -148,15 +153,27 @@ def main() -> None:
                 while item.id not in budgets:
                     time.sleep(10)
                     budgets = read_budgets()
-                results[mode] += run_tool_items([item], mode, model, config, budgets=budgets, on_result=progress)
+                results[mode] += run_tool_items([item], mode, model, config, budgets=budgets, seed=seed,
+                                                 on_result=progress)
         else:
-            results[mode] = run_tool_items(items, mode, model, config, budgets=budgets, on_result=progress)
+            results[mode] = run_tool_items(items, mode, model, config, budgets=budgets, seed=seed,
+                                           on_result=progress)
         if mode == "forge":
             budgets = {r.item_id: r.tokens for r in results[mode]}
         print(f"{mode}: {time.perf_counter() - started:.0f} s", flush=True)
     if out:
         out.close()
     report(results, {"items": len(items), "threads": args.threads, "sandbox": config.backend})
+
+
+def run_seed(parser: argparse.ArgumentParser, value: str) -> int | None:
+    """--seed: a whole number, or "none" for draws the model picks."""
+    if value.strip().lower() == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        parser.error(f"--seed {value!r}: give a whole number or none")
 
 
 def run_tasks(args: argparse.Namespace) -> None:

@@ -971,11 +971,28 @@ def _problem(checks: list[Check], verdict: Verdict, *, with_test_cases: bool) ->
     return "The function is wrong on these calls:\n" + "\n".join(failing[:6]) + hint
 
 
+class Seeds:
+    """The sampler seeds of one forge run: None throughout (the backend picks one per request), or
+    `base`, `base + 1`, … one per model call, so that a run can be drawn again call for call."""
+
+    def __init__(self, base: int | None) -> None:
+        self.base, self.used = base, 0
+
+    def options(self) -> dict[str, int]:
+        """The next call's seed as a chat() keyword; none at all when unseeded (a model without seeds)."""
+        if self.base is None:
+            return {}
+        self.used += 1
+        return {"seed": (self.base + self.used - 1) % 2**31}
+
+
 class _Writer:
     """One model call for code, asked again with twice the budget when the reply was cut off."""
 
-    def __init__(self, model: Any, config: ForgeSettings, on_token: Callable[[str], None] | None) -> None:
+    def __init__(self, model: Any, config: ForgeSettings, on_token: Callable[[str], None] | None,
+                 seeds: Seeds | None = None) -> None:
         self.model, self.config, self.on_token = model, config, on_token
+        self.seeds = seeds or Seeds(None)
 
     def ask(self, messages: list[dict[str, str]], *, temperature: float, report: AttemptReport,
             max_tokens: int | None = None) -> str:
@@ -983,7 +1000,7 @@ class _Writer:
         for _ in range(2):
             started = time.perf_counter()
             result = self.model.chat("BRICK", messages, max_tokens=budget, temperature=temperature,
-                                     on_token=self.on_token, stop=CODE_STOP)
+                                     on_token=self.on_token, stop=CODE_STOP, **self.seeds.options())
             report.model_ms += (time.perf_counter() - started) * 1000
             tokens = int(getattr(result, "completion_tokens", 0) or 0)
             report.tokens += tokens
@@ -1003,6 +1020,7 @@ def forge_loop(
     on_attempt: Callable[[AttemptReport], None] | None = None,
     on_phase: Callable[[int, str], None] | None = None,
     on_token: Callable[[int], Callable[[str], None] | None] | None = None,
+    seed: int | None = None,
 ) -> ForgeOutcome:
     """Forge a tool for `spec`: BRICK writes a function (greedy first); the spec's own examples are
     authoritative checks, so are the results its words state for empty, blank, negative or bounded input
@@ -1011,7 +1029,9 @@ def forge_loop(
     result (or, without examples, every test case) is taken at once; otherwise more candidates are
     written (a repair when an example or stated result fails, a fresh sample otherwise), up to
     config.max_attempts, and the best is taken, a disputed test case
-    losing to candidates that agree against it. Never executes generated code in this process."""
+    losing to candidates that agree against it. Never executes generated code in this process.
+    `seed`: the first model call's sampler seed, the next calls' counting on from it (evals draw the
+    same samples for every variant they compare); None lets the backend pick."""
     spec = snake_calls(spec)
     name = requested_name(spec)
     spec_side = spec_checks(spec, name)
@@ -1021,11 +1041,12 @@ def forge_loop(
     tokens = 0
     problem = ""
     repair_from: _Candidate | None = None  # the candidate `problem` describes
+    seeds = Seeds(seed)
     for number in range(1, config.max_attempts + 1):
         report = AttemptReport(number=number)
         if on_phase:
             on_phase(number, "writing")
-        writer = _Writer(model, config, on_token(number) if on_token else None)
+        writer = _Writer(model, config, on_token(number) if on_token else None, seeds)
         previous = repair_from.report if repair_from is not None else None
         # Greedy first; later candidates warmer, so that they differ from each other.
         temperature = 0.0 if number == 1 else min(1.0, config.temperature + 0.3 * (number - 1))

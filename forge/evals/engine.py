@@ -11,6 +11,7 @@ Every judged piece of code runs in the product's sandbox, never in this process.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -39,6 +40,15 @@ TASK_MAX_TOKENS = 256
 RESAMPLE_TEMPERATURE = 0.8
 MAX_RESAMPLES = 12  # a backstop: a model reporting no tokens would otherwise never exhaust the budget
 OUTPUT_CHARS = 4000
+SEED = 0  # an eval run's default seed: two runs of one variant draw the same samples
+
+
+def item_seed(seed: int | None, item_id: str) -> int | None:
+    """The first sampler seed of one item in a run seeded `seed` (None: unseeded, the backend picks).
+    Items get unrelated seeds; an item keeps its seed in every run and mode seeded alike."""
+    if seed is None:
+        return None
+    return zlib.crc32(f"{seed}:{item_id}".encode()) % 2**31
 
 @dataclass
 class ItemResult:
@@ -88,8 +98,11 @@ def run_hidden(code: str, item: ToolItem, config: ForgeSettings) -> tuple[bool, 
     return True, ""
 
 
-def _chat(model: Any, messages: list[dict[str, str]], *, config: ForgeSettings, temperature: float) -> tuple[str, int]:
-    result = model.chat("BRICK", messages, max_tokens=config.max_tokens, temperature=temperature, stop=CODE_STOP)
+def _chat(model: Any, messages: list[dict[str, str]], *, config: ForgeSettings, temperature: float,
+          seed: int | None = None) -> tuple[str, int]:
+    seeded = {} if seed is None else {"seed": seed % 2**31}
+    result = model.chat("BRICK", messages, max_tokens=config.max_tokens, temperature=temperature, stop=CODE_STOP,
+                        **seeded)
     return result.content or "", int(getattr(result, "completion_tokens", 0) or 0)
 
 
@@ -101,10 +114,11 @@ def _code_of(reply: str) -> str:
         return source
 
 
-def sample_code(item: ToolItem, model: Any, config: ForgeSettings, *, temperature: float) -> tuple[str, int]:
+def sample_code(item: ToolItem, model: Any, config: ForgeSettings, *, temperature: float,
+                seed: int | None = None) -> tuple[str, int]:
     """One reply to the forge's own first request for the item: (its code, completion tokens)."""
     reply, tokens = _chat(model, function_prompt(item.spec, config.allowed_imports, requested_name(item.spec)),
-                          config=config, temperature=temperature)
+                          config=config, temperature=temperature, seed=seed)
     return _code_of(reply), tokens
 
 
@@ -113,8 +127,8 @@ def produce_single(item: ToolItem, model: Any, config: ForgeSettings) -> Produce
     return Produced(code=code, attempts=1, tokens=tokens)
 
 
-def produce_forge(item: ToolItem, model: Any, config: ForgeSettings) -> Produced:
-    outcome = forge_loop(item.spec, model=model, config=config)
+def produce_forge(item: ToolItem, model: Any, config: ForgeSettings, *, seed: int | None = None) -> Produced:
+    outcome = forge_loop(item.spec, model=model, config=config, seed=seed)
     attempts = [a.as_dict() for a in outcome.attempts]
     kept = ("number", "passed", "error", "tokens", "truncated_retries", "spec_passed", "words_passed",
             "model_passed", "stdout")
@@ -125,13 +139,16 @@ def produce_forge(item: ToolItem, model: Any, config: ForgeSettings) -> Produced
     return Produced(code=outcome.code, attempts=len(attempts), tokens=outcome.tokens, detail=detail)
 
 
-def produce_resample(item: ToolItem, model: Any, config: ForgeSettings, *, budget: int) -> Produced:
-    """Independent samples until the token budget is spent; the first that passes the spec's examples."""
+def produce_resample(item: ToolItem, model: Any, config: ForgeSettings, *, budget: int,
+                     seed: int | None = None) -> Produced:
+    """Independent samples until the token budget is spent; the first that passes the spec's examples.
+    Sample k (from 0) is drawn with `seed + k`, as the forge's k-th model call is."""
     name = requested_name(item.spec)
     checks = spec_checks(item.spec, name)
     tokens, samples, first = 0, 0, ""
     while (tokens < budget or samples == 0) and samples < MAX_RESAMPLES:
-        code, used = sample_code(item, model, config, temperature=0.0 if samples == 0 else RESAMPLE_TEMPERATURE)
+        code, used = sample_code(item, model, config, temperature=0.0 if samples == 0 else RESAMPLE_TEMPERATURE,
+                                 seed=None if seed is None else seed + samples)
         tokens += used
         samples += 1
         first = first or code  # the greedy sample, judged as it is when nothing better turns up (as `single`)
@@ -148,8 +165,9 @@ def produce_resample(item: ToolItem, model: Any, config: ForgeSettings, *, budge
 
 
 def run_tool_item(item: ToolItem, mode: str, model: Any, config: ForgeSettings, *,
-                  budget: int | None = None) -> ItemResult:
-    """One item under one mode, judged by its hidden tests; a crash of the mode is a failed item."""
+                  budget: int | None = None, seed: int | None = SEED) -> ItemResult:
+    """One item under one mode, judged by its hidden tests; a crash of the mode is a failed item.
+    `seed`: the run's seed (item_seed); None leaves every draw to the backend."""
     if mode not in TOOL_MODES:
         raise ValueError(f"unknown mode {mode!r} for the tools suite: choose {', '.join(TOOL_MODES)}")
     started = time.perf_counter()
@@ -157,9 +175,10 @@ def run_tool_item(item: ToolItem, mode: str, model: Any, config: ForgeSettings, 
         if mode == "single":
             produced = produce_single(item, model, config)
         elif mode == "forge":
-            produced = produce_forge(item, model, config)
+            produced = produce_forge(item, model, config, seed=item_seed(seed, item.id))
         else:
-            produced = produce_resample(item, model, config, budget=budget or config.max_tokens * config.max_attempts)
+            produced = produce_resample(item, model, config, budget=budget or config.max_tokens * config.max_attempts,
+                                        seed=item_seed(seed, item.id))
     except Exception as exc:  # recorded on the item; the run goes on with the next one
         return ItemResult(item.id, item.category, item.style, False, seconds=time.perf_counter() - started,
                           why=f"the {mode} mode crashed: {type(exc).__name__}: {exc}")
@@ -178,12 +197,12 @@ def run_tool_item(item: ToolItem, mode: str, model: Any, config: ForgeSettings, 
 
 
 def run_tool_items(items: list[ToolItem], mode: str, model: Any, config: ForgeSettings, *,
-                   budgets: dict[str, int] | None = None,
+                   budgets: dict[str, int] | None = None, seed: int | None = SEED,
                    on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
     """Every item in order; `on_result` after each (progress, persistence)."""
     results = []
     for item in items:
-        result = run_tool_item(item, mode, model, config, budget=(budgets or {}).get(item.id))
+        result = run_tool_item(item, mode, model, config, budget=(budgets or {}).get(item.id), seed=seed)
         results.append(result)
         if on_result:
             on_result(result)

@@ -70,12 +70,13 @@ def git_commit() -> str:
 
 
 def settings_snapshot(config: ForgeSettings) -> dict[str, Any]:
-    """The settings an eval's figures depend on: the forge's and the models'."""
+    """The settings an eval's figures depend on: the forge's, the models' and the sampler seed."""
     forge = asdict(config)
     forge["limits"] = asdict(config.limits)
     models = models_config()
     return {"forge": forge, "models": {"backend": models.backend, "personas": dict(models.personas),
-                                       "embedded": asdict(models.embedded)}}
+                                       "embedded": asdict(models.embedded)},
+            "seed": engine.SEED}
 
 
 def digest(snapshot: dict[str, Any]) -> str:

@@ -370,10 +370,14 @@ class EmbeddedBackend:
         request: dict[str, Any] = {
             "messages": messages_for_openai(messages),
             "max_tokens": options.max_tokens or self.config.max_tokens,
-            "cache_prompt": True,
+            # A reused prompt cache ends in a single-token evaluation whose rounding differs from the full
+            # prompt's, enough to change a warm sample: a seeded draw evaluates its prompt afresh.
+            "cache_prompt": options.seed is None,
         }
         if options.temperature is not None:
             request["temperature"] = options.temperature
+        if options.seed is not None:
+            request["seed"] = options.seed
         if options.tools:
             # The GGUF's own chat template renders the tool specs (Qwen: a <tools> block and
             # <tool_call> replies); we still parse the text ourselves because small models often

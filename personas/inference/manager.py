@@ -193,6 +193,7 @@ class ModelManager:
         max_tokens: int | None = None,
         temperature: float | None = None,
         stop: list[str] | tuple[str, ...] | None = None,
+        seed: int | None = None,
         adapter: dict[str, Any] | None | str = PROMOTED,
     ) -> ChatResult:
         """Ask a persona (ALFRED/BRICK/ROBIN/BABS, any case) or a named model.
@@ -204,7 +205,8 @@ class ModelManager:
         `tools` are JSON-schema function specs; calls come back in `tool_calls` as
         {name, arguments}. With `json_schema` the reply is constrained to it and decoded into
         `parsed` (ModelOutputInvalid if it still does not decode). `on_token` receives text
-        pieces as they are generated; their concatenation equals `content`.
+        pieces as they are generated; their concatenation equals `content`. `seed` fixes the sampler's
+        seed, so that a sampled reply can be drawn again (evals compare variants on the same draws).
         """
         if not messages:
             raise ValueError("chat() needs at least one message")
@@ -223,7 +225,8 @@ class ModelManager:
             with self.lock.hold(wait_s=self.config.request_timeout_s * 2):
                 wait_ms = (time.perf_counter() - t0) * 1000
                 options = ChatOptions(tools=norm_tools, json_schema=json_schema, on_token=on_token,
-                                      max_tokens=max_tokens, temperature=temperature, stop=tuple(stop or ()))
+                                      max_tokens=max_tokens, temperature=temperature, stop=tuple(stop or ()),
+                                      seed=seed)
                 reply = self._chat_on(backend, persona, model if backend == "ollama" else persona_or_model,
                                       messages, options, adapter)
             result = self._finish(reply, backend, persona, json_schema, t0)

@@ -170,6 +170,8 @@ class OllamaBackend:
             model_options["num_predict"] = options.max_tokens
         if options.temperature is not None:
             model_options["temperature"] = options.temperature
+        if options.seed is not None:
+            model_options["seed"] = options.seed
         if options.stop:
             model_options["stop"] = list(options.stop)
         kwargs: dict[str, Any] = {

@@ -12,7 +12,8 @@ class ChatOptions:
 
     `tools`: JSON-schema function specs (normalised); `json_schema`: constrain the reply to this
     schema; `on_token`: receives text pieces as they are generated; `max_tokens` / `temperature`:
-    None leaves the backend's own default."""
+    None leaves the backend's own default; `seed`: the sampler's seed, so that a sampled reply can be
+    drawn again (None: the backend picks one per request)."""
 
     tools: list[dict[str, Any]] | None = None
     json_schema: dict[str, Any] | None = None
@@ -20,3 +21,4 @@ class ChatOptions:
     max_tokens: int | None = None
     temperature: float | None = None
     stop: tuple[str, ...] = ()
+    seed: int | None = None

@@ -248,6 +248,61 @@ def test_a_run_records_the_model_backend_sandbox_settings_and_commit():
     assert Event.objects.filter(kind="evals.done", payload__eval_run=run.pk).exists()
 
 
+
+def seeds_asked(model: SuiteModel) -> dict[str, list[int]]:
+    asked: dict[str, list[int]] = {}
+    for call in model.calls:
+        if call["kind"] == "forge":
+            asked.setdefault(model.item_asked(call["messages"]), []).append(call["seed"])
+    return asked
+
+
+def test_each_item_draws_from_its_own_seed_the_same_in_every_run_and_mode():
+    first, again = SuiteModel(wrong=("str-002",)), SuiteModel(wrong=("str-002",))
+    run = execute("tools", "forge", 2, first)
+    execute("tools", "forge", 2, again)
+
+    seeds = seeds_asked(first)
+    assert seeds == seeds_asked(again)  # a second run draws the very same samples
+    base = engine.item_seed(engine.SEED, "str-002")
+    assert seeds["str-002"] == list(range(base, base + len(seeds["str-002"])))  # a seed per model call
+    assert len(seeds["str-002"]) == 5
+    assert seeds["str-001"] == [engine.item_seed(engine.SEED, "str-001")] != seeds["str-002"][:1]
+    assert run.settings["seed"] == engine.SEED
+
+    resampled = SuiteModel(wrong=("str-002",))
+    execute("tools", "resample", 2, resampled)
+    assert seeds_asked(resampled)["str-002"][:5] == seeds["str-002"]  # sample k on the forge's k-th seed
+
+
+class SeedlessModel(SuiteModel):
+    """A model whose chat() knows no seed, as a model double or an older backend may not."""
+
+    def chat(self, persona_or_model, messages, *, tools=None, json_schema=None, on_token=None, max_tokens=None,
+             temperature=None, stop=None, adapter="promoted"):
+        return super().chat(persona_or_model, messages, tools=tools, json_schema=json_schema, on_token=on_token,
+                            max_tokens=max_tokens, temperature=temperature, stop=stop, adapter=adapter)
+
+
+@pytest.mark.parametrize("mode", ["forge", "resample"])
+def test_an_unseeded_item_leaves_every_draw_to_the_model(mode):
+    model = SeedlessModel(wrong=("str-002",))
+    config = forge_settings()
+    result = engine.run_tool_item(next(i for i in TOOLS if i.id == "str-002"), mode, model, config, seed=None)
+    assert result.attempts > 1 and "crashed" not in result.why, result.why
+    assert {c["seed"] for c in model.calls} == {None}
+
+
+def test_the_bench_refuses_a_seed_that_is_not_a_number_before_it_loads_a_model():
+    root = Path(__file__).resolve().parents[2]
+    for bench in ("bench/evals.py", "bench/ceiling.py"):
+        args = [sys.executable, bench, "--ids", "str-001", "--seed", "many"]
+        if bench == "bench/evals.py":
+            args[2:2] = ["--suite", "tools", "--modes", "resample"]
+        done = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "--seed 'many': give a whole number or none" in done.stderr, done.stderr
+
+
 # ------------------------------------------------------------------------------- cancel and restart
 def test_a_cancel_is_honoured_between_items():
     model = SuiteModel()

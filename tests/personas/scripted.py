@@ -102,12 +102,13 @@ class ScriptedModel:
         return persona_or_model, self.model_name
 
     def chat(self, persona_or_model: str, messages: list[dict], *, tools=None, json_schema=None, on_token=None,
-             max_tokens=None, temperature=None, stop=None, adapter="promoted") -> Reply:
+             max_tokens=None, temperature=None, stop=None, seed=None, adapter="promoted") -> Reply:
         persona = persona_or_model.upper()
         kind = request_kind(persona, json_schema, messages)
         count = sum(1 for c in self.calls if c["kind"] == kind)
         self.calls.append({"persona": persona, "kind": kind, "messages": messages, "tools": tools,
-                           "max_tokens": max_tokens, "temperature": temperature, "stop": stop, "adapter": adapter})
+                           "max_tokens": max_tokens, "temperature": temperature, "stop": stop, "seed": seed,
+                           "adapter": adapter})
         # A fine-tune's adapter asked explicitly (compare in chat) answers by the "<kind>_adapted" rule.
         adapted = isinstance(adapter, dict) and bool(adapter.get("lora_path"))
         if kind == "first_answer" and kind not in self.rules:

@@ -115,6 +115,19 @@ def test_streaming_pieces_join_to_content(session):
     assert result.content.strip()
 
 
+def test_a_seeded_sample_is_drawn_again_by_its_seed(session):
+    mm = session[0]
+    ask = [{"role": "user", "content": "Invent a name for a small red boat."}]
+
+    def draw(seed: int) -> str:
+        return mm.chat("BRICK", ask, max_tokens=16, temperature=1.5, seed=seed).content
+
+    first = draw(7)
+    other = draw(8)
+    assert draw(7) == first  # again, after another request in between
+    assert other != first
+
+
 def test_llama_server_is_locked_down(session):
     """The binding's server listens; nothing without the key may use it, and no TCP port is opened."""
     mm = session[0]

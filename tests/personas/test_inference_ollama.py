@@ -73,6 +73,16 @@ def test_chat_sends_keep_alive_zero_and_maps_persona(fake, tmp_path):
     assert [s["state"] for s in statuses] == ["loading", "loaded", "unloaded"]
 
 
+def test_a_seed_goes_to_ollama_with_the_sampling_options(fake, tmp_path):
+    mm = _manager(fake.url, tmp_path)[0]
+    fake.replies.extend([{"content": "one"}, {"content": "two"}])
+    mm.chat("brick", [{"role": "user", "content": "Say something"}], temperature=0.8, seed=41)
+    mm.chat("brick", [{"role": "user", "content": "Say something"}], temperature=0.8)
+    seeded, unseeded = fake.bodies("/api/chat")
+    assert seeded["options"] == {"temperature": 0.8, "seed": 41}
+    assert unseeded["options"] == {"temperature": 0.8}  # Ollama picks one
+
+
 def test_keep_alive_override_per_persona(fake, tmp_path):
     fake.models.append("gemma2:9b")
     mm, _, statuses = _manager(fake.url, tmp_path, keep_alive_overrides={"ALFRED": 300})
