@@ -70,6 +70,25 @@ def install_test_system_packages() -> None:
             f"sudo apt-get install {' '.join(TEST_SYSTEM_PACKAGES)} docker.io runsc")
 
 
+def delegated_scope(command: list[str]) -> list[str] | None:
+    """Not root: `command` started in a systemd user scope whose cgroup is delegated to it, so that the
+    sandbox can give every run a cgroup of its own (memory, processes and CPU time limited across all
+    of a job's processes); None where there is no systemd-run or no user session to ask (the sandbox
+    then limits each process alone and the Forge page says so), as root (the sandbox makes its cgroups
+    itself), or when A4PS_SCOPE=0."""
+    if os.geteuid() == 0 or os.environ.get("A4PS_SCOPE", "1") == "0" or os.environ.get("A4PS_CGROUP_DELEGATED"):
+        return None
+    systemd_run = shutil.which("systemd-run")
+    if systemd_run is None:
+        return None
+    scope = [systemd_run, "--user", "--scope", "--quiet", "--collect", "-p", "Delegate=yes", "--"]
+    try:
+        probe = subprocess.run([*scope, "true"], stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [*scope, *command] if probe.returncode == 0 else None
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[1] not in {"run", "test"}:
         print("usage: python3 a4ps.py run | test [pytest args...]")
@@ -77,7 +96,13 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     ensure_venv()
     if argv[1] == "run":
-        os.execv(str(PY), [str(PY), "manage.py", "up", *argv[2:]])
+        command = [str(PY), "manage.py", "up", *argv[2:]]
+        scoped = delegated_scope(command)
+        if scoped is not None:
+            say("running in a systemd user scope of its own, so that each sandbox run gets a cgroup")
+            os.environ["A4PS_CGROUP_DELEGATED"] = "1"
+            os.execv(scoped[0], scoped)
+        os.execv(str(PY), command)
     install_test_system_packages()
     code = subprocess.call([str(PY), "-m", "pytest", *argv[2:]])
     if code == 5:

@@ -270,8 +270,11 @@ def _cgroup_note() -> str:
     """What the cgroup per run enforces on this host, in words for the Forge page."""
     probe = _JobCgroup.create(Limits(), None)
     if probe is None:
-        why = ("not root" if not _is_root() else "no writable cgroup v2 hierarchy" if _cgroup_v2()
-               else "no writable cgroup v1 hierarchy")
+        if not _is_root():
+            why = ("not root, and no cgroup v2 delegated to the worker: `python3 a4ps.py run` starts the "
+                   "product in a systemd user scope with one where systemd-run and a user session are there")
+        else:
+            why = "no writable cgroup v2 hierarchy" if _cgroup_v2() else "no writable cgroup v1 hierarchy"
         return f"no cgroup per run ({why}): memory and CPU time limited per process only"
     probe.remove()
     if not probe.unified:
@@ -401,14 +404,15 @@ _cgroups_swept = False
 
 
 class _JobCgroup:
-    """One cgroup per run, where the host lets us make one (root): memory (with memfd and tmpfs pages,
-    swap off), process count and CPU time limited across all of the job's processes together.
-    Per-process rlimits stay as a second layer.
+    """One cgroup per run, where the host lets us make one (root, or a cgroup v2 delegated to us):
+    memory (with memfd and tmpfs pages, swap off), process count and CPU time limited across all of the
+    job's processes together. Per-process rlimits stay as a second layer.
 
     cgroup v1 (a hierarchy per controller), or cgroup v2 where A4PS_CGROUP_ROOT (default /sys/fs/cgroup)
     is a unified hierarchy: runs are made under <root>/a4ps-sandbox with the memory, pids and cpu
     controllers that root hands down. On v2 only root may move a process in (it must be allowed to write
-    the common ancestor's cgroup.procs), so the job never joins by itself there: the launcher moves it."""
+    the common ancestor's cgroup.procs), so the job never joins by itself there: the launcher moves it.
+    Not root: runs are made the same way under the cgroup delegated to the worker (_delegated_root)."""
 
     def __init__(self, dirs: dict[str, Path], *, unified: bool = False, controllers: frozenset[str] = frozenset()):
         self.dirs = dirs  # controller -> this run's directory (v2: the one directory, as "unified")
@@ -420,15 +424,21 @@ class _JobCgroup:
     def create(cls, limits: Limits, uid: int | None) -> _JobCgroup | None:
         """A fresh cgroup with the limits set, its cgroup.procs writable by uid (for a job that joins
         itself on v1, JOIN_CGROUP) unless uid is None; None where not possible."""
-        if os.environ.get("A4PS_SANDBOX_CGROUPS", "1") == "0" or not _is_root():
+        if os.environ.get("A4PS_SANDBOX_CGROUPS", "1") == "0":
             return None
+        root, unified = CGROUP_ROOT, _cgroup_v2()
+        if not _is_root():
+            delegated = _delegated_root()
+            if delegated is None:
+                return None
+            root, unified = delegated, True
         global _cgroups_swept
         if not _cgroups_swept:
             _cgroups_swept = True
-            cls.sweep()
+            cls.sweep(root)
         name = f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         try:
-            made = cls._v2(name, limits) if _cgroup_v2() else cls._v1(name, limits)
+            made = cls._v2(name, limits, root) if unified else cls._v1(name, limits)
         except OSError:
             return None
         if made is not None and uid is not None and not made.unified:
@@ -462,8 +472,8 @@ class _JobCgroup:
         return made
 
     @classmethod
-    def _v2(cls, name: str, limits: Limits) -> _JobCgroup:
-        parent = _v2_parent()
+    def _v2(cls, name: str, limits: Limits, root: Path) -> _JobCgroup:
+        parent = _v2_parent(root)
         path = parent / name
         path.mkdir()
         made = cls({"unified": path}, unified=True,
@@ -481,10 +491,11 @@ class _JobCgroup:
         return made
 
     @classmethod
-    def sweep(cls) -> None:
-        """Remove the run cgroups a dead process left (named run-<pid>-…)."""
-        parents = [CGROUP_ROOT / c / CGROUP_PREFIX for c in ("memory", "pids", "cpuacct")]
-        parents.append(CGROUP_ROOT / CGROUP_PREFIX)
+    def sweep(cls, root: Path | None = None) -> None:
+        """Remove the run cgroups a dead process left (named run-<pid>-…) under root (CGROUP_ROOT)."""
+        root = root or CGROUP_ROOT
+        parents = [root / c / CGROUP_PREFIX for c in ("memory", "pids", "cpuacct")]
+        parents.append(root / CGROUP_PREFIX)
         for parent in parents:
             with contextlib.suppress(OSError):
                 for path in parent.glob("run-*-*"):
@@ -578,14 +589,78 @@ def _read_words(path: Path) -> set[str]:
         return set()
 
 
-def _v2_parent() -> Path:
-    """<root>/a4ps-sandbox, with the controllers root offers handed down to the runs beneath it.
-    Enabling one can fail (EBUSY: root is the cgroup of a container that holds processes itself); the
-    runs then go without it, and the Forge page says which ones hold."""
-    parent = CGROUP_ROOT / CGROUP_PREFIX
+WORKER_LEAF = "a4ps-worker"
+_delegated: Path | None | bool = False  # False: not looked for yet
+_delegated_lock = threading.Lock()
+
+
+def _own_v2_cgroup() -> Path | None:
+    """The cgroup v2 directory this process is in, from /proc/self/cgroup and the cgroup2 mount."""
+    try:
+        rel = next((line[3:] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                    if line.startswith("0::")), None)
+        mounts = [line.split(" - ", 1) for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    except OSError:
+        return None
+    for head, tail in (m for m in mounts if len(m) == 2):
+        fields = head.split()
+        if tail.split()[0] == "cgroup2" and rel is not None and fields[3] == "/":
+            path = Path(fields[4]) / rel.strip().lstrip("/")
+            if (path / "cgroup.procs").exists():
+                return path
+    return None
+
+
+def _delegated_root() -> Path | None:
+    """Not root: the cgroup v2 delegated to this process tree, ready to hold run cgroups; None if none.
+
+    `python3 a4ps.py run` starts the product in a systemd user scope with Delegate=yes and says so in
+    A4PS_CGROUP_DELEGATED=1 (a person can do the same by hand); nothing else is taken for delegated,
+    so a cgroup systemd manages itself is never rearranged. A cgroup that holds processes cannot hand
+    controllers down, so the product's processes move into a leaf beneath it, `a4ps-worker`, and the
+    runs are made beside it, under `a4ps-sandbox` (moving a job in then needs only the delegated
+    cgroup's own cgroup.procs, which is ours)."""
+    global _delegated
+    with _delegated_lock:
+        if _delegated is False:
+            _delegated = _prepare_delegated() if os.environ.get("A4PS_CGROUP_DELEGATED") == "1" else None
+        return _delegated if isinstance(_delegated, Path) else None
+
+
+def _prepare_delegated() -> Path | None:
+    own = _own_v2_cgroup()
+    if own is None:
+        return None
+    base = own.parent if own.name == WORKER_LEAF else own
+    if not all(os.access(p, os.W_OK) for p in (base, base / "cgroup.procs", base / "cgroup.subtree_control")):
+        logger.warning("A4PS_CGROUP_DELEGATED is set but %s is not writable: no cgroup per run", base)
+        return None
+    leaf = base / WORKER_LEAF
+    try:
+        leaf.mkdir(exist_ok=True)
+        for _ in range(20):  # the product's processes, and any it forks meanwhile
+            pids = _read_words(base / "cgroup.procs")
+            if not pids:
+                return base
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                    (leaf / "cgroup.procs").write_text(pid)
+    except OSError as exc:
+        logger.warning("could not move the product's processes into %s: %s; no cgroup per run", leaf, exc)
+        return None
+    logger.warning("processes keep appearing in %s: no cgroup per run", base)
+    return None
+
+
+def _v2_parent(root: Path | None = None) -> Path:
+    """<root>/a4ps-sandbox (root: CGROUP_ROOT), with the controllers root offers handed down to the runs
+    beneath it. Enabling one can fail (EBUSY: root is the cgroup of a container that holds processes
+    itself); the runs then go without it, and the Forge page says which ones hold."""
+    root = root or CGROUP_ROOT
+    parent = root / CGROUP_PREFIX
     parent.mkdir(exist_ok=True)
-    offered = _read_words(CGROUP_ROOT / "cgroup.controllers")
-    for where in (CGROUP_ROOT, parent):
+    offered = _read_words(root / "cgroup.controllers")
+    for where in (root, parent):
         enabled = _read_words(where / "cgroup.subtree_control")
         missing = [c for c in V2_CONTROLLERS if c in offered and c not in enabled]
         if not missing:

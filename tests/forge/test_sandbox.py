@@ -785,3 +785,78 @@ def test_on_a_cgroup_v2_hierarchy_a_jobs_processes_are_held_and_ended_together(m
                             limits=FAST)
     assert lingering.ok and lingering.stdout == "parent done\n"
     assert not list((V2_ROOT / "a4ps-sandbox").glob(f"run-{os.getpid()}-*"))
+
+
+NOT_ROOT_WORKER = Template("""
+import json, os, sys, time
+sys.path.insert(0, os.getcwd())
+from forge import sandbox
+from forge.sandbox import Limits
+backend = getattr(sandbox, "$backend")()
+out = {"note": sandbox._cgroup_note(), "uid": os.geteuid(), "status": backend.status().reason}
+if not backend.status().available:
+    print("RESULT " + json.dumps(out))
+    sys.exit()
+started = time.monotonic()
+busy = backend.run($busy, limits=Limits(wall_s=20, cpu_s=2))
+out["busy"] = [busy.killed_reason, busy.detail, time.monotonic() - started]
+out["own"] = open("/proc/self/cgroup").read()
+print("RESULT " + json.dumps(out))
+""")
+
+
+def _run_as_another_user(backend: str, uid: int, cgroup: Path | None, env: dict[str, str]) -> dict:
+    """The sandbox used by a worker of an unprivileged uid, started in `cgroup` (by root, then dropped)."""
+    import json
+
+    def enter() -> None:
+        if cgroup is not None:
+            (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+    code = NOT_ROOT_WORKER.substitute(busy=repr(FOUR_BUSY_PROCESSES), backend=backend)
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          env={**os.environ, "HOME": "/tmp", **env}, preexec_fn=enter, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "RESULT " in done.stdout, done.stderr[-3000:]
+    return json.loads(done.stdout.split("RESULT ", 1)[1])
+
+
+@pytest.mark.skipif(not (os.geteuid() == 0 and (V2_ROOT / "cgroup.controllers").exists()),
+                    reason="needs root (to hand a cgroup to another uid) and a cgroup v2 hierarchy at "
+                           "/sys/fs/cgroup/unified")
+@pytest.mark.parametrize("backend", ["LocalBackend", "BubblewrapBackend"])
+def test_not_root_a_cgroup_delegated_to_the_worker_gives_each_run_its_own(backend):
+    """What `python3 a4ps.py run` arranges through systemd-run on a person's machine, done here by root:
+    a cgroup v2 directory owned by the worker's uid (as Delegate=yes leaves it), A4PS_CGROUP_DELEGATED=1."""
+    uid = 1_900_000_000 + os.getpid() % 100_000
+    delegated = V2_ROOT / f"a4ps-test-delegated-{os.getpid()}"
+    delegated.mkdir()
+    try:
+        for path in (delegated, *(delegated / f for f in ("cgroup.procs", "cgroup.subtree_control",
+                                                          "cgroup.threads"))):
+            os.chown(path, uid, uid)
+        out = _run_as_another_user(backend, uid, delegated, {"A4PS_CGROUP_DELEGATED": "1"})
+        if "busy" not in out:
+            pytest.skip(f"{backend} without root: {out['status']}")
+        assert out["uid"] == uid
+        assert out["note"].startswith("cgroup v2 per run:") and "CPU time" in out["note"], out["note"]
+        killed_reason, detail, seconds = out["busy"]
+        assert killed_reason == "cpu" and "together" in detail, out["busy"]  # four processes, one budget
+        assert seconds < 15
+        # The worker moved into a leaf (a cgroup holding processes hands no controllers down); no run is left.
+        assert f"0::/{delegated.name}/a4ps-worker\n" in out["own"]
+        assert not list((delegated / "a4ps-sandbox").glob("run-*"))
+
+        # Without the word that its cgroup is delegated, nothing is rearranged and the Forge page says why.
+        plain = _run_as_another_user(backend, uid, None, {"A4PS_CGROUP_DELEGATED": ""})
+        assert plain["note"].startswith("no cgroup per run (not root, and no cgroup v2 delegated"), plain["note"]
+        assert plain["busy"][0] == "cpu" and "together" not in plain["busy"][1]
+    finally:
+        for path in sorted((p for p in delegated.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            (path / "cgroup.kill").write_text("1")
+            path.rmdir()
+        delegated.rmdir()
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"a4ps-sandbox-{uid}", ignore_errors=True)
