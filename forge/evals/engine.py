@@ -132,7 +132,7 @@ def produce_forge(item: ToolItem, model: Any, config: ForgeSettings, *, seed: in
     attempts = [a.as_dict() for a in outcome.attempts]
     kept = ("number", "passed", "error", "tokens", "truncated_retries", "spec_passed", "words_passed",
             "model_passed", "stdout")
-    detail = {"attempts": [{k: a[k] for k in kept} for a in attempts],
+    detail = {"attempts": [{**{k: a[k] for k in kept}, "code": a["code"][:OUTPUT_CHARS]} for a in attempts],
               "notes": outcome.notes, "tests": outcome.tests}
     if not outcome.ok:
         return Produced(code="", attempts=len(attempts), tokens=outcome.tokens, error=outcome.error, detail=detail)

@@ -439,6 +439,8 @@ def test_an_item_page_shows_why_it_failed_the_spec_the_code_and_the_hidden_tests
     assert "Why it failed" in html and "gave up after 3 attempt(s)" in html
     assert "def compress_runs(text: str) -&gt; str:" in html  # the spec
     assert "Forge attempts" in html and "FAIL [spec] compress_runs(&#x27;aaabccdddd&#x27;)" in html
+    # Each candidate's own code, not only what its checks printed: the scripted wrong function.
+    assert html.count('<summary>its code</summary><pre class="code">def compress_runs(*args):') == 3
     assert "Hidden tests" in html and "assert compress_runs(" in html
     passed = auth_client.get(reverse("eval_item", args=[run.pk, "str-001"])).content.decode()
     assert "Why it failed" not in passed and "def count_vowels" in passed and "Tests the forge kept" in passed
