@@ -1095,7 +1095,7 @@ def forge_loop(
         if not model_side:
             model_side = assert_checks(own_tests, report.name)
             if not model_side and (not spec_side or config.edge_cases):
-                model_side = _ask_tests(model, spec, report, config, edge_cases=bool(spec_side))
+                model_side = _ask_tests(model, spec, report, config, edge_cases=bool(spec_side), seeds=seeds)
         checks = _unique([*spec_side, *words_side, *model_side])
         if on_phase:
             on_phase(number, "testing")
@@ -1180,14 +1180,14 @@ def _same_code(code: str, earlier: list[str]) -> bool:
 
 
 def _ask_tests(model: Any, spec: str, report: AttemptReport, config: ForgeSettings, *,
-               edge_cases: bool = False) -> list[Check]:
+               edge_cases: bool = False, seeds: Seeds | None = None) -> list[Check]:
     """BRICK's test cases, asked for once when the reply has none: any cases when the request has no
     examples, else (forge.edge_cases) the edge cases its wording decides that its examples leave open."""
     started = time.perf_counter()
     try:
         result = model.chat("BRICK", tests_prompt(spec, report.name, TEST_CASES, edge_cases=edge_cases),
                             max_tokens=TESTS_MAX_TOKENS,
-                            temperature=0.0, stop=CODE_STOP)
+                            temperature=0.0, stop=CODE_STOP, **(seeds or Seeds(None)).options())
     except Exception:  # without test cases the candidates are still judged on running at all
         return []
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from forge.config import ForgeSettings
+from forge.config import ForgeSettings, forge_settings
 from forge.models import ForgeAttempt, ForgeRequest, Tool
 from forge.services import forge_request_create, forge_request_execute, tool_call
 from forge.toolforge import (
@@ -123,6 +123,19 @@ def test_correct_code_is_kept_when_no_test_case_can_be_had(personas_seeded):
     version = Tool.objects.get(name="add_two_integers").current_version
     assert version.tests == ""
     assert tool_call(name="add_two_integers", arguments={"a": 2, "b": 40}).result == 42
+
+
+def test_a_seeded_forge_seeds_every_model_call_in_turn_and_an_unseeded_one_none(personas_seeded):
+    config = forge_settings()
+    seeded = ScriptedModel({"forge": sequence("no code here", ADD_ONLY)})
+    outcome = forge_loop("add two integers and return the sum", model=seeded, config=config, seed=70)
+    assert outcome.ok, outcome.error
+    # Two code replies and the test cases asked for apart: seeds 70, 71, 72, in the order they were asked.
+    assert [(c["kind"], c["seed"]) for c in seeded.calls] == [("forge", 70), ("forge", 71), ("forge_tests", 72)]
+
+    unseeded = ScriptedModel({"forge": sequence("no code here", ADD_ONLY)})
+    forge_loop("add two integers and return the sum", model=unseeded, config=config)
+    assert [c["seed"] for c in unseeded.calls] == [None, None, None]
 
 
 # ---------------------------------------------------------------------------- a reply cut off mid-code
