@@ -70,23 +70,41 @@ def install_test_system_packages() -> None:
             f"sudo apt-get install {' '.join(TEST_SYSTEM_PACKAGES)} docker.io runsc")
 
 
-def delegated_scope(command: list[str]) -> list[str] | None:
-    """Not root: `command` started in a systemd user scope whose cgroup is delegated to it, so that the
-    sandbox can give every run a cgroup of its own (memory, processes and CPU time limited across all
-    of a job's processes); None where there is no systemd-run or no user session to ask (the sandbox
-    then limits each process alone and the Forge page says so), as root (the sandbox makes its cgroups
-    itself), or when A4PS_SCOPE=0."""
-    if os.geteuid() == 0 or os.environ.get("A4PS_SCOPE", "1") == "0" or os.environ.get("A4PS_CGROUP_DELEGATED"):
+def cgroup2_mounted() -> bool:
+    try:
+        return any(line.split()[2:3] == ["cgroup2"] for line in Path("/proc/self/mounts").read_text().splitlines())
+    except OSError:
+        return False
+
+
+def delegated_scope(command: list[str]) -> tuple[list[str], str] | None:
+    """Not root: `command` started in a systemd user scope of its own whose cgroup is delegated to it,
+    and the scope's name, so that the sandbox can give every run a cgroup of its own (memory, processes
+    and CPU time limited across all of a job's processes). None — the product starts as it is, and the
+    sandbox limits each process alone and the Forge page says so — as root (the sandbox makes its
+    cgroups itself), with A4PS_SCOPE=0 or A4PS_SANDBOX_CGROUPS=0, when already in a systemd unit
+    (INVOCATION_ID: a service of the person's own keeps its processes), on a host without cgroup v2,
+    or where systemd-run or a user session to ask is not there."""
+    if (os.geteuid() == 0 or os.environ.get("A4PS_SCOPE", "1") == "0" or os.environ.get("INVOCATION_ID")
+            or os.environ.get("A4PS_SANDBOX_CGROUPS", "1") == "0" or os.environ.get("A4PS_CGROUP_DELEGATED")):
+        return None
+    if not cgroup2_mounted():
         return None
     systemd_run = shutil.which("systemd-run")
     if systemd_run is None:
         return None
-    scope = [systemd_run, "--user", "--scope", "--quiet", "--collect", "-p", "Delegate=yes", "--"]
+    name = f"a4ps-{os.getpid()}-{hashlib.sha256(os.urandom(8)).hexdigest()[:8]}.scope"
+
+    def scope(unit: str) -> list[str]:
+        return [systemd_run, "--user", "--scope", "--quiet", "--collect", f"--unit={unit}", "-p", "Delegate=yes",
+                "--"]
+
     try:
-        probe = subprocess.run([*scope, "true"], stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+        probe = subprocess.run([*scope(f"probe-{name}"), "true"], stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=20)
     except (OSError, subprocess.SubprocessError):
         return None
-    return [*scope, *command] if probe.returncode == 0 else None
+    return ([*scope(name), *command], name) if probe.returncode == 0 else None
 
 
 def main(argv: list[str]) -> int:
@@ -99,9 +117,11 @@ def main(argv: list[str]) -> int:
         command = [str(PY), "manage.py", "up", *argv[2:]]
         scoped = delegated_scope(command)
         if scoped is not None:
-            say("running in a systemd user scope of its own, so that each sandbox run gets a cgroup")
-            os.environ["A4PS_CGROUP_DELEGATED"] = "1"
-            os.execv(scoped[0], scoped)
+            argv, name = scoped
+            say(f"running in the systemd user scope {name}, so that each sandbox run gets a cgroup "
+                "(it ends with your last login session unless lingering is on; A4PS_SCOPE=0 to start plainly)")
+            os.environ["A4PS_CGROUP_DELEGATED"] = name
+            os.execv(argv[0], argv)
         os.execv(str(PY), command)
     install_test_system_packages()
     code = subprocess.call([str(PY), "-m", "pytest", *argv[2:]])

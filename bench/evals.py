@@ -84,6 +84,7 @@ def main() -> None:
                 row = json.loads(line)
                 if args.ids and row["item_id"] not in set(args.ids.split(",")):
                     continue  # --ids restricts the report to items every mode ran
+                row.pop("seed", None)  # which draw: kept in the file, not part of the result
                 saved.setdefault(row.pop("mode"), []).append(ItemResult(**row))
         report(saved, {"items": len({r.item_id for rows in saved.values() for r in rows}), "from": args.report})
         return
@@ -144,7 +145,7 @@ def main() -> None:
             print(f"  {mode:8} {result.item_id:9} {mark}  {result.tokens:5} tok  {result.seconds:6.1f} s  "
                   f"{result.why[:90]}", flush=True)
             if out:
-                out.write(json.dumps({"mode": mode, **result.as_dict()}) + "\n")
+                out.write(json.dumps({"mode": mode, "seed": seed, **result.as_dict()}) + "\n")
                 out.flush()
 
         if mode == "resample" and args.follow:
@@ -163,7 +164,7 @@ def main() -> None:
         print(f"{mode}: {time.perf_counter() - started:.0f} s", flush=True)
     if out:
         out.close()
-    report(results, {"items": len(items), "threads": args.threads, "sandbox": config.backend})
+    report(results, {"items": len(items), "threads": args.threads, "sandbox": config.backend, "seed": seed})
 
 
 def run_seed(parser: argparse.ArgumentParser, value: str) -> int | None:

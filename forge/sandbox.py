@@ -614,24 +614,29 @@ def _own_v2_cgroup() -> Path | None:
 def _delegated_root() -> Path | None:
     """Not root: the cgroup v2 delegated to this process tree, ready to hold run cgroups; None if none.
 
-    `python3 a4ps.py run` starts the product in a systemd user scope with Delegate=yes and says so in
-    A4PS_CGROUP_DELEGATED=1 (a person can do the same by hand); nothing else is taken for delegated,
-    so a cgroup systemd manages itself is never rearranged. A cgroup that holds processes cannot hand
+    `python3 a4ps.py run` starts the product in a systemd user scope of its own with Delegate=yes and
+    names that scope in A4PS_CGROUP_DELEGATED (a person can do the same by hand). Only a cgroup of that
+    very name is taken for delegated — not one the variable reached by inheritance, and never a cgroup
+    systemd manages itself, which the user may own all the same. A cgroup that holds processes cannot hand
     controllers down, so the product's processes move into a leaf beneath it, `a4ps-worker`, and the
     runs are made beside it, under `a4ps-sandbox` (moving a job in then needs only the delegated
     cgroup's own cgroup.procs, which is ours)."""
     global _delegated
     with _delegated_lock:
         if _delegated is False:
-            _delegated = _prepare_delegated() if os.environ.get("A4PS_CGROUP_DELEGATED") == "1" else None
+            name = os.environ.get("A4PS_CGROUP_DELEGATED", "")
+            _delegated = _prepare_delegated(name) if name else None
         return _delegated if isinstance(_delegated, Path) else None
 
 
-def _prepare_delegated() -> Path | None:
+def _prepare_delegated(name: str) -> Path | None:
     own = _own_v2_cgroup()
     if own is None:
         return None
     base = own.parent if own.name == WORKER_LEAF else own
+    if base.name != name:
+        logger.warning("A4PS_CGROUP_DELEGATED names %s, but this process is in %s: no cgroup per run", name, own)
+        return None
     if not all(os.access(p, os.W_OK) for p in (base, base / "cgroup.procs", base / "cgroup.subtree_control")):
         logger.warning("A4PS_CGROUP_DELEGATED is set but %s is not writable: no cgroup per run", base)
         return None
@@ -639,7 +644,7 @@ def _prepare_delegated() -> Path | None:
     try:
         leaf.mkdir(exist_ok=True)
         for _ in range(20):  # the product's processes, and any it forks meanwhile
-            pids = _read_words(base / "cgroup.procs")
+            pids = (base / "cgroup.procs").read_text().split()  # unreadable: OSError, not "empty"
             if not pids:
                 return base
             for pid in pids:

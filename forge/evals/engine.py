@@ -122,8 +122,9 @@ def sample_code(item: ToolItem, model: Any, config: ForgeSettings, *, temperatur
     return _code_of(reply), tokens
 
 
-def produce_single(item: ToolItem, model: Any, config: ForgeSettings) -> Produced:
-    code, tokens = sample_code(item, model, config, temperature=0.0)
+def produce_single(item: ToolItem, model: Any, config: ForgeSettings, *, seed: int | None = None) -> Produced:
+    # Greedy, yet seeded too: a seeded call evaluates its prompt afresh, so it answers alike in every run.
+    code, tokens = sample_code(item, model, config, temperature=0.0, seed=seed)
     return Produced(code=code, attempts=1, tokens=tokens)
 
 
@@ -173,7 +174,7 @@ def run_tool_item(item: ToolItem, mode: str, model: Any, config: ForgeSettings, 
     started = time.perf_counter()
     try:
         if mode == "single":
-            produced = produce_single(item, model, config)
+            produced = produce_single(item, model, config, seed=item_seed(seed, item.id))
         elif mode == "forge":
             produced = produce_forge(item, model, config, seed=item_seed(seed, item.id))
         else:

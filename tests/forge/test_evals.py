@@ -274,6 +274,10 @@ def test_each_item_draws_from_its_own_seed_the_same_in_every_run_and_mode():
     execute("tools", "resample", 2, resampled)
     assert seeds_asked(resampled)["str-002"][:5] == seeds["str-002"]  # sample k on the forge's k-th seed
 
+    single = SuiteModel()
+    execute("tools", "single", 2, single)  # greedy, yet seeded: a seeded call skips the prompt cache
+    assert seeds_asked(single) == {i: [engine.item_seed(engine.SEED, i)] for i in FIRST_THREE[:2]}
+
 
 class SeedlessModel(SuiteModel):
     """A model whose chat() knows no seed, as a model double or an older backend may not."""
