@@ -27,7 +27,7 @@ from bench.evals import persona_models, run_seed  # noqa: E402
 from forge.config import ForgeSettings  # noqa: E402
 from forge.evals.engine import SEED, item_seed, run_hidden, sample_code  # noqa: E402
 from forge.evals.suites import load_tools  # noqa: E402
-from forge.toolforge import judge, requested_name, spec_checks, static_check  # noqa: E402
+from forge.toolforge import Seeds, judge, requested_name, spec_checks, static_check  # noqa: E402
 from personas.inference import ModelManager, ModelsConfig  # noqa: E402
 
 
@@ -35,12 +35,11 @@ def sample_item(item, model, config: ForgeSettings, samples: int, temperature: f
                 seed: int | None = SEED) -> dict:
     name = requested_name(item.spec)
     examples = spec_checks(item.spec, name)
-    first = item_seed(seed, item.id)
+    seeds = Seeds(item_seed(seed, item.id))
     rows = []
-    for k in range(samples):
+    for _ in range(samples):
         started = time.perf_counter()
-        code, tokens = sample_code(item, model, config, temperature=temperature,
-                                   seed=None if first is None else first + k)
+        code, tokens = sample_code(item, model, config, temperature=temperature, seeds=seeds)
         static_ok = static_check(code, "", config.allowed_imports).ok
         shown = bool(examples) and static_ok and all(
             r.get("ok") for r in judge(code, examples, backend=config.backend, limits=config.limits).results)

@@ -990,9 +990,8 @@ class _Writer:
     """One model call for code, asked again with twice the budget when the reply was cut off."""
 
     def __init__(self, model: Any, config: ForgeSettings, on_token: Callable[[str], None] | None,
-                 seeds: Seeds | None = None) -> None:
-        self.model, self.config, self.on_token = model, config, on_token
-        self.seeds = seeds or Seeds(None)
+                 seeds: Seeds) -> None:
+        self.model, self.config, self.on_token, self.seeds = model, config, on_token, seeds
 
     def ask(self, messages: list[dict[str, str]], *, temperature: float, report: AttemptReport,
             max_tokens: int | None = None) -> str:
@@ -1180,14 +1179,14 @@ def _same_code(code: str, earlier: list[str]) -> bool:
 
 
 def _ask_tests(model: Any, spec: str, report: AttemptReport, config: ForgeSettings, *,
-               edge_cases: bool = False, seeds: Seeds | None = None) -> list[Check]:
+               seeds: Seeds, edge_cases: bool = False) -> list[Check]:
     """BRICK's test cases, asked for once when the reply has none: any cases when the request has no
     examples, else (forge.edge_cases) the edge cases its wording decides that its examples leave open."""
     started = time.perf_counter()
     try:
         result = model.chat("BRICK", tests_prompt(spec, report.name, TEST_CASES, edge_cases=edge_cases),
                             max_tokens=TESTS_MAX_TOKENS,
-                            temperature=0.0, stop=CODE_STOP, **(seeds or Seeds(None)).options())
+                            temperature=0.0, stop=CODE_STOP, **seeds.options())
     except Exception:  # without test cases the candidates are still judged on running at all
         return []
     finally:

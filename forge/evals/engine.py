@@ -22,6 +22,7 @@ from forge.evals.suites import TaskItem, ToolItem, check_answer, hidden_checks
 from forge.toolforge import (
     CODE_STOP,
     Check,
+    Seeds,
     extract_code,
     forge_loop,
     function_prompt,
@@ -99,10 +100,9 @@ def run_hidden(code: str, item: ToolItem, config: ForgeSettings) -> tuple[bool, 
 
 
 def _chat(model: Any, messages: list[dict[str, str]], *, config: ForgeSettings, temperature: float,
-          seed: int | None = None) -> tuple[str, int]:
-    seeded = {} if seed is None else {"seed": seed % 2**31}
+          seeds: Seeds) -> tuple[str, int]:
     result = model.chat("BRICK", messages, max_tokens=config.max_tokens, temperature=temperature, stop=CODE_STOP,
-                        **seeded)
+                        **seeds.options())
     return result.content or "", int(getattr(result, "completion_tokens", 0) or 0)
 
 
@@ -115,16 +115,17 @@ def _code_of(reply: str) -> str:
 
 
 def sample_code(item: ToolItem, model: Any, config: ForgeSettings, *, temperature: float,
-                seed: int | None = None) -> tuple[str, int]:
-    """One reply to the forge's own first request for the item: (its code, completion tokens)."""
+                seeds: Seeds) -> tuple[str, int]:
+    """One reply to the forge's own first request for the item: (its code, completion tokens), drawn
+    with the next of `seeds` (the forge's own counting, so sample k has the forge's k-th call's seed)."""
     reply, tokens = _chat(model, function_prompt(item.spec, config.allowed_imports, requested_name(item.spec)),
-                          config=config, temperature=temperature, seed=seed)
+                          config=config, temperature=temperature, seeds=seeds)
     return _code_of(reply), tokens
 
 
 def produce_single(item: ToolItem, model: Any, config: ForgeSettings, *, seed: int | None = None) -> Produced:
     # Greedy, yet seeded too: a seeded call evaluates its prompt afresh, so it answers alike in every run.
-    code, tokens = sample_code(item, model, config, temperature=0.0, seed=seed)
+    code, tokens = sample_code(item, model, config, temperature=0.0, seeds=Seeds(seed))
     return Produced(code=code, attempts=1, tokens=tokens)
 
 
@@ -142,14 +143,14 @@ def produce_forge(item: ToolItem, model: Any, config: ForgeSettings, *, seed: in
 
 def produce_resample(item: ToolItem, model: Any, config: ForgeSettings, *, budget: int,
                      seed: int | None = None) -> Produced:
-    """Independent samples until the token budget is spent; the first that passes the spec's examples.
-    Sample k (from 0) is drawn with `seed + k`, as the forge's k-th model call is."""
+    """Independent samples until the token budget is spent; the first that passes the spec's examples."""
     name = requested_name(item.spec)
     checks = spec_checks(item.spec, name)
+    seeds = Seeds(seed)
     tokens, samples, first = 0, 0, ""
     while (tokens < budget or samples == 0) and samples < MAX_RESAMPLES:
         code, used = sample_code(item, model, config, temperature=0.0 if samples == 0 else RESAMPLE_TEMPERATURE,
-                                 seed=None if seed is None else seed + samples)
+                                 seeds=seeds)
         tokens += used
         samples += 1
         first = first or code  # the greedy sample, judged as it is when nothing better turns up (as `single`)

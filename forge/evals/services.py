@@ -256,7 +256,8 @@ def eval_run_execute(*, run_id: int, model: Any = None,
             if item is None:  # the suite changed since the run was queued
                 continue
             if isinstance(item, ToolItem):
-                result = engine.run_tool_item(item, run.mode, model, config, budget=budgets.get(item_id))
+                result = engine.run_tool_item(item, run.mode, model, config, budget=budgets.get(item_id),
+                                              seed=(run.settings or {}).get("seed", engine.SEED))
             elif run.mode in ("graph", "closedbook"):
                 result = run_task_graph(item, model=model, eval_run=run, retrieval=run.mode == "graph")
             else:
