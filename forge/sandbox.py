@@ -491,9 +491,8 @@ class _JobCgroup:
         return made
 
     @classmethod
-    def sweep(cls, root: Path | None = None) -> None:
-        """Remove the run cgroups a dead process left (named run-<pid>-…) under root (CGROUP_ROOT)."""
-        root = root or CGROUP_ROOT
+    def sweep(cls, root: Path) -> None:
+        """Remove the run cgroups a dead process left (named run-<pid>-…) under root."""
         parents = [root / c / CGROUP_PREFIX for c in ("memory", "pids", "cpuacct")]
         parents.append(root / CGROUP_PREFIX)
         for parent in parents:
@@ -657,11 +656,10 @@ def _prepare_delegated(name: str) -> Path | None:
     return None
 
 
-def _v2_parent(root: Path | None = None) -> Path:
-    """<root>/a4ps-sandbox (root: CGROUP_ROOT), with the controllers root offers handed down to the runs
-    beneath it. Enabling one can fail (EBUSY: root is the cgroup of a container that holds processes
-    itself); the runs then go without it, and the Forge page says which ones hold."""
-    root = root or CGROUP_ROOT
+def _v2_parent(root: Path) -> Path:
+    """<root>/a4ps-sandbox, with the controllers root offers handed down to the runs beneath it.
+    Enabling one can fail (EBUSY: root is the cgroup of a container that holds processes itself); the
+    runs then go without it, and the Forge page says which ones hold."""
     parent = root / CGROUP_PREFIX
     parent.mkdir(exist_ok=True)
     offered = _read_words(root / "cgroup.controllers")

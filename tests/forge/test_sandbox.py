@@ -755,8 +755,7 @@ def test_a_cgroup_v2_root_hands_its_controllers_down_to_the_runs(monkeypatch, tm
     root.mkdir()
     (root / "cgroup.controllers").write_text("cpu io memory pids\n")
     (root / "cgroup.subtree_control").write_text("cpu\n")
-    monkeypatch.setattr(sandbox_mod, "CGROUP_ROOT", root)
-    parent = sandbox_mod._v2_parent()
+    parent = sandbox_mod._v2_parent(root)
     assert parent == root / "a4ps-sandbox"
     assert (root / "cgroup.subtree_control").read_text() == "+memory +pids"  # cpu was on already
     assert (parent / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
