@@ -71,13 +71,46 @@ class Report:
 
 
 # ------------------------------------------------------------------------------ host witnesses
+WITNESS_PREFIX = "a4ps-selftest-"
+OWNER_FILE = "owner"  # owner_label() of the process that set a witness dir up
+UNOWNED_AGE_S = 3600  # a witness dir without an owner file is left alone for this long (it may be being set up)
+
+
+def sweep_witnesses(root: Path | None = None) -> list[Path]:
+    """Remove the witness dirs a self-test could not remove itself because its process was killed on
+    the way (a server stopped during its start-up quick pass): this user's dirs whose owner no longer
+    runs. The paths removed."""
+    root = Path(root or tempfile.gettempdir())
+    removed = []
+    for path in root.glob(WITNESS_PREFIX + "*"):
+        try:
+            info = path.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            owner = path / OWNER_FILE
+            if owner.is_file() and owner.stat().st_uid == os.getuid():
+                if not sandbox.owner_is_gone(owner.read_text().strip()):
+                    continue
+            elif time.time() - info.st_mtime < UNOWNED_AGE_S:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(path)
+    return removed
+
+
 class Witness:
     """What a job must not reach, set up on the host for the length of one self-test."""
 
     def __init__(self) -> None:
+        sweep_witnesses()
         self.hits: list[str] = []
         self.token = secrets.token_hex(8)
-        self.dir = Path(tempfile.mkdtemp(prefix="a4ps-selftest-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=WITNESS_PREFIX))
+        (self.dir / OWNER_FILE).write_text(sandbox.owner_label())
+        os.chmod(self.dir / OWNER_FILE, stat.S_IRUSR | stat.S_IWUSR)
         os.chmod(self.dir, 0o1777)  # only the sandbox, not file modes, may stop what follows
         self.secret = f"secret-{self.token}"
         self.secret_path = self.dir / "secret.txt"
@@ -95,7 +128,7 @@ class Witness:
         self._listen(socket.AF_UNIX, socket.SOCK_STREAM, self.unix, "unix")
         self.dgram = str(self.dir / "dgram.sock")
         self._listen(socket.AF_UNIX, socket.SOCK_DGRAM, self.dgram, "dgram")
-        self.abstract = f"a4ps-selftest-{self.token}"
+        self.abstract = f"{WITNESS_PREFIX}{self.token}"
         self._listen(socket.AF_UNIX, socket.SOCK_STREAM, "\0" + self.abstract, "abstract")
         for path in (self.unix, self.dgram):
             os.chmod(path, 0o777)

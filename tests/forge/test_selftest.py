@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -11,7 +19,28 @@ from django.urls import reverse
 
 from forge import sandbox, services
 from forge.selectors import selftest_path
-from forge.selftest import ATTACKS, ESCAPE, LIMIT, quick_verdict, run_selftest
+from forge.selftest import (
+    ATTACKS,
+    ESCAPE,
+    LIMIT,
+    OWNER_FILE,
+    UNOWNED_AGE_S,
+    WITNESS_PREFIX,
+    Witness,
+    quick_verdict,
+    run_selftest,
+    sweep_witnesses,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_witness_dir_left():
+    def found():
+        return set(Path(tempfile.gettempdir()).glob(WITNESS_PREFIX + "*"))
+
+    before = found()
+    yield
+    assert found() - before == set()
 
 
 def test_the_suite_has_at_least_30_attacks_of_both_kinds_and_a_quick_pass():
@@ -32,6 +61,49 @@ def test_every_available_backend_contains_every_escape(name):
     if os.geteuid() == 0 and not name.startswith("docker"):
         # as root a cgroup per run holds every limit across the job's processes too
         assert [(c.key, c.evidence) for c in report.weak_limits] == []
+
+
+def test_a_self_test_killed_midway_has_its_witness_dir_removed_by_the_next(tmp_path, monkeypatch):
+    """A server stopped during its start-up quick pass never reaches the self-test's cleanup; the next
+    self-test on the host removes what it left, and nothing of a self-test still running."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR, in this process and the child
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import django, sys, time; django.setup(); from forge.selftest import Witness; "
+         "w = Witness(); print(w.dir, flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"})
+    killed_dir = child.stdout.readline().strip()
+    assert killed_dir.startswith(str(tmp_path / WITNESS_PREFIX)) and (tmp_path / killed_dir / "secret.txt").exists()
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    child.stdout.close()
+
+    assert os.path.exists(killed_dir)
+    running = Witness()  # the next self-test sweeps as it starts
+    try:
+        assert not os.path.exists(killed_dir)
+        old = tmp_path / f"{WITNESS_PREFIX}from-before-owners"
+        old.mkdir()
+        os.utime(old, (time.time() - UNOWNED_AGE_S - 60,) * 2)
+        fresh = tmp_path / f"{WITNESS_PREFIX}being-set-up"
+        fresh.mkdir()
+        assert sweep_witnesses() == [old]
+        assert fresh.exists() and (running.dir / OWNER_FILE).exists() and (running.dir / "secret.txt").exists()
+    finally:
+        running.close()
+    assert not running.dir.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a directory of another user")
+def test_the_sweep_leaves_another_users_dirs_alone(tmp_path):
+    theirs = tmp_path / f"{WITNESS_PREFIX}theirs"
+    theirs.mkdir()
+    (theirs / OWNER_FILE).write_text(f"{socket.gethostname()}:999999999:0")  # a pid that cannot run
+    os.utime(theirs, (time.time() - UNOWNED_AGE_S - 60,) * 2)
+    mine = tmp_path / f"{WITNESS_PREFIX}mine"
+    shutil.copytree(theirs, mine)
+    os.chown(theirs, 65534, 65534)
+    assert sweep_witnesses(tmp_path) == [mine] and theirs.exists()
 
 
 class _NoSeccomp(sandbox.LocalBackend):
