@@ -27,7 +27,10 @@ def build_graph(
     graph = StateGraph(GraphState)
     settings, clock = deps.settings, deps.clock
     # ALFRED's first answer is a node only when graph.first_answer is on (off by default).
-    names = (*NODES[:2], "alfred_first", *NODES[2:]) if settings.first_answer else NODES
+    names: tuple[str, ...] = NODES
+    if settings.first_answer:
+        after = NODES.index("babs_research") + 1
+        names = (*NODES[:after], "alfred_first", *NODES[after:])
     for name in names:
         graph.add_node(name, partial(getattr(nodes, name), deps=deps))
     analysis = "alfred_first" if settings.first_answer else "brick_candidates"
