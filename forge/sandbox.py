@@ -273,6 +273,9 @@ def _cgroup_note() -> str:
         if not _is_root():
             why = ("not root, and no cgroup v2 delegated to the worker: `python3 a4ps.py run` starts the "
                    "product in a systemd user scope with one where systemd-run and a user session are there")
+            if not _cgroup_v2():
+                why += (f"; or, cgroup v1 here, root hands this user parents of its own with "
+                        f"`sh sandbox/setup_host.sh --cgroups-for {_user_name()}` (until the next boot)")
         else:
             why = "no writable cgroup v2 hierarchy" if _cgroup_v2() else "no writable cgroup v1 hierarchy"
         return f"no cgroup per run ({why}): memory and CPU time limited per process only"
@@ -404,7 +407,8 @@ _cgroups_swept = False
 
 
 class _JobCgroup:
-    """One cgroup per run, where the host lets us make one (root, or a cgroup v2 delegated to us):
+    """One cgroup per run, where the host lets us make one (root, a cgroup v2 delegated to us, or cgroup v1
+    parents root handed to our uid):
     memory (with memfd and tmpfs pages, swap off), process count and CPU time limited across all of the
     job's processes together. Per-process rlimits stay as a second layer.
 
@@ -412,7 +416,9 @@ class _JobCgroup:
     is a unified hierarchy: runs are made under <root>/a4ps-sandbox with the memory, pids and cpu
     controllers that root hands down. On v2 only root may move a process in (it must be allowed to write
     the common ancestor's cgroup.procs), so the job never joins by itself there: the launcher moves it.
-    Not root: runs are made the same way under the cgroup delegated to the worker (_delegated_root)."""
+    Not root: runs are made the same way under the cgroup v2 delegated to the worker (_delegated_root), or
+    on cgroup v1 under <root>/<controller>/a4ps-sandbox-<uid>, which `sandbox/setup_host.sh --cgroups-for
+    USER` makes for that user (_v1_handed_over); v1 lets the owner of a cgroup move its own processes in."""
 
     def __init__(self, dirs: dict[str, Path], *, unified: bool = False, controllers: frozenset[str] = frozenset()):
         self.dirs = dirs  # controller -> this run's directory (v2: the one directory, as "unified")
@@ -426,19 +432,22 @@ class _JobCgroup:
         itself on v1, JOIN_CGROUP) unless uid is None; None where not possible."""
         if os.environ.get("A4PS_SANDBOX_CGROUPS", "1") == "0":
             return None
-        root, unified = CGROUP_ROOT, _cgroup_v2()
+        root, unified, prefix = CGROUP_ROOT, _cgroup_v2(), CGROUP_PREFIX
         if not _is_root():
             delegated = _delegated_root()
-            if delegated is None:
+            if delegated is not None:
+                root, unified = delegated, True
+            elif not unified and _v1_handed_over():
+                prefix = _v1_user_prefix()
+            else:
                 return None
-            root, unified = delegated, True
         global _cgroups_swept
         if not _cgroups_swept:
             _cgroups_swept = True
-            cls.sweep(root)
+            cls.sweep(root, prefix)
         name = f"run-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         try:
-            made = cls._v2(name, limits, root) if unified else cls._v1(name, limits)
+            made = cls._v2(name, limits, root) if unified else cls._v1(name, limits, prefix)
         except OSError:
             return None
         if made is not None and uid is not None and not made.unified:
@@ -447,15 +456,15 @@ class _JobCgroup:
         return made
 
     @classmethod
-    def _v1(cls, name: str, limits: Limits) -> _JobCgroup | None:
-        controllers = {c: CGROUP_ROOT / c for c in ("memory", "pids", "cpuacct")}
+    def _v1(cls, name: str, limits: Limits, prefix: str) -> _JobCgroup | None:
+        controllers = {c: CGROUP_ROOT / c for c in V1_CONTROLLERS}
         if not all((d / "cgroup.procs").exists() for d in controllers.values()):
             return None
         made = cls({})
         try:
             for controller, base in controllers.items():
-                path = base / CGROUP_PREFIX / name
-                path.mkdir(parents=True)
+                path = base / prefix / name
+                path.mkdir(parents=prefix == CGROUP_PREFIX)  # a user's parents are made by root only
                 made.dirs[controller] = path
             mem = made.dirs["memory"]
             limit = str(limits.memory_mb * 1024 * 1024)
@@ -491,9 +500,10 @@ class _JobCgroup:
         return made
 
     @classmethod
-    def sweep(cls, root: Path) -> None:
-        """Remove the run cgroups a dead process left (named run-<pid>-…) under root."""
-        parents = [root / c / CGROUP_PREFIX for c in ("memory", "pids", "cpuacct")]
+    def sweep(cls, root: Path, prefix: str) -> None:
+        """Remove the run cgroups a dead process left (named run-<pid>-…) under root: in the v1 parents
+        named prefix, or in the v2 one."""
+        parents = [root / c / prefix for c in V1_CONTROLLERS]
         parents.append(root / CGROUP_PREFIX)
         for parent in parents:
             with contextlib.suppress(OSError):
@@ -574,6 +584,32 @@ class _JobCgroup:
 
 
 V2_CONTROLLERS = ("memory", "pids", "cpu")
+V1_CONTROLLERS = ("memory", "pids", "cpuacct")
+
+
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def _v1_user_prefix() -> str:
+    return f"{CGROUP_PREFIX}-{os.getuid()}"
+
+
+def _v1_handed_over() -> bool:
+    """Not root on cgroup v1: whether root made this uid a parent cgroup of its own in every controller
+    the runs need (sandbox/setup_host.sh --cgroups-for USER); they last until the next boot."""
+    prefix = _v1_user_prefix()
+    for controller in V1_CONTROLLERS:
+        parent = CGROUP_ROOT / controller / prefix
+        try:
+            if parent.stat().st_uid != os.getuid() or not os.access(parent, os.W_OK | os.X_OK):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _cgroup_v2() -> bool:

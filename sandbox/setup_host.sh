@@ -19,6 +19,44 @@ DOCKER_WAIT_S="${A4PS_DOCKER_WAIT_S:-30}"
 
 say() { printf 'setup_host: %s\n' "$*"; }
 
+# --- cgroup v1 parents for a user -------------------------------------------------------------
+# `setup_host.sh --cgroups-for USER`: on a cgroup v1 host, hand USER a parent cgroup of its own in each
+# controller the sandbox limits a run with, so that a product run by USER (not root) gets a cgroup per
+# run. cgroup v2 needs none of this: `python3 a4ps.py run` asks systemd for a delegated scope. The
+# directories last until the next boot; run it again then (or from a boot script).
+if [ "${1:-}" = "--cgroups-for" ]; then
+    user="${2:-}"
+    case "$user" in
+        "" | *[!0-9]*)  # a name: it must exist
+            if [ -z "$user" ] || ! uid="$(id -u "$user" 2>/dev/null)" || ! gid="$(id -g "$user" 2>/dev/null)"; then
+                say "--cgroups-for needs the name of an existing user, or a uid"
+                exit 2
+            fi ;;
+        *) uid="$user"; gid="$(id -g "$user" 2>/dev/null || echo "$user")" ;;
+    esac
+    if [ "$(id -u)" != "0" ]; then
+        say "only root can hand cgroups to $user; run: sudo $0 --cgroups-for $user"
+        exit 2
+    fi
+    root="${A4PS_CGROUP_ROOT:-/sys/fs/cgroup}"
+    if [ -e "$root/cgroup.controllers" ]; then
+        say "$root is cgroup v2: nothing to hand over; \`python3 a4ps.py run\` starts the product in a delegated systemd scope"
+        exit 0
+    fi
+    for controller in memory pids cpuacct; do
+        if [ ! -e "$root/$controller/cgroup.procs" ]; then
+            say "no cgroup v1 $controller hierarchy at $root/$controller; nothing changed"
+            exit 2
+        fi
+    done
+    for controller in memory pids cpuacct; do
+        dir="$root/$controller/a4ps-sandbox-$uid"
+        mkdir -p "$dir" && chown "$uid:$gid" "$dir" || { say "could not make $dir"; exit 2; }
+    done
+    say "user $user (uid $uid) has cgroup v1 parents a4ps-sandbox-$uid in memory, pids and cpuacct until the next boot"
+    exit 0
+fi
+
 if [ "$(id -u)" != "0" ]; then
     say "not root; nothing changed. To enable every sandbox backend, as root run:"
     say "  apt-get install -y docker.io runsc bubblewrap debootstrap"

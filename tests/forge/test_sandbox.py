@@ -94,6 +94,7 @@ def _host_traces() -> dict[str, set[str]]:
               if line.startswith("a4ps-scratch ")}
     cgroups = {str(p) for c in ("memory", "pids", "cpuacct", "") for p in
                (CGROUP_ROOT / c / CGROUP_PREFIX).glob("run-*")}
+    cgroups |= {str(p) for c in ("memory", "pids", "cpuacct") for p in (CGROUP_ROOT / c).glob(f"{CGROUP_PREFIX}-*")}
     containers: set[str] = set()
     if shutil.which("docker"):
         done = subprocess.run(["docker", "ps", "-aq", "--filter", "label=a4ps.sandbox=1"], capture_output=True,
@@ -681,21 +682,23 @@ def _job_cgroups(backend) -> None:
     probe.remove()
 
 
+SIX_HOLDING_80_MB = ("import os, time\n"
+                     "kids = []\n"
+                     "for i in range(6):\n"
+                     "    pid = os.fork()\n"
+                     "    if pid == 0:\n"
+                     "        held = [bytearray(8 * 1024 * 1024) for _ in range(10)]\n"
+                     "        print('holding 80 MB', flush=True)\n"
+                     "        time.sleep(4)\n"
+                     "        os._exit(0)\n"
+                     "    kids.append(pid)\n"
+                     "for pid in kids:\n"
+                     "    os.waitpid(pid, 0)\n")
+
+
 def test_memory_is_limited_across_all_of_a_jobs_processes(backend):
     _job_cgroups(backend)
-    code = ("import os, time\n"
-            "kids = []\n"
-            "for i in range(6):\n"
-            "    pid = os.fork()\n"
-            "    if pid == 0:\n"
-            "        held = [bytearray(8 * 1024 * 1024) for _ in range(10)]\n"
-            "        print('holding 80 MB', flush=True)\n"
-            "        time.sleep(4)\n"
-            "        os._exit(0)\n"
-            "    kids.append(pid)\n"
-            "for pid in kids:\n"
-            "    os.waitpid(pid, 0)\n")
-    result = backend.run(code, limits=Limits(wall_s=15, memory_mb=128, pids=32))
+    result = backend.run(SIX_HOLDING_80_MB, limits=Limits(wall_s=15, memory_mb=128, pids=32))
     assert result.killed_reason == "memory", result
     assert result.stdout.count("holding 80 MB") < 6  # 480 MB never existed at once under a 128 MB limit
 
@@ -801,11 +804,15 @@ started = time.monotonic()
 busy = backend.run($busy, limits=Limits(wall_s=20, cpu_s=2))
 out["busy"] = [busy.killed_reason, busy.detail, time.monotonic() - started]
 out["own"] = open("/proc/self/cgroup").read()
+if $memory:
+    held = backend.run($six, limits=Limits(wall_s=15, memory_mb=128, pids=32))
+    out["memory"] = [held.killed_reason, held.stdout.count("holding 80 MB")]
 print("RESULT " + json.dumps(out))
 """)
 
 
-def _run_as_another_user(backend: str, uid: int, cgroup: Path | None, env: dict[str, str]) -> dict:
+def _run_as_another_user(backend: str, uid: int, cgroup: Path | None, env: dict[str, str], *,
+                         memory: bool = False) -> dict:
     """The sandbox used by a worker of an unprivileged uid, started in `cgroup` (by root, then dropped)."""
     import json
 
@@ -816,7 +823,8 @@ def _run_as_another_user(backend: str, uid: int, cgroup: Path | None, env: dict[
         os.setgid(uid)
         os.setuid(uid)
 
-    code = NOT_ROOT_WORKER.substitute(busy=repr(FOUR_BUSY_PROCESSES), backend=backend)
+    code = NOT_ROOT_WORKER.substitute(busy=repr(FOUR_BUSY_PROCESSES), backend=backend, memory=memory,
+                                      six=repr(SIX_HOLDING_80_MB))
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                           env={**os.environ, "HOME": "/tmp", **env}, preexec_fn=enter, capture_output=True,
                           text=True, timeout=120)
@@ -869,4 +877,51 @@ def test_not_root_a_cgroup_delegated_to_the_worker_gives_each_run_its_own(backen
                     break
                 except OSError:
                     time.sleep(0.05)
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"a4ps-sandbox-{uid}", ignore_errors=True)
+
+
+V1_ROOT = Path("/sys/fs/cgroup")
+
+
+@pytest.mark.skipif(not (os.geteuid() == 0 and all((V1_ROOT / c / "cgroup.procs").exists()
+                                                   for c in ("memory", "pids", "cpuacct"))),
+                    reason="needs root (to hand cgroups to another uid) and cgroup v1 memory, pids and cpuacct "
+                           "hierarchies at /sys/fs/cgroup")
+@pytest.mark.parametrize("backend", ["LocalBackend", "BubblewrapBackend"])
+def test_not_root_on_cgroup_v1_parents_root_hands_over_give_each_run_its_own(backend):
+    """`sandbox/setup_host.sh --cgroups-for USER`, as a person's admin would run it on a cgroup v1 host."""
+    uid = 1_900_100_000 + os.getpid() % 100_000
+    parents = [V1_ROOT / c / f"a4ps-sandbox-{uid}" for c in ("memory", "pids", "cpuacct")]
+    try:
+        before = _run_as_another_user(backend, uid, None, {"A4PS_CGROUP_DELEGATED": ""})
+        assert before["note"].startswith("no cgroup per run (not root, and no cgroup v2 delegated"), before
+        assert f"`sh sandbox/setup_host.sh --cgroups-for {uid}`" in before["note"], before["note"]
+
+        done = subprocess.run(["sh", "sandbox/setup_host.sh", "--cgroups-for", str(uid)], capture_output=True,
+                              text=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
+        assert done.returncode == 0 and f"uid {uid}" in done.stdout, done.stdout + done.stderr
+        assert all(p.stat().st_uid == uid for p in parents)
+
+        out = _run_as_another_user(backend, uid, None, {"A4PS_CGROUP_DELEGATED": ""}, memory=True)
+        if "busy" not in out:
+            pytest.skip(f"{backend} without root: {out['status']}")
+        assert out["uid"] == uid
+        assert out["note"].startswith("cgroup v1 per run:"), out["note"]
+        killed_reason, detail, seconds = out["busy"]
+        assert killed_reason == "cpu" and "together" in detail, out["busy"]  # four processes, one budget
+        assert seconds < 15
+        reason, holding = out["memory"]
+        assert reason == "memory" and holding < 6, out["memory"]  # 480 MB never existed under 128 MB
+        assert not [run for p in parents for run in p.glob("run-*")]
+    finally:
+        for parent in parents:
+            for path in [*parent.glob("run-*"), parent]:
+                for _ in range(50):
+                    try:
+                        path.rmdir()
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        time.sleep(0.05)
         shutil.rmtree(Path(tempfile.gettempdir()) / f"a4ps-sandbox-{uid}", ignore_errors=True)
