@@ -609,8 +609,8 @@ AUTO_IMPORTS = frozenset({"math", "re", "string", "itertools", "functools", "col
                           "unicodedata"})
 
 
-def _missing_imports(tree: ast.Module, allowed: set[str]) -> list[str]:
-    """Allowed modules the code uses by name (`re.sub`) without importing or defining that name."""
+def _bound_names(tree: ast.Module) -> set[str]:
+    """Every name the code imports ("*" for a star import), defines, assigns or takes as a parameter."""
     bound: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -621,9 +621,31 @@ def _missing_imports(tree: ast.Module, allowed: set[str]) -> list[str]:
             bound.add(node.id)
         elif isinstance(node, ast.arg):
             bound.add(node.arg)
+    return bound
+
+
+def _missing_imports(tree: ast.Module, allowed: set[str]) -> list[str]:
+    """Allowed modules the code uses by name (`re.sub`) without importing or defining that name."""
+    bound = _bound_names(tree)
     used = {n.value.id for n in ast.walk(tree)
             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and isinstance(n.value.ctx, ast.Load)}
     return sorted(m for m in used - bound if m in AUTO_IMPORTS and m in allowed)
+
+
+TYPING_NAMES = frozenset({"Any", "Callable", "Dict", "FrozenSet", "Generator", "Iterable", "Iterator", "List",
+                          "Mapping", "Optional", "Sequence", "Set", "Tuple", "Union"})
+
+
+def _missing_typing(tree: ast.Module, allowed: set[str]) -> list[str]:
+    """typing's names (`List[int]` in a signature) used without importing or defining them: the small
+    model's NameError at the first call."""
+    if "typing" not in allowed:
+        return []
+    bound = _bound_names(tree)
+    if "*" in bound:
+        return []
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return sorted((used & TYPING_NAMES) - bound)
 
 
 def _is_main_guard(node: ast.stmt) -> bool:
@@ -637,7 +659,8 @@ def normalise_functions(code: str, name: str | None, *, describe: str = "",
     rather than rejected. Several public functions become one public entry point and private helpers;
     the entry takes the requested name; a missing docstring is taken from `describe` (the request);
     calls left at module level (a demo `print(f(...))`, a main guard) are dropped; an allowed module
-    used without its import (`re.sub` with no `import re`) is imported."""
+    used without its import (`re.sub` with no `import re`) is imported, and so are typing's names a
+    signature uses (`List[int]` with no `from typing import List`)."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -656,6 +679,11 @@ def normalise_functions(code: str, name: str | None, *, describe: str = "",
     if missing:
         tree.body[:0] = [ast.Import(names=[ast.alias(name=m)]) for m in missing]
         notes.append(f"added the missing import of {', '.join(missing)}")
+        changed = True
+    hints = _missing_typing(tree, set(allowed_imports))
+    if hints:
+        tree.body[:0] = [ast.ImportFrom(module="typing", names=[ast.alias(name=h) for h in hints], level=0)]
+        notes.append(f"added the missing `from typing import {', '.join(hints)}`")
         changed = True
     public = [n for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
     if not public:

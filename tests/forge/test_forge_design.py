@@ -435,6 +435,23 @@ def test_an_allowed_module_used_without_its_import_is_imported(personas_seeded):
     assert "import re" in Tool.objects.get(name="squash_spaces").current_version.code
 
 
+def test_typing_names_a_signature_uses_without_their_import_are_imported(personas_seeded):
+    reply = ('```python\ndef evens(values: List[int]) -> Optional[List[int]]:\n    """The even values."""\n'
+             '    return [v for v in values if v % 2 == 0] or None\n```')
+    request = forge("a function evens(values); evens([1, 2, 4]) returns [2, 4]", ScriptedModel({"forge": reply}))
+
+    assert request.status == ForgeRequest.Status.SUCCEEDED, request.error
+    assert "Mended: added the missing `from typing import List, Optional`" in attempts_of(request)[0].stdout
+    # Bound already (imported, star-imported, or a name of the code's own): left as it is.
+    for code in ("from typing import List\ndef f(x: List[int]) -> int:\n    return 1\n",
+                 "from typing import *\ndef f(x: List[int]) -> int:\n    return 1\n",
+                 "List = list\ndef f(x: List) -> int:\n    return 1\n"):
+        assert normalise_functions(code, "f", allowed_imports=("typing",))[2] == []
+    # Not offered where typing is not an allowed import.
+    _, _, notes = normalise_functions("def f(x: List[int]) -> int:\n    return 1\n", "f", allowed_imports=("re",))
+    assert notes == []
+
+
 def test_camel_case_call_names_in_a_spec_become_the_snake_case_tool_name():
     from forge.toolforge import requested_name, snake_calls
 
