@@ -624,9 +624,8 @@ def _bound_names(tree: ast.Module) -> set[str]:
     return bound
 
 
-def _missing_imports(tree: ast.Module, allowed: set[str]) -> list[str]:
-    """Allowed modules the code uses by name (`re.sub`) without importing or defining that name."""
-    bound = _bound_names(tree)
+def _missing_imports(tree: ast.Module, allowed: set[str], bound: set[str]) -> list[str]:
+    """Allowed modules the code uses by name (`re.sub`) without importing or defining (`bound`) that name."""
     used = {n.value.id for n in ast.walk(tree)
             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and isinstance(n.value.ctx, ast.Load)}
     return sorted(m for m in used - bound if m in AUTO_IMPORTS and m in allowed)
@@ -636,13 +635,10 @@ TYPING_NAMES = frozenset({"Any", "Callable", "Dict", "FrozenSet", "Generator", "
                           "Mapping", "Optional", "Sequence", "Set", "Tuple", "Union"})
 
 
-def _missing_typing(tree: ast.Module, allowed: set[str]) -> list[str]:
-    """typing's names (`List[int]` in a signature) used without importing or defining them: the small
-    model's NameError at the first call."""
-    if "typing" not in allowed:
-        return []
-    bound = _bound_names(tree)
-    if "*" in bound:
+def _missing_typing(tree: ast.Module, allowed: set[str], bound: set[str]) -> list[str]:
+    """typing's names (`List[int]` in a signature) used without importing or defining (`bound`) them: the
+    small model's NameError at the first call."""
+    if "typing" not in allowed or "*" in bound:
         return []
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     return sorted((used & TYPING_NAMES) - bound)
@@ -675,12 +671,13 @@ def normalise_functions(code: str, name: str | None, *, describe: str = "",
         body.append(node)
     changed = len(body) != len(tree.body)
     tree.body = body
-    missing = _missing_imports(tree, set(allowed_imports))
+    bound = _bound_names(tree)
+    missing = _missing_imports(tree, set(allowed_imports), bound)
     if missing:
         tree.body[:0] = [ast.Import(names=[ast.alias(name=m)]) for m in missing]
         notes.append(f"added the missing import of {', '.join(missing)}")
         changed = True
-    hints = _missing_typing(tree, set(allowed_imports))
+    hints = _missing_typing(tree, set(allowed_imports), bound)
     if hints:
         tree.body[:0] = [ast.ImportFrom(module="typing", names=[ast.alias(name=h) for h in hints], level=0)]
         notes.append(f"added the missing `from typing import {', '.join(hints)}`")

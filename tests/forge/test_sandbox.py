@@ -22,6 +22,7 @@ import pytest
 
 from forge.sandbox import (
     ORDER,
+    V1_CONTROLLERS,
     Limits,
     SandboxUnavailable,
     available_backends,
@@ -92,9 +93,8 @@ def _host_traces() -> dict[str, set[str]]:
                 procs.add(f"{entry} (uid {uid})")
     mounts = {line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
               if line.startswith("a4ps-scratch ")}
-    cgroups = {str(p) for c in ("memory", "pids", "cpuacct", "") for p in
-               (CGROUP_ROOT / c / CGROUP_PREFIX).glob("run-*")}
-    cgroups |= {str(p) for c in ("memory", "pids", "cpuacct") for p in (CGROUP_ROOT / c).glob(f"{CGROUP_PREFIX}-*")}
+    cgroups = {str(p) for c in (*V1_CONTROLLERS, "") for p in (CGROUP_ROOT / c / CGROUP_PREFIX).glob("run-*")}
+    cgroups |= {str(p) for c in V1_CONTROLLERS for p in (CGROUP_ROOT / c).glob(f"{CGROUP_PREFIX}-*")}
     containers: set[str] = set()
     if shutil.which("docker"):
         done = subprocess.run(["docker", "ps", "-aq", "--filter", "label=a4ps.sandbox=1"], capture_output=True,
@@ -884,14 +884,14 @@ V1_ROOT = Path("/sys/fs/cgroup")
 
 
 @pytest.mark.skipif(not (os.geteuid() == 0 and all((V1_ROOT / c / "cgroup.procs").exists()
-                                                   for c in ("memory", "pids", "cpuacct"))),
+                                                   for c in V1_CONTROLLERS)),
                     reason="needs root (to hand cgroups to another uid) and cgroup v1 memory, pids and cpuacct "
                            "hierarchies at /sys/fs/cgroup")
 @pytest.mark.parametrize("backend", ["LocalBackend", "BubblewrapBackend"])
 def test_not_root_on_cgroup_v1_parents_root_hands_over_give_each_run_its_own(backend):
     """`sandbox/setup_host.sh --cgroups-for USER`, as a person's admin would run it on a cgroup v1 host."""
     uid = 1_900_100_000 + os.getpid() % 100_000
-    parents = [V1_ROOT / c / f"a4ps-sandbox-{uid}" for c in ("memory", "pids", "cpuacct")]
+    parents = [V1_ROOT / c / f"a4ps-sandbox-{uid}" for c in V1_CONTROLLERS]
     try:
         before = _run_as_another_user(backend, uid, None, {"A4PS_CGROUP_DELEGATED": ""})
         assert before["note"].startswith("no cgroup per run (not root, and no cgroup v2 delegated"), before
