@@ -92,3 +92,54 @@ def check(answer: str, task: str, memories: list[Mapping[str, Any]]) -> dict[str
             answer = answer.rstrip() + ("\n\n" if ends_in_code else " ") + marks
     return {"sources": sources, "cited": cited, "attributed": attributed, "uncited": not cited and not attributed,
             "answer": answer}
+
+
+# Words of a question that say how to answer, not what about: they pick no line of a source.
+_ASKING = frozenset("according answer exactly give how just many much number what which who whom".split())
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=\S)")
+_TERM = re.compile(r"[A-Za-zÀ-ÿ][A-Za-zÀ-ÿ'’-]{2,}|\d+(?:[.,:]\d+)*")
+# Lines a source carries about itself: its label, its headings, a summary's own header lines.
+_FRAME = re.compile(r"^\s*(?:\[[^\]]*\]\s*$|#|(?:Document|File|Sections):)")
+
+
+def _stem(word: str) -> str:
+    word = word.lower().strip("'’-")
+    for suffix in ("ies", "ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return word
+
+
+def _terms(text: str) -> set[str]:
+    return {_stem(w) for w in _TERM.findall(text) if w.lower() not in _COMMON and w.lower() not in _ASKING}
+
+
+def source_lines(text: str) -> list[str]:
+    """A source's sentences, without its label, headings and summary header lines."""
+    lines = [line for line in str(text).splitlines() if line.strip() and not _FRAME.match(line)]
+    return [s.strip() for line in lines for s in _SENTENCE.split(line) if s.strip()]
+
+
+def _pairs(text: str) -> set[tuple[str, str]]:
+    words = [_stem(w) for w in re.findall(r"[A-Za-zÀ-ÿ0-9][A-Za-zÀ-ÿ0-9'’-]*", text)]
+    return set(zip(words, words[1:]))
+
+
+def key_lines(task: str, memory: Mapping[str, Any]) -> list[tuple[tuple[int, int, int, float], str]]:
+    """The sentences of a source that share words with the task, best first, each with its score: how many
+    of the task's words it shares that do not name the source; then how many of the task's word pairs it
+    repeats ("no water supply" in a line about who has none, not in one about where water is handed out);
+    then how many words naming the source it shares (a title names the source more than it picks a line);
+    then the shared words' rarity in this source."""
+    source = memory.get("source") or {}
+    title = " ".join(str(t) for t in (source.get("label"), source.get("name"),
+                                          (memory.get("metadata") or {}).get("title")) if t)
+    named = _terms(title.replace("-", " ").replace("_", " "))
+    asked, asked_pairs = _terms(task), _pairs(task)
+    sentences = source_lines(str(memory.get("text", "")))
+    shared = [_terms(s) & asked for s in sentences]
+    spread = {t: sum(t in found for found in shared) for t in asked}
+    scored = [((len(found - named), len(_pairs(s) & asked_pairs), len(found & named),
+                round(sum(1 / spread[t] for t in found - named), 6)), s)
+              for s, found in zip(sentences, shared) if found - named]
+    return sorted(scored, key=lambda pair: pair[0], reverse=True)

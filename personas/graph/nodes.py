@@ -668,7 +668,7 @@ def _instructions_of(prompt: str, state: GraphState) -> str:
              state.get("first_answer", ""), state.get("thesis", ""), state.get("antithesis", ""),
              state.get("babs_report", ""),
              *(state.get("candidates") or []), *(str(m.get("text", "")) for m in state.get("memories") or []),
-             prompts.sources_block(state)]
+             prompts.sources_block(state), prompts.key_lines_block(state) if state.get("memories") else ""]
     for result in state.get("tool_results", []):
         found += [str(result.get("output", "")), str(result.get("note", "")), str(result.get("spec", ""))]
     for text in sorted((t for t in found if t and t.strip()), key=len, reverse=True):

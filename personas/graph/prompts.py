@@ -5,6 +5,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from personas.graph import citations
+
 TOOL_LINE = "TOOL_REQUIRED:"
 # Free-text fields inside JSON replies are bounded, so a small model's reply ends inside json_max_tokens
 # instead of being cut off mid-string (which loses the whole reply).
@@ -94,6 +96,8 @@ def _context(state: Mapping[str, Any]) -> str:
         # The retrieved texts themselves, not only BABS's account of them: a small model's report may
         # drop the one fact that matters.
         parts.append(sources_block(state))
+        if key := key_lines_block(state):
+            parts.append(key)
     for result in state.get("tool_results", []):
         parts.append(f"Tool result for '{result.get('spec', '')}': {result.get('note') or result.get('output', '')}")
     return "\n\n".join(parts)
@@ -220,6 +224,24 @@ def sources_block(state: Mapping[str, Any]) -> str:
     return "Sources:\n" + "\n".join(lines)
 
 
+KEY_LINES = 2  # lines quoted at most, when several score the same
+
+
+def key_lines_block(state: Mapping[str, Any]) -> str:
+    """The sentence of the shown sources that speaks to the task best (see citations.key_lines), quoted with
+    its source's number — or the few that score the same: a small model reading a whole document answers
+    from its first fact; pointed at the line, from the right one. Empty when no line shares a word with
+    the task."""
+    memories = (state.get("memories") or [])[:SOURCES_SHOWN]
+    found = [(score, n, line) for n, m in enumerate(memories, start=1)
+             for score, line in citations.key_lines(state["task"], m)]
+    top = max((score for score, _, _ in found), default=None)
+    best = [(n, line) for score, n, line in found if score == top][:KEY_LINES]
+    if not best:
+        return ""
+    return "Where the sources speak to the task:\n" + "\n".join(f'[{n}] "{line}"' for n, line in best)
+
+
 _CITE = " Where you use a source, cite it by its number, like [1]."
 
 
@@ -227,7 +249,8 @@ def first_answer(state: Mapping[str, Any]) -> list[dict[str, str]]:
     """ALFRED's own answer before the team's work: the task as a person would ask it (with the sources
     BABS found, when there are any), nothing else — the answer one call of the model gives."""
     if state.get("memories"):
-        return [{"role": "user", "content": f"{sources_block(state)}\n\n{state['task']}"}]
+        blocks = "".join(f"{block}\n\n" for block in (sources_block(state), key_lines_block(state)) if block)
+        return [{"role": "user", "content": f"{blocks}{state['task']}"}]
     return [{"role": "user", "content": state["task"]}]
 
 
@@ -249,6 +272,10 @@ def synthesis(persona: dict[str, Any] | None, state: Mapping[str, Any], size: st
                "answer the task.")
     if state.get("memories"):
         ask += _CITE  # the context lists the sources, numbered
+    # After a long discussion the line that answers and the task itself are far back: both come again
+    # next to the ask (a small model otherwise answers the discussion, not the question).
+    key = key_lines_block(state) if state.get("memories") else ""
+    ask = f"{key}\n\nThe task: {state['task']}\n{ask}" if key else ask
     return [
         system(persona, "You are ALFRED, the supervisor."),
         {"role": "user", "content": f"{_context(state)}{first}\n\nThe team's discussion:\n{turns}\n\n{ask}"},
@@ -298,7 +325,7 @@ def candidates_retry(persona: dict[str, Any] | None, state: Mapping[str, Any], k
 def thesis_retry(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
     known = "".join(f"\n\nKnown: {text}" for text in _facts(state))
     if state.get("memories"):
-        known += f"\n\n{sources_block(state)}"
+        known += "".join(f"\n\n{block}" for block in (sources_block(state), key_lines_block(state)) if block)
     return [
         system(persona, "You are BRICK, the analyst."),
         {"role": "user", "content": f"{state['task']}{known}\n\nAnswer this directly, in two to five sentences."},
@@ -331,7 +358,8 @@ def synthesis_retry(persona: dict[str, Any] | None, state: Mapping[str, Any], no
         {"role": "user", "content": (
             f"{state['task']}\n\n" + "".join(f"Known: {text}\n\n" for text in _facts(state)) +
             f"Notes from the team:\n{notes or '(none)'}\n\n"
-            + (f"{sources_block(state)}\n\n" if state.get("memories") else "")
+            + "".join(f"{block}\n\n" for block in (sources_block(state), key_lines_block(state))
+                      if block and state.get("memories"))
             + "Answer the task above for the person who asked, in a few sentences."
             + (_CITE if state.get("memories") else "")
         )},

@@ -59,3 +59,44 @@ def test_a_numbered_list_is_not_proof_that_a_source_was_used():
     ends_in_code = citations.check("The extension is 4471:\n```\ncall(4471)\n```", "Which extension?",
                                    [{"text": "Her extension is 4471."}])["answer"]
     assert ends_in_code.endswith("```\n\n[1]")
+
+
+GARDEN = {"text": "[Larkspur Garden — Rules]\n# Larkspur Garden — Rules\n\n## Plots\n\nThe garden has 42 plots. "
+                  "The plot fee is 18 euros.\n\n## Tools\n\nShared tools live in the green shed. The shed "
+                  "combination is 3917, and it changes every January.",
+          "source": {"kind": "document", "label": "Larkspur Garden — Rules"}}
+
+
+def test_the_key_line_of_a_source_is_the_sentence_that_answers_not_its_title_or_first_fact():
+    (score, line), *rest = citations.key_lines("What is the Larkspur Garden's shed combination?", GARDEN)
+    assert line == "The shed combination is 3917, and it changes every January."
+    assert [text for _, text in rest] == ["Shared tools live in the green shed."] and score > rest[0][0]
+    # The label, headings and a summary's header lines are no sentences of the source.
+    assert citations.source_lines("[Doc]\n# Doc\nDocument: Doc\nSections: A; B\nOne. Two;\nthree") == [
+        "One.", "Two;", "three"]
+    # Words that only name the source (its title, a file name's parts) pick no line.
+    loans = {"text": "Northgate Library: loan rules\nA loan can be renewed up to 4 times.",
+             "source": {"kind": "document", "label": "northgate-library-loans"}}
+    assert citations.key_lines("How many times can a Northgate Library loan be renewed?", loans)[0][1] == (
+        "A loan can be renewed up to 4 times.")
+    assert citations.key_lines("What does the Larkspur Garden rule say?", GARDEN) == []
+
+
+def test_the_prompts_quote_the_line_that_speaks_to_the_task_and_only_when_one_does():
+    from personas.graph import prompts
+
+    other = {"text": "Ferry fares: an adult single is 6.80 euros.", "source": {"label": "Ferry fares"}}
+    state = {"task": "What is the Larkspur Garden's shed combination?", "memories": [GARDEN, other],
+             "babs_report": "The rules [1].", "dialogue": [{"persona": "BRICK", "content": "It is the year."}]}
+    block = prompts.key_lines_block(state)  # only the lines sharing the most words: not the one naming the shed
+    assert block.splitlines() == ["Where the sources speak to the task:",
+                                  '[1] "The shed combination is 3917, and it changes every January."']
+    # The synthesis quotes it, and the task, again after the discussion, next to what it asks.
+    ask = prompts.synthesis(None, state)[-1]["content"]
+    after = ask[ask.index("The team's discussion"):]
+    assert ask.count(block) == 2 and block in after and f"The task: {state['task']}" in after
+    for retry in (prompts.synthesis_retry(None, state, ""), prompts.thesis_retry(None, state),
+                  prompts.first_answer(state)):
+        assert block in retry[-1]["content"]
+    assert prompts.key_lines_block({**state, "task": "What does the Larkspur Garden rule say?"}) == ""
+    assert prompts.key_lines_block({"task": "Anything?", "memories": []}) == ""
