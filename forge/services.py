@@ -26,6 +26,7 @@ from forge.models import ForgeAttempt, ForgeRequest, Tool, ToolCall, ToolVersion
 from forge.selectors import pool_status_dir, selftest_latest, selftest_path
 from forge.toolforge import (
     AttemptReport,
+    ForgeBudget,
     assert_checks,
     forge_loop,
     judge,
@@ -111,10 +112,11 @@ def _code_stream(request_id: int, number: int) -> TextStream:
 
 
 def forge_request_execute(*, request: ForgeRequest, model: Any = None,
-                          on_attempt: Callable[[AttemptReport], None] | None = None) -> ForgeRequest:
+                          on_attempt: Callable[[AttemptReport], None] | None = None,
+                          budget: ForgeBudget | None = None) -> ForgeRequest:
     """Run the forge loop for a request: attempts are recorded and shown live (and handed to
     `on_attempt`); on success the tool (without its tests) is saved as a new version and loaded into
-    the live registry."""
+    the live registry. `budget`: what the asking run has left (bounds the attempts after the first)."""
     config = forge_settings()
     model = model or model_manager()
     _set(request, status=ForgeRequest.Status.RUNNING, started=timezone.now(), phase="starting", error="")
@@ -140,7 +142,7 @@ def forge_request_execute(*, request: ForgeRequest, model: Any = None,
 
     try:
         outcome = forge_loop(request.spec, model=model, config=config, on_attempt=attempt_done, on_phase=on_phase,
-                             on_token=on_token)
+                             on_token=on_token, budget=budget)
     except Exception as exc:  # kept on the request and shown on its page; the worker carries on
         log.exception("forge request %s failed", request.pk)
         return _finish_failed(request, f"{type(exc).__name__}: {exc}")
@@ -305,31 +307,42 @@ def tool_call(*, name: str, arguments: dict[str, Any], run_id: int | None = None
 
 # --- what the cognitive graph calls (through the kernel's ports, plugged in by ForgeConfig.ready()) ---
 
-def forge_for_graph(*, run_id: int | None, spec: str, model: Any = None) -> dict[str, Any]:
-    """BRICK asked for a tool mid-run: forge it now (the run is already in a worker) and say how it went.
+def forge_for_graph(*, run_id: int | None, spec: str, model: Any = None, tokens_left: int | None = None,
+                    seconds_left: float | None = None) -> dict[str, Any]:
+    """BRICK asked for a tool mid-run: forge it now (the run is already in a worker) and say how it went,
+    with the tokens the forge generated ("tokens": the run counts them against its budget). The run's
+    budget left (`tokens_left`, `seconds_left`; None: no limit) bounds the attempts after the first.
     A run resumed after a crash asks again: the request it made before is reused (finished: its outcome;
     cut short by the crash: run again from its first attempt), never duplicated."""
     spec = spec[: forge_settings().max_spec_chars]
+    spent: list[int] = []
+    budget = (ForgeBudget(tokens=tokens_left, seconds=seconds_left)
+              if tokens_left is not None or seconds_left is not None else None)
+
+    def execute(request: ForgeRequest) -> ForgeRequest:
+        return forge_request_execute(request=request, model=model, budget=budget,
+                                     on_attempt=lambda report: spent.append(report.tokens))
+
     earlier = (ForgeRequest.objects.filter(run_id=run_id, spec=spec.strip(), source=ForgeRequest.Source.GRAPH)
                .order_by("-id").first() if run_id else None)
     if earlier is not None and earlier.status in (ForgeRequest.Status.QUEUED, ForgeRequest.Status.RUNNING):
         earlier.attempts.all().delete()  # the dead worker's partial attempts
-        request = forge_request_execute(request=earlier, model=model)
+        request = execute(earlier)
     elif earlier is not None:
         request = earlier
     else:
         try:
             request = forge_request_create(spec=spec, source=ForgeRequest.Source.GRAPH, run_id=run_id, enqueue=False)
         except ValueError as exc:
-            return {"status": "failed", "note": f"The forge refused the request: {exc}", "tool": ""}
-        request = forge_request_execute(request=request, model=model)
+            return {"status": "failed", "note": f"The forge refused the request: {exc}", "tool": "", "tokens": 0}
+        request = execute(request)
     if request.status == ForgeRequest.Status.SUCCEEDED and request.tool_version:
         version = request.tool_version
         signature = registry_mod.signature_text(version.code, version.tool.name)
-        return {"status": "created", "tool": version.tool.name, "forge_request": request.pk,
+        return {"status": "created", "tool": version.tool.name, "forge_request": request.pk, "tokens": sum(spent),
                 "note": f"The tool {signature} was forged (v{version.number}, tests passed in the sandbox) "
                         "and is now available to you: call it to compute the result."}
-    return {"status": "failed", "tool": "", "forge_request": request.pk,
+    return {"status": "failed", "tool": "", "forge_request": request.pk, "tokens": sum(spent),
             "note": f"The forge could not build this tool: {request.error}. Reason it out without the tool."}
 
 

@@ -951,6 +951,27 @@ class ForgeOutcome:
 
 
 @dataclass
+class ForgeBudget:
+    """What the run that asked for a tool has left: generated tokens and seconds (None: no limit)."""
+
+    tokens: int | None = None
+    seconds: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def spent(self, tokens: int) -> str:
+        """Why no further attempt may start ("" while both last)."""
+        if self.tokens is not None and tokens >= self.tokens:
+            return f"the run's token budget ran out ({tokens} tokens spent here)"
+        if self.seconds is not None and self.clock() - self.started >= self.seconds:
+            return f"the run's time budget ran out ({self.seconds:.0f} s were left)"
+        return ""
+
+
+@dataclass
 class _Candidate:
     report: AttemptReport
     verdict: Verdict | None
@@ -1045,6 +1066,7 @@ def forge_loop(
     on_phase: Callable[[int, str], None] | None = None,
     on_token: Callable[[int], Callable[[str], None] | None] | None = None,
     seed: int | None = None,
+    budget: ForgeBudget | None = None,
 ) -> ForgeOutcome:
     """Forge a tool for `spec`: BRICK writes a function (greedy first); the spec's own examples are
     authoritative checks, so are the results its words state for empty, blank, negative or bounded input
@@ -1055,7 +1077,8 @@ def forge_loop(
     config.max_attempts, and the best is taken, a disputed test case
     losing to candidates that agree against it. Never executes generated code in this process.
     `seed`: the first model call's sampler seed, the next calls' counting on from it (evals draw the
-    same samples for every variant they compare); None lets the backend pick."""
+    same samples for every variant they compare); None lets the backend pick. `budget`: what the run that
+    asked has left; no attempt after the first starts once it is spent (the best so far is chosen)."""
     spec = snake_calls(spec)
     name = requested_name(spec)
     spec_side = spec_checks(spec, name)
@@ -1066,7 +1089,10 @@ def forge_loop(
     problem = ""
     repair_from: _Candidate | None = None  # the candidate `problem` describes
     seeds = Seeds(seed)
+    stopped = ""
     for number in range(1, config.max_attempts + 1):
+        if number > 1 and budget is not None and (stopped := budget.spent(tokens)):
+            break
         report = AttemptReport(number=number)
         if on_phase:
             on_phase(number, "writing")
@@ -1152,7 +1178,13 @@ def forge_loop(
             # The last change gave the very same results on every check: told the same failures again,
             # a small model repeats itself; a fresh sample at least differs.
             problem = ""
-    return _choose(candidates, _unique([*spec_side, *words_side, *model_side]), tokens)
+    outcome = _choose(candidates, _unique([*spec_side, *words_side, *model_side]), tokens)
+    if stopped:
+        said = f"stopped after {len(candidates)} of {config.max_attempts} attempts: {stopped}"
+        outcome.notes.append(said)
+        if not outcome.ok:
+            outcome.error = f"{outcome.error} ({said})"
+    return outcome
 
 
 def _ahead(candidates: list[_Candidate]) -> _Candidate | None:

@@ -25,7 +25,7 @@ def _no_web(*, query: str, run_id: int | None) -> dict[str, Any]:
     return {"enabled": False}
 
 
-def _no_forge(*, run_id: int | None, spec: str) -> dict[str, Any]:
+def _no_forge(*, run_id: int | None, spec: str, **budget: Any) -> dict[str, Any]:
     return {"status": "failed", "tool": "", "note": "No tool forge is installed: reason it out without the tool."}
 
 

@@ -147,7 +147,7 @@ def build_deps(run: Run, *, record_step: Callable[..., Any], overrides: dict[str
         memory_search=lambda query, k: port.memory_search(query, k),
         memory_write=lambda state: port.memory_write(run_id=run.pk, state=state),
         web_research=lambda query: port.web_research(query=query, run_id=run.pk),
-        forge=lambda spec: port.forge(run_id=run.pk, spec=spec),
+        forge=lambda spec, **budget: port.forge(run_id=run.pk, spec=spec, **budget),
         tools=lambda: port.tool_schemas(),
         call_tool=lambda name, arguments: port.call_tool(run_id=run.pk, name=name, arguments=arguments),
         check_cancelled=check_cancelled,
@@ -169,7 +169,7 @@ def build_deps(run: Run, *, record_step: Callable[..., Any], overrides: dict[str
     if options.get("temperature") is not None:
         chosen["chat_options"] = {"temperature": float(options["temperature"])}
     if options.get("tools") is False:
-        chosen.update(tools=lambda: [], call_tool=None, forge=lambda spec: {
+        chosen.update(tools=lambda: [], call_tool=None, forge=lambda spec, **budget: {
             "status": "off", "note": "Tools are off for this run: reason it out without one."})
     if options.get("memory") is False:
         chosen.update(memory_search=lambda query, k: [], web_research=lambda query: {"enabled": False},

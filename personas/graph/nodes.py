@@ -530,7 +530,12 @@ def tool_forge(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         if sink:
             sink(f"The Tool Forge is building a tool for: {spec}\n(BRICK writes it; the sandbox checks it. "
                  "The request's own page on the Forge shows each attempt.)")
-        outcome = deps.forge(spec) or {}
+        settings = deps.settings
+        left = settings.run_tokens - (state.get("tokens_used", 0) + step.tokens) if settings.run_tokens else None
+        seconds = _run_seconds_left(step)
+        outcome = deps.forge(spec, tokens_left=None if left is None else max(0, left),
+                             seconds_left=None if seconds is None else max(0.0, seconds)) or {}
+        step.tokens += int(outcome.get("tokens") or 0)  # the forge's writing is the run's too
         note = outcome.get("note") or outcome.get("status", "")
         kind = "tool_request"
     step.record(persona="BRICK", kind=kind, content=f"TOOL_REQUIRED: {spec}\n→ {note}",

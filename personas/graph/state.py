@@ -121,7 +121,7 @@ def _no_memory(query: str, k: int) -> list[dict[str, Any]]:
     return []
 
 
-def _no_forge(spec: str) -> dict[str, Any]:
+def _no_forge(spec: str, **budget: Any) -> dict[str, Any]:
     return {"status": "recorded", "note": "The Tool Forge is not available: the request was recorded."}
 
 
@@ -143,7 +143,9 @@ class GraphDeps:
     # BABS searches the web when memory holds nothing relevant (off unless the settings turn it on):
     # {"enabled": bool, "fetched": [...], "refused": [...], "error": str}.
     web_research: Callable[[str], dict[str, Any]] = lambda query: {"enabled": False}
-    forge: Callable[[str], dict[str, Any]] = _no_forge
+    # forge(spec, tokens_left=, seconds_left=): the run's budget left bounds the forge's attempts after the
+    # first; the outcome's "tokens" count against the run's budget.
+    forge: Callable[..., dict[str, Any]] = _no_forge
     tools: Callable[[], list[dict[str, Any]]] = lambda: []
     call_tool: Callable[[str, dict[str, Any]], Any] | None = None
     check_cancelled: Callable[[], None] = lambda: None

@@ -663,3 +663,37 @@ def test_a_repair_that_no_longer_imports_is_a_step_back_too():
     repaired = forge_calls(model)[2]["messages"]
     assert "undefined_name" not in repaired[-2]["content"]  # the first candidate, not the broken one
     assert "n_choose_k(5, -1) should be 0" in repaired[-1]["content"]
+
+
+# ------------------------------------------------------------------- a run's budget bounds the forge
+def test_the_asking_runs_budget_stops_further_attempts_and_says_so(personas_seeded):
+    from forge.services import forge_for_graph
+    from forge.toolforge import ForgeBudget
+
+    def no_code() -> ScriptedModel:
+        return ScriptedModel({"forge": Reply(content="no code here", completion_tokens=40)})
+
+    config = ForgeSettings(max_attempts=3)
+    unbounded = forge_loop(MEDIAN_SPEC, model=no_code(), config=config)
+    assert len(unbounded.attempts) == 3 and "stopped after" not in unbounded.error
+    by_tokens = forge_loop(MEDIAN_SPEC, model=no_code(), config=config, budget=ForgeBudget(tokens=60))
+    assert len(by_tokens.attempts) == 2 and by_tokens.tokens == 80 and not by_tokens.ok
+    assert "stopped after 2 of 3 attempts: the run's token budget ran out (80 tokens spent here)" in by_tokens.error
+    ticks = iter([0.0, 4.0, 11.0, 99.0])  # started, before attempt 2, before attempt 3
+    by_time = forge_loop(MEDIAN_SPEC, model=no_code(), config=config,
+                         budget=ForgeBudget(seconds=10, clock=lambda: next(ticks)))
+    assert len(by_time.attempts) == 2 and "the run's time budget ran out (10 s were left)" in by_time.error
+    # The first attempt always runs, and a tool that passes is registered with the note.
+    model = ScriptedModel({"forge": sequence(Reply(content="no code here", completion_tokens=40),
+                                             Reply(content=SORTED_MEDIAN, completion_tokens=50))})
+    from personas.llm import set_model_manager
+
+    set_model_manager(model)
+    try:
+        stopped = forge_for_graph(run_id=None, spec=MEDIAN_SPEC, tokens_left=0)
+        assert stopped["status"] == "failed" and stopped["tokens"] == 40
+        assert "stopped after 1 of" in stopped["note"]
+        made = forge_for_graph(run_id=None, spec=MEDIAN_SPEC, tokens_left=1000, seconds_left=600)
+        assert made["status"] == "created" and made["tokens"] == 50, made
+    finally:
+        set_model_manager(None)

@@ -15,13 +15,15 @@ class Recorder:
         self.steps: list[dict] = []
         self.dissonance_events: list[float] = []
         self.forged: list[str] = []
+        self.budgets: list[dict] = []
         self.searched: list[str] = []
 
     def deps(self, model: ScriptedModel, **overrides) -> GraphDeps:
         settings = overrides.pop("settings", GraphSettings(thoughts=3, max_turns=3))
         fields = {
             "on_dissonance": lambda score, detail: self.dissonance_events.append(score),
-            "forge": lambda spec: self.forged.append(spec) or {"status": "created", "note": f"tool for {spec} ready"},
+            "forge": lambda spec, **budget: self.forged.append(spec) or self.budgets.append(budget) or {
+                "status": "created", "note": f"tool for {spec} ready"},
             "memory_search": lambda q, k: self.searched.append(q) or [],
             **overrides,
         }
@@ -80,6 +82,27 @@ def test_tool_required_routes_through_the_forge_and_back_to_brick():
     second_prompt = [c for c in model.calls if c["kind"] == "thesis"][1]["messages"][-1]["content"]
     assert "tool for add_two_integers(a, b)" in second_prompt
     assert final["final_answer"]
+
+
+def test_the_forge_gets_what_the_run_has_left_and_its_tokens_count_against_the_run():
+    model = ScriptedModel({"thesis": sequence("I need exact arithmetic.\nTOOL_REQUIRED: " + SPEC, "It is 4.")})
+    rec = Recorder()
+
+    def forged(spec: str, **budget) -> dict:
+        rec.budgets.append(budget)
+        return {"status": "failed", "note": "no", "tokens": 700}
+
+    run_graph(model, rec, forge=forged, settings=GraphSettings(run_tokens=3000, run_seconds=240))
+    [budget] = rec.budgets
+    request = next(s for s in rec.steps if s["kind"] == "tool_request")
+    before = rec.steps[rec.steps.index(request) - 1]["data"]["budget"]["tokens"]
+    assert budget["tokens_left"] == 3000 - before and 0 < budget["seconds_left"] <= 240
+    assert request["data"]["budget"]["tokens"] == before + 700
+    # Without budgets the forge is not bounded.
+    rec = Recorder()
+    run_graph(ScriptedModel({"thesis": sequence("TOOL_REQUIRED: " + SPEC, "4.")}), rec,
+              settings=GraphSettings(run_tokens=0, run_seconds=0))
+    assert rec.budgets == [{"tokens_left": None, "seconds_left": None}]
 
 
 def test_repeated_tool_requests_are_capped():

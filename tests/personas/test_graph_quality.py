@@ -373,7 +373,7 @@ def test_the_same_tool_request_twice_in_a_run_is_not_forged_again():
     spec = "mentor_pairs(n) returns how many mentor pairs n volunteers make, e.g. mentor_pairs(10) == 5"
     model = ScriptedModel({"thesis": sequence(f"TOOL_REQUIRED: {spec}", f"Again.\nTOOL_REQUIRED: {spec}", "Fifty.")})
     rec = Recorder()
-    run_graph(model, rec, task=TASK, forge=lambda s: rec.forged.append(s) or {"status": "failed", "note": "no"})
+    run_graph(model, rec, task=TASK, forge=lambda s, **_: rec.forged.append(s) or {"status": "failed", "note": "no"})
     assert rec.forged == [spec]
     assert "already requested in this run" in steps_of(rec, "tool_rejected")[0]["content"]
 
