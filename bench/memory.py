@@ -6,7 +6,8 @@
 --documents measures the document library instead, with the real all-MiniLM-L6-v2 embeddings: ingest rate
 (pages/s and chunks/s: PDF parse, structure-aware split, embedding, write) on a generated corpus of text
 PDFs, and recall@5 of the chunk that holds the answer for the `documents` tasks of the evals suite, searched
-among every document the suite ships, as BABS searches them."""
+among every document the suite ships, as BABS searches them, and how often the line the graph's prompts
+quote as speaking to the task (personas.graph.prompts.key_lines_block) holds the answer's evidence."""
 
 from __future__ import annotations
 
@@ -348,17 +349,23 @@ def run_documents(pages: int) -> dict[str, Any]:
 
         library = document_library(suite_documents())
         tasks = [t for t in load_tasks() if t.setup_documents]
-        ranks = []
+        from personas.graph.prompts import key_lines_block
+
+        ranks, quoted = [], []
         for task in tasks:
             hits = library(task.task, 5)
             rank = next((i + 1 for i, h in enumerate(hits) if task.evidence in h["text"]), None)
             ranks.append(rank)
-            print(f"  {task.id}  rank {rank if rank else '>5'}  {task.task[:70]}", flush=True)
+            # The line the graph's prompts quote as speaking to the task: does it hold the answer's evidence?
+            quoted.append(task.evidence in key_lines_block({"task": task.task, "memories": hits}))
+            print(f"  {task.id}  rank {rank if rank else '>5'}  key line {'holds' if quoted[-1] else 'misses'} "
+                  f"the evidence  {task.task[:60]}", flush=True)
         found = sum(r is not None for r in ranks)
         return {"pages": total_pages, "files": len(files), "chunks": total_chunks, "seconds": round(seconds, 2),
                 "pages_per_s": round(total_pages / seconds, 2), "chunks_per_s": round(total_chunks / seconds, 2),
                 "recall_at_5": round(found / len(tasks), 3), "recall_at_1": round(ranks.count(1) / len(tasks), 3),
                 "recall_at_5_among_corpus": round(sum(mixed) / len(mixed), 3),
+                "key_line_holds_evidence": round(sum(quoted) / len(tasks), 3),
                 "document_tasks": len(tasks), "library_documents": len(suite_documents()),
                 "chunk_chars": config["chunk_chars"], "overlap_chars": config["overlap_chars"]}
     finally:
@@ -383,6 +390,7 @@ def main() -> None:
               f"(among {figures['library_documents']} documents): {figures['recall_at_5']}"
               f" (recall@1 {figures['recall_at_1']}); mixed into the corpus's {figures['chunks']} chunks: "
               f"{figures['recall_at_5_among_corpus']}")
+        print(f"the quoted key line holds the answer's evidence: {figures['key_line_holds_evidence']}")
         print("RESULT " + json.dumps(figures))
         return
     workdir = args.dir or tempfile.mkdtemp(prefix="a4ps-bench-memory-")

@@ -102,12 +102,18 @@ _TERM = re.compile(r"[A-Za-zÀ-ÿ][A-Za-zÀ-ÿ'’-]{2,}|\d+(?:[.,:]\d+)*")
 _FRAME = re.compile(r"^\s*(?:\[[^\]]*\]\s*$|#|(?:Document|File|Sections):)")
 
 
+STEM_CHARS = 6  # words agreeing on this many leading letters count as one ("conducts", "conductor")
+
+
 def _stem(word: str) -> str:
     word = word.lower().strip("'’-")
+    if word[:1].isdigit():
+        return word
     for suffix in ("ies", "ing", "ed", "es", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
+            word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+            break
+    return word[:STEM_CHARS]
 
 
 def _terms(text: str) -> set[str]:
@@ -120,9 +126,13 @@ def source_lines(text: str) -> list[str]:
     return [s.strip() for line in lines for s in _SENTENCE.split(line) if s.strip()]
 
 
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
 def _pairs(text: str) -> set[tuple[str, str]]:
+    """Neighbouring words (an article and its noun say nothing about which line answers)."""
     words = [_stem(w) for w in re.findall(r"[A-Za-zÀ-ÿ0-9][A-Za-zÀ-ÿ0-9'’-]*", text)]
-    return set(zip(words, words[1:]))
+    return {(a, b) for a, b in zip(words, words[1:]) if a not in _ARTICLES and b not in _ARTICLES}
 
 
 def key_lines(task: str, memory: Mapping[str, Any]) -> list[tuple[tuple[int, int, int, float], str]]:

@@ -228,18 +228,17 @@ KEY_LINES = 2  # lines quoted at most, when several score the same
 
 
 def key_lines_block(state: Mapping[str, Any]) -> str:
-    """The sentence of the shown sources that speaks to the task best (see citations.key_lines), quoted with
-    its source's number — or the few that score the same: a small model reading a whole document answers
-    from its first fact; pointed at the line, from the right one. Empty when no line shares a word with
-    the task."""
-    memories = (state.get("memories") or [])[:SOURCES_SHOWN]
-    found = [(score, n, line) for n, m in enumerate(memories, start=1)
-             for score, line in citations.key_lines(state["task"], m)]
-    top = max((score for score, _, _ in found), default=None)
-    best = [(n, line) for score, n, line in found if score == top][:KEY_LINES]
+    """The sentence of the most relevant source that speaks to the task best (see citations.key_lines),
+    quoted with its number — or the few that score the same: a small model reading a whole document
+    answers from its first fact; pointed at the line, from the right one. Only the first source is read:
+    a line of a less relevant one that shares a word with the task is more often another place's fact
+    than the answer. Empty when no line of it shares a word with the task."""
+    memories = state.get("memories") or []
+    found = citations.key_lines(state["task"], memories[0]) if memories else []
+    best = [line for score, line in found if score == found[0][0]][:KEY_LINES]
     if not best:
         return ""
-    return "Where the sources speak to the task:\n" + "\n".join(f'[{n}] "{line}"' for n, line in best)
+    return "Where the sources speak to the task:\n" + "\n".join(f'[1] "{line}"' for line in best)
 
 
 _CITE = " Where you use a source, cite it by its number, like [1]."

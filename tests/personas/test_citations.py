@@ -1,6 +1,8 @@
 """Citations: numbers read from text, attribution by shared facts, and links that cannot be abused."""
 from __future__ import annotations
 
+import pytest
+
 from personas.graph import citations
 from personas.templatetags.markdown import cite, safe_href
 
@@ -100,3 +102,34 @@ def test_the_prompts_quote_the_line_that_speaks_to_the_task_and_only_when_one_do
         assert block in retry[-1]["content"]
     assert prompts.key_lines_block({**state, "task": "What does the Larkspur Garden rule say?"}) == ""
     assert prompts.key_lines_block({"task": "Anything?", "memories": []}) == ""
+
+
+# Questions with the document that answers them (a label and its text), and the words of the line that
+# holds the answer; None where no line shares a word with the question: nothing is quoted then.
+KEY_LINE_CASES = [
+    ("Who conducts the Oakfield Choir?", "Oakfield Choir",
+     "Rehearsals are on Tuesday evenings in St Anne's hall.\nThe conductor is Ingrid Solheim.\n"
+     "The yearly subscription is 60 euros; students pay half.", "The conductor is Ingrid Solheim"),
+    ("How much is an adult ticket at the Fenwick Museum on an ordinary day?", "Fenwick Museum — Visiting",
+     "# Fenwick Museum — Visiting\n\nThe museum opens at 10:00 and shuts at 17:00.\nEntry is free on the first "
+     "Sunday of the month; otherwise adults pay 9 euros.", "adults pay 9 euros"),
+    ("Which streets will have no water supply during the Greyfield maintenance?", "Greyfield Water Board",
+     "Elm Road and Hazel Way will have no water supply during the work.\nOak Avenue keeps its supply.\n"
+     "Bottled water is handed out on Church Street.", "Elm Road and Hazel Way"),
+    ("How fast may motor boats go on Northbank Lake?", "Northbank Lake — Rules",
+     "Swimming is not permitted anywhere on the lake.\nThe speed limit for motor boats is 8 knots.", "8 knots"),
+    ("On which day is the Cedar Dental Clinic shut?", "Cedar Dental Clinic",
+     "A check-up costs 45 euros.\nThe clinic is closed on Wednesdays.", None),
+]
+
+
+@pytest.mark.parametrize(("task", "label", "text", "holds"), KEY_LINE_CASES, ids=[c[1] for c in KEY_LINE_CASES])
+def test_the_quoted_line_is_the_one_that_answers_or_none(task, label, text, holds):
+    from personas.graph import prompts
+
+    museum = {"text": "The gallery shuts at 17:00 and adults pay 12 euros.", "source": {"label": "Another place"}}
+    block = prompts.key_lines_block({"task": task, "memories": [{"text": text, "source": {"label": label}}, museum]})
+    if holds is None:
+        assert block == ""  # nothing shares a word: silence, not another source's "shuts at 17:00"
+    else:
+        assert holds in block.splitlines()[1] and "Another place" not in block and "12 euros" not in block
