@@ -63,6 +63,13 @@ def _distinctive(text: str) -> set[str]:
             ((w[0].isdigit() and (len(w) >= 2 or any(c in w for c in ".,:"))) or (w[0].isalpha() and len(w) >= 5))}
 
 
+def uses(answer: str, line: str, task: str) -> bool | None:
+    """Whether an answer repeats something of a source's line that the task does not hold (a number of two
+    digits or more, a rarer word); None when the line holds nothing the task does not."""
+    own = _distinctive(line) - _distinctive(task)
+    return bool(own & _distinctive(answer)) if own else None
+
+
 def attribute(answer: str, task: str, memories: list[Mapping[str, Any]]) -> list[int]:
     """Sources whose distinctive words (not in the task) the answer repeats: numbers from 1."""
     said = _distinctive(answer) - _distinctive(task)

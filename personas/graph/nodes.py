@@ -719,11 +719,38 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         notes.append(f"the second answer was hollow too ({hollow}): " +
                      ("ALFRED's first answer stands" if first else
                       "BRICK's last thesis stands as the answer" if thesis else "no answer"))
+    grounded = _grounded(step, state, answer, persona) if not fallback else None
+    if grounded is not None:
+        answer, said = grounded
+        notes.append(said)
     cites = citations.check(answer, state["task"], list(state.get("memories") or []))
     answer = cites.pop("answer")
     step.record(persona="ALFRED", kind="answer", content=answer,
                 data={"fallback": fallback, "notes": notes, "budget_out": out_of_budget, **cites}, result=result)
     return step.update(final_answer=answer, answer_fallback=fallback, budget_out=out_of_budget)
+
+
+def _grounded(step: _Step, state: GraphState, answer: str, persona: dict[str, Any] | None
+              ) -> tuple[str, str] | None:
+    """When the most relevant source is close to the task (graph.research_relevance) and holds a line that
+    speaks to it, but the team's answer uses nothing of that line, ALFRED answers once more from the
+    sources and that line alone; the new answer stands only if it uses the line. (answer, note), or None
+    when there was nothing to check."""
+    memories = state.get("memories") or []
+    deps = step.deps
+    if not memories or float(memories[0].get("relevance", 1.0)) < deps.settings.research_relevance:
+        return None
+    key = prompts.key_lines_block(state)
+    lines = "\n".join(key.splitlines()[1:])
+    if not key or citations.uses(answer, lines, state["task"]) is not False:
+        return None
+    result = _chat(step, "ALFRED", prompts.grounded_answer(persona, state, key), stream=True, answering=True,
+                   max_tokens=deps.settings.max_tokens)
+    again = result.content.strip()
+    if citations.uses(again, lines, state["task"]) and not quality.assent_only(again):
+        return again, "the answer used nothing of the source's line that speaks to the task: answered again from it"
+    return answer, ("the answer used nothing of the source's line that speaks to the task; answered again from it, "
+                    "that answer did not use it either: the first stands")
 
 
 def memory_write(state: GraphState, deps: GraphDeps) -> dict[str, Any]:

@@ -351,6 +351,18 @@ def respond_retry(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> l
     ]
 
 
+def grounded_answer(persona: dict[str, Any] | None, state: Mapping[str, Any], key: str) -> list[dict[str, str]]:
+    """ALFRED asked once more from the sources alone, with the line that speaks to the task last: when the
+    team's answer used nothing of it (the discussion talked the team away from the source)."""
+    return [
+        system(persona, "You are ALFRED, the supervisor."),
+        {"role": "user", "content": (
+            f"{sources_block(state)}\n\n{key}\n\nTask: {state['task']}\n\n"
+            "Answer the task from the sources, in one or two sentences." + _CITE
+        )},
+    ]
+
+
 def synthesis_retry(persona: dict[str, Any] | None, state: Mapping[str, Any], notes: str) -> list[dict[str, str]]:
     return [
         system(persona, "You are ALFRED, the supervisor."),

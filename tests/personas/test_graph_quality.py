@@ -456,3 +456,37 @@ def test_a_contribution_ends_when_the_runs_time_budget_does_and_alfred_still_ans
 ])
 def test_the_critic_denying_a_disagreement_counts_as_agreement(reason, agree):
     assert quality.critic_says_agree(reason, False, "Here is a synthesis.") is agree
+
+
+SHED = [{"text": "[Garden Rules]\n## Tools\nShared tools live in the green shed. The shed combination is 3917, "
+                 "and it changes every January.", "relevance": 0.7,
+         "source": {"kind": "document", "label": "Garden Rules", "url": "/memory/documents/1/?chunk=c"}}]
+SHED_TASK = "What is the combination of the garden's tool shed?"
+
+
+def test_an_answer_that_ignores_the_sources_line_is_asked_again_from_it_and_kept_only_if_it_uses_it():
+    model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "The garden rules [1].",
+                           "answer": sequence("The rules do not give one; ask the gardener.",
+                                              "The combination is 3917 [1].")})
+    rec = Recorder()
+    final = run_graph(model, rec, task=SHED_TASK, memory_search=lambda q, k: SHED)
+    assert final["final_answer"] == "The combination is 3917 [1]."
+    [answer] = steps_of(rec, "answer")
+    assert "answered again from it" in " ".join(answer["data"]["notes"]) and answer["data"]["cited"] == [1]
+    asked = [c for c in model.calls if c["kind"] == "answer"][-1]["messages"][-1]["content"]
+    assert asked.endswith("cite it by its number, like [1].") and "The team's discussion" not in asked
+    assert '[1] "The shed combination is 3917, and it changes every January."' in asked
+
+    # A second answer that does not use the line either: the team's answer stands, and says so.
+    model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "The garden rules [1].",
+                           "answer": "The rules do not give one; ask the gardener."})
+    final = run_graph(model, rec := Recorder(), task=SHED_TASK, memory_search=lambda q, k: SHED)
+    assert final["final_answer"].startswith("The rules do not give one")
+    assert "the first stands" in " ".join(steps_of(rec, "answer")[0]["data"]["notes"])
+
+    # An answer that uses the line, or a weak source (under graph.research_relevance): one answer, no retry.
+    for answer, memories in (("It is 3917 [1].", SHED), ("Ask the gardener.", [{**SHED[0], "relevance": 0.4}])):
+        model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "The rules [1].",
+                               "answer": answer})
+        run_graph(model, rec := Recorder(), task=SHED_TASK, memory_search=lambda q, k, m=memories: m)
+        assert model.kinds().count("answer") == 1
