@@ -957,7 +957,7 @@ class ForgeBudget:
     tokens: int | None = None
     seconds: float | None = None
     clock: Callable[[], float] = time.monotonic
-    started: float = field(default=0.0)
+    started: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.started = self.clock()

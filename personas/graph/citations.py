@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from personas.graph import quality
+
 CITATION = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _WORD = re.compile(r"[A-Za-zÀ-ÿ][A-Za-zÀ-ÿ'’-]{3,}|\d+(?:[.,:]\d+)*")
 # Words too common to show that an answer used a source.
@@ -138,7 +140,7 @@ _ARTICLES = frozenset({"a", "an", "the"})
 
 def _pairs(text: str) -> set[tuple[str, str]]:
     """Neighbouring words (an article and its noun say nothing about which line answers)."""
-    words = [_stem(w) for w in re.findall(r"[A-Za-zÀ-ÿ0-9][A-Za-zÀ-ÿ0-9'’-]*", text)]
+    words = [_stem(w) for w in quality.words(text)]
     return {(a, b) for a, b in zip(words, words[1:]) if a not in _ARTICLES and b not in _ARTICLES}
 
 

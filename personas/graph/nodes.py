@@ -530,10 +530,9 @@ def tool_forge(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         if sink:
             sink(f"The Tool Forge is building a tool for: {spec}\n(BRICK writes it; the sandbox checks it. "
                  "The request's own page on the Forge shows each attempt.)")
-        settings = deps.settings
-        left = settings.run_tokens - (state.get("tokens_used", 0) + step.tokens) if settings.run_tokens else None
-        seconds = _run_seconds_left(step)
-        outcome = deps.forge(spec, tokens_left=None if left is None else max(0, left),
+        spent, seconds = step.budget(), _run_seconds_left(step)
+        tokens_left = max(0, spent["tokens_max"] - spent["tokens"]) if spent["tokens_max"] else None
+        outcome = deps.forge(spec, tokens_left=tokens_left,
                              seconds_left=None if seconds is None else max(0.0, seconds)) or {}
         step.tokens += int(outcome.get("tokens") or 0)  # the forge's writing is the run's too
         note = outcome.get("note") or outcome.get("status", "")
@@ -673,7 +672,7 @@ def _instructions_of(prompt: str, state: GraphState) -> str:
              state.get("first_answer", ""), state.get("thesis", ""), state.get("antithesis", ""),
              state.get("babs_report", ""),
              *(state.get("candidates") or []), *(str(m.get("text", "")) for m in state.get("memories") or []),
-             prompts.sources_block(state), prompts.key_lines_block(state) if state.get("memories") else ""]
+             prompts.sources_block(state), prompts.key_lines_block(state)]
     for result in state.get("tool_results", []):
         found += [str(result.get("output", "")), str(result.get("note", "")), str(result.get("spec", ""))]
     for text in sorted((t for t in found if t and t.strip()), key=len, reverse=True):
@@ -719,7 +718,7 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         notes.append(f"the second answer was hollow too ({hollow}): " +
                      ("ALFRED's first answer stands" if first else
                       "BRICK's last thesis stands as the answer" if thesis else "no answer"))
-    grounded = _grounded(step, state, answer, persona) if not fallback else None
+    grounded = _grounded(step, state, answer, persona, out_of_budget) if not fallback else None
     if grounded is not None:
         answer, said = grounded
         notes.append(said)
@@ -730,12 +729,12 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     return step.update(final_answer=answer, answer_fallback=fallback, budget_out=out_of_budget)
 
 
-def _grounded(step: _Step, state: GraphState, answer: str, persona: dict[str, Any] | None
+def _grounded(step: _Step, state: GraphState, answer: str, persona: dict[str, Any] | None, out_of_budget: str
               ) -> tuple[str, str] | None:
     """When the most relevant source is close to the task (graph.research_relevance) and holds a line that
     speaks to it, but the team's answer uses nothing of that line, ALFRED answers once more from the
-    sources and that line alone; the new answer stands only if it uses the line. (answer, note), or None
-    when there was nothing to check."""
+    sources and that line alone (unless the run's budget is spent, as for a hollow answer); the new answer
+    stands only if it uses the line. (answer, note), or None when there was nothing to check."""
     memories = state.get("memories") or []
     deps = step.deps
     if not memories or float(memories[0].get("relevance", 1.0)) < deps.settings.research_relevance:
@@ -744,13 +743,15 @@ def _grounded(step: _Step, state: GraphState, answer: str, persona: dict[str, An
     lines = "\n".join(key.splitlines()[1:])
     if not key or citations.uses(answer, lines, state["task"]) is not False:
         return None
+    unused = "the answer used nothing of the source's line that speaks to the task"
+    if out_of_budget:
+        return answer, f"{unused}; the budget is spent: not asked again"
     result = _chat(step, "ALFRED", prompts.grounded_answer(persona, state, key), stream=True, answering=True,
                    max_tokens=deps.settings.max_tokens)
     again = result.content.strip()
     if citations.uses(again, lines, state["task"]) and not quality.assent_only(again):
-        return again, "the answer used nothing of the source's line that speaks to the task: answered again from it"
-    return answer, ("the answer used nothing of the source's line that speaks to the task; answered again from it, "
-                    "that answer did not use it either: the first stands")
+        return again, f"{unused}: answered again from it"
+    return answer, f"{unused}; answered again from it, that answer did not use it either: the first stands"
 
 
 def memory_write(state: GraphState, deps: GraphDeps) -> dict[str, Any]:

@@ -273,7 +273,7 @@ def synthesis(persona: dict[str, Any] | None, state: Mapping[str, Any], size: st
         ask += _CITE  # the context lists the sources, numbered
     # After a long discussion the line that answers and the task itself are far back: both come again
     # next to the ask (a small model otherwise answers the discussion, not the question).
-    key = key_lines_block(state) if state.get("memories") else ""
+    key = key_lines_block(state)
     ask = f"{key}\n\nThe task: {state['task']}\n{ask}" if key else ask
     return [
         system(persona, "You are ALFRED, the supervisor."),
@@ -323,8 +323,7 @@ def candidates_retry(persona: dict[str, Any] | None, state: Mapping[str, Any], k
 
 def thesis_retry(persona: dict[str, Any] | None, state: Mapping[str, Any]) -> list[dict[str, str]]:
     known = "".join(f"\n\nKnown: {text}" for text in _facts(state))
-    if state.get("memories"):
-        known += "".join(f"\n\n{block}" for block in (sources_block(state), key_lines_block(state)) if block)
+    known += "".join(f"\n\n{block}" for block in (sources_block(state), key_lines_block(state)) if block)
     return [
         system(persona, "You are BRICK, the analyst."),
         {"role": "user", "content": f"{state['task']}{known}\n\nAnswer this directly, in two to five sentences."},
@@ -369,8 +368,7 @@ def synthesis_retry(persona: dict[str, Any] | None, state: Mapping[str, Any], no
         {"role": "user", "content": (
             f"{state['task']}\n\n" + "".join(f"Known: {text}\n\n" for text in _facts(state)) +
             f"Notes from the team:\n{notes or '(none)'}\n\n"
-            + "".join(f"{block}\n\n" for block in (sources_block(state), key_lines_block(state))
-                      if block and state.get("memories"))
+            + "".join(f"{block}\n\n" for block in (sources_block(state), key_lines_block(state)) if block)
             + "Answer the task above for the person who asked, in a few sentences."
             + (_CITE if state.get("memories") else "")
         )},

@@ -490,3 +490,14 @@ def test_an_answer_that_ignores_the_sources_line_is_asked_again_from_it_and_kept
                                "answer": answer})
         run_graph(model, rec := Recorder(), task=SHED_TASK, memory_search=lambda q, k, m=memories: m)
         assert model.kinds().count("answer") == 1
+
+
+def test_no_second_answer_from_the_sources_line_once_the_runs_budget_is_spent():
+    model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "The garden rules [1].",
+                           "answer": sequence("The rules do not give one.", "The combination is 3917 [1].")})
+    rec = Recorder()
+    final = run_graph(model, rec, task=SHED_TASK, memory_search=lambda q, k: SHED,
+                      settings=GraphSettings(run_tokens=1))  # spent by the first contribution
+    assert final["budget_out"] and model.kinds().count("answer") == 1
+    assert final["final_answer"].startswith("The rules do not give one")
+    assert "the budget is spent: not asked again" in " ".join(steps_of(rec, "answer")[0]["data"]["notes"])
