@@ -8,7 +8,7 @@ Per item it counts the samples that pass the hidden tests (correct) and those th
 examples (what the forge can see). Printed: items with at least one correct sample (the ceiling of any
 loop that only writes and chooses, at this many samples), items where a correct sample also passes the
 examples, and items where a sample passes the examples but not the hidden tests (what the examples
-cannot tell apart). The samples are asked exactly as `single` asks (forge/evals/engine.py), warmer.
+cannot tell apart). The samples are asked as the forge's first request asks (forge/evals/engine.py), warmer.
 Every sample runs in the product's sandbox. One line `RESULT {json}` at the end.
 """
 from __future__ import annotations

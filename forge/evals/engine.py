@@ -2,10 +2,12 @@
 bench/evals.py run the very same code.
 
 Modes, each given one item, the model and the forge settings:
-- `single`: the model asked once (greedy) to write the function; its code is judged as it is.
+- `single`: the model asked once (greedy), with the request as written, to write the function; its code
+  is judged as it is.
 - `forge`: the product's Tool Forge loop; the tool it would register is judged.
-- `resample`: independent samples at the forge's token budget for the item, the first that passes the
-  spec's own examples chosen (the first that passes the static checks when the spec has none).
+- `resample`: independent samples of the forge's own first request (the request with its sentences
+  listed as rules) at the forge's token budget for the item, the first that passes the spec's own
+  examples chosen (the first that passes the static checks when the spec has none).
 Every judged piece of code runs in the product's sandbox, never in this process.
 """
 from __future__ import annotations
@@ -115,17 +117,19 @@ def _code_of(reply: str) -> str:
 
 
 def sample_code(item: ToolItem, model: Any, config: ForgeSettings, *, temperature: float,
-                seeds: Seeds) -> tuple[str, int]:
-    """One reply to the forge's own first request for the item: (its code, completion tokens), drawn
-    with the next of `seeds` (the forge's own counting, so sample k has the forge's k-th call's seed)."""
-    reply, tokens = _chat(model, function_prompt(item.spec, config.allowed_imports, requested_name(item.spec)),
-                          config=config, temperature=temperature, seeds=seeds)
+                seeds: Seeds, listed: bool = True) -> tuple[str, int]:
+    """One reply to the forge's own first request for the item (`listed=False`: to the request as
+    written, nothing added): (its code, completion tokens), drawn with the next of `seeds` (the forge's
+    own counting, so sample k has the forge's k-th call's seed)."""
+    messages = function_prompt(item.spec, config.allowed_imports, requested_name(item.spec), listed=listed)
+    reply, tokens = _chat(model, messages, config=config, temperature=temperature, seeds=seeds)
     return _code_of(reply), tokens
 
 
 def produce_single(item: ToolItem, model: Any, config: ForgeSettings, *, seed: int | None = None) -> Produced:
-    # Greedy, yet seeded too: a seeded call evaluates its prompt afresh, so it answers alike in every run.
-    code, tokens = sample_code(item, model, config, temperature=0.0, seeds=Seeds(seed))
+    # One plain call: the request as written, greedy. Seeded too: a seeded call evaluates its prompt
+    # afresh, so it answers alike in every run.
+    code, tokens = sample_code(item, model, config, temperature=0.0, seeds=Seeds(seed), listed=False)
     return Produced(code=code, attempts=1, tokens=tokens)
 
 
@@ -153,7 +157,7 @@ def produce_resample(item: ToolItem, model: Any, config: ForgeSettings, *, budge
                                  seeds=seeds)
         tokens += used
         samples += 1
-        first = first or code  # the greedy sample, judged as it is when nothing better turns up (as `single`)
+        first = first or code  # the greedy sample, judged as it is when nothing better turns up
         if not static_check(code, "", config.allowed_imports).ok:
             continue
         if not checks:

@@ -153,11 +153,14 @@ def test_single_mode_judges_one_greedy_reply_per_item_by_its_hidden_tests():
     forge_calls = [c for c in model.calls if c["kind"] == "forge"]
     assert model.items_written() == FIRST_THREE
     assert all(c["temperature"] == 0.0 and c["max_tokens"] == forge_settings().max_tokens for c in forge_calls)
+    # One plain call: the request as written, without the forge's rules listed after it.
+    assert not any("The request's rules" in c["messages"][1]["content"] for c in forge_calls)
     assert run.tokens == sum(r.tokens for r in results.values()) == 5 + WRONG_TOKENS + 5
 
 
 def test_forge_mode_runs_the_tool_forge_loop_and_keeps_its_attempts():
-    run = execute("tools", "forge", 3, SuiteModel(wrong=("str-002",)))
+    model = SuiteModel(wrong=("str-002",))
+    run = execute("tools", "forge", 3, model)
 
     assert run.status == EvalRun.Status.DONE, run.error
     results = results_of(run)
@@ -169,6 +172,9 @@ def test_forge_mode_runs_the_tool_forge_loop_and_keeps_its_attempts():
     assert runs.attempts == 3 and runs.output == ""
     assert runs.why.startswith("gave up after 3 attempt(s): no function passes all 2 example(s) of the request")
     assert all("FAIL [spec] compress_runs('aaabccdddd')" in a["stdout"] for a in runs.detail["attempts"])
+    # The forge's own request: wrap_at's four sentences listed as rules after it.
+    [wrap] = [c for c in model.calls if c["kind"] == "forge" and "wrap_at(" in c["messages"][1]["content"]]
+    assert "4. Empty or blank text gives []." in wrap["messages"][1]["content"]
 
 
 def test_resample_mode_takes_the_first_sample_that_passes_the_specs_examples():

@@ -13,6 +13,7 @@ from forge.toolforge import (
     Check,
     assert_checks,
     forge_loop,
+    function_prompt,
     judge,
     normalise_functions,
     requested_name,
@@ -195,6 +196,54 @@ def test_a_stub_request_shows_only_the_stub_itself():
     shown = "\n".join(m["content"] for m in call["messages"])
     assert shown.count("def ") == 1 and "def median_of(values: list[float]) -> float:" in shown
     assert "count_vowels" not in shown
+
+
+# ------------------------------------------------------------------------------ rules on their own lines
+WRAP_SPEC = '''def wrap_at(text: str, width: int) -> list[str]:
+    """Greedily wrap the words of text into lines of at most width characters.
+
+    A word longer than width goes on a line of its own. Empty or blank
+    text gives [].
+
+    >>> wrap_at('the quick brown fox', 10)
+    ['the quick', 'brown fox']
+    """'''
+WRAP_RULES = ["1. Greedily wrap the words of text into lines of at most width characters.",
+              "2. A word longer than width goes on a line of its own.", "3. Empty or blank text gives []."]
+WRAP_LOSES_LONG_WORDS = '''```python
+def wrap_at(text: str, width: int) -> list[str]:
+    """Wrap text."""
+    lines, line = [], ""
+    for word in text.split():
+        if len(line) + len(word) + 1 <= width + (not line):
+            line = f"{line} {word}".strip()
+        else:
+            lines.append(line)
+            line = word
+    return lines + [line] if line else lines
+```'''
+
+
+def test_the_request_is_followed_by_its_sentences_as_rules_one_per_line_in_every_code_request():
+    # Wrong, then the same code again (a fresh sample is asked for), then right.
+    wrong = WRAP_LOSES_LONG_WORDS.replace("lines + [line] if line else lines", "lines")
+    model = ScriptedModel({"forge": sequence(wrong, wrong, WRAP_LOSES_LONG_WORDS)})
+    assert forge_loop(WRAP_SPEC, model=model, config=ForgeSettings()).ok
+
+    calls = forge_calls(model)
+    assert len(calls) == 3
+    for call in calls:
+        request, said, rules = call["messages"][1]["content"].partition("The request's rules, one per line.")
+        assert said and "def wrap_at(text: str, width: int) -> list[str]:" in request  # the request as written first
+        assert rules.splitlines()[1:] == WRAP_RULES  # the doctests are examples, not rules
+    assert "Fix the code" in calls[1]["messages"][-1]["content"]  # the repair shows them too
+
+
+def test_a_one_sentence_request_and_the_plain_request_list_no_rules():
+    plain = function_prompt(WRAP_SPEC, ("math",), "wrap_at", listed=False)[1]["content"]
+    assert plain == f"Complete this function. Keep its name and parameters.\n```python\n{WRAP_SPEC}\n```"
+    assert "rules" not in function_prompt("add two integers and return the sum", ("math",))[1]["content"]
+    assert "rules" not in function_prompt(MEDIAN_SPEC, ("math",), "median_of")[1]["content"]
 
 
 # --------------------------------------------------------------------------------- mended form
