@@ -1,7 +1,8 @@
 """The eval suites on the real embedded model, mode beside mode: pass rates per category, tokens, seconds.
 
     python bench/evals.py --suite tools [--modes forge,single,resample] [--limit N] [--threads 1] [--seed 0] [--out F]
-    python bench/evals.py --suite tasks [--modes single,graph,closedbook] [--category C] [--limit N | --ids …] [--out F]
+    python bench/evals.py --suite tasks [--modes single,graph,closedbook] [--category C] [--limit N | --ids …]
+                                        [--keep-scratch] [--out F]
     python bench/evals.py --report F [F ...]     # the same table from saved --out files (e.g. modes run apart)
 
 The tasks suite's graph mode is a full run through the four personas; it needs the database, so it runs
@@ -57,6 +58,8 @@ def main() -> None:
     parser.add_argument("--ids", default="", help="comma-separated item ids instead of --limit")
     parser.add_argument("--category", default="", help="tasks: only this category (e.g. documents)")
     parser.add_argument("--var-dir", default=str(REPO / "var"), help="where the assembled GGUF lives")
+    parser.add_argument("--keep-scratch", action="store_true",
+                        help="tasks: keep the scratch var/ (the runs' database and logs) instead of removing it")
     parser.add_argument("--threads", type=int, default=1,
                         help="llama.cpp threads (0 = the product's default, one core fewer than the machine has)")
     parser.add_argument("--backend", default="", help="sandbox backend (default: [forge] backend of settings.toml)")
@@ -98,9 +101,7 @@ def main() -> None:
         parser.error(f"unknown mode(s) {', '.join(unknown)}: choose from {', '.join(TOOL_MODES)}")
     items = load_tools()
     if args.ids:
-        order = [i.strip() for i in args.ids.split(",")]
-        by_id = {i.id: i for i in items}
-        items = [by_id[i] for i in order if i in by_id]
+        items = items_by_ids(items, args.ids, "tools item")
     elif args.limit:
         items = items[: args.limit]
     settings_toml = tomllib.loads((REPO / "config" / "settings.toml").read_text())
@@ -177,10 +178,18 @@ def run_seed(parser: argparse.ArgumentParser, value: str) -> int | None:
         parser.error(f"--seed {value!r}: give a whole number or none")
 
 
+def items_by_ids(items: list, ids: str, what: str) -> list:
+    """The items of the comma-separated `ids`, in their order; an id that names none is refused."""
+    wanted = [i.strip() for i in ids.split(",") if i.strip()]
+    by_id = {item.id: item for item in items}
+    unknown = [i for i in wanted if i not in by_id]
+    if unknown:
+        raise SystemExit(f"no such {what}: {', '.join(unknown)}")
+    return [by_id[i] for i in wanted]
+
+
 def run_tasks(args: argparse.Namespace) -> None:
     """The tasks suite: single (ALFRED's model asked once) and graph (a full run), item by item."""
-    import os
-    import re
     import shutil
     import tempfile
 
@@ -189,6 +198,20 @@ def run_tasks(args: argparse.Namespace) -> None:
     if unknown:
         raise SystemExit(f"unknown mode(s) {', '.join(unknown)}: choose from {', '.join(TASK_MODES)}")
     scratch = Path(tempfile.mkdtemp(prefix="a4ps-bench-tasks-"))
+    try:
+        _run_tasks_in(scratch, modes, args)
+    finally:
+        if args.keep_scratch:
+            print(f"scratch kept: {scratch}", flush=True)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_tasks_in(scratch: Path, modes: list[str], args: argparse.Namespace) -> None:
+    import os
+    import re
+    import shutil
+
     (scratch / "var").mkdir()
     (scratch / "var" / "models").symlink_to(Path(args.var_dir).resolve() / "models")
     shutil.copytree(REPO / "config", scratch / "config")
@@ -221,8 +244,8 @@ def run_tasks(args: argparse.Namespace) -> None:
     if args.category:
         items = [i for i in items if i.category == args.category]
     if args.ids:
-        by_id = {i.id: i for i in items}
-        items = [by_id[i.strip()] for i in args.ids.split(",") if i.strip() in by_id]
+        what = f"{args.category} task" if args.category else "task (a web task needs a search engine)"
+        items = items_by_ids(items, args.ids, what)
     elif args.limit:
         items = items[: args.limit]
     model = model_manager()

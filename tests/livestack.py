@@ -130,6 +130,7 @@ def start_stack(var_dir: Path | None = None, *, extra_env: dict | None = None, t
                 args: tuple[str, ...] = ()) -> LiveStack:
     """Start `manage.py up` and wait for its "running" line; raises with the log on failure."""
     # Unix socket paths are limited to ~108 bytes: keep the scratch dir short.
+    made = var_dir is None  # a scratch dir of its own goes again if the stack never comes up
     var_dir = var_dir or Path(tempfile.mkdtemp(prefix="a4ps-stack-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("A4PS_", "DJANGO_SETTINGS"))}
@@ -158,14 +159,20 @@ def start_stack(var_dir: Path | None = None, *, extra_env: dict | None = None, t
     )
     stack = LiveStack(var_dir=var_dir, port=port, proc=proc, log_path=log_path, env=env)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if "A4PS is running" in stack.log():
-            return stack
-        if proc.poll() is not None:
-            raise RuntimeError(f"manage.py up exited with {proc.returncode}:\n{stack.log()}")
-        time.sleep(0.2)
-    stack.stop()
-    raise RuntimeError(f"manage.py up did not come up within {timeout}s:\n{stack.log()}")
+    try:
+        while time.monotonic() < deadline:
+            if "A4PS is running" in stack.log():
+                return stack
+            if proc.poll() is not None:
+                raise RuntimeError(f"manage.py up exited with {proc.returncode}:\n{stack.log()}")
+            time.sleep(0.2)
+        raise RuntimeError(f"manage.py up did not come up within {timeout}s:\n{stack.log()}")
+    except BaseException:
+        stack.stop()
+        log.close()
+        if made:
+            shutil.rmtree(var_dir, ignore_errors=True)
+        raise
 
 
 def cleanup(stack: LiveStack) -> None:

@@ -5,6 +5,7 @@ import os
 import signal
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -76,11 +77,15 @@ def test_children_die_with_a_killed_supervisor():
         cleanup(stack)
 
 
-def test_second_start_on_a_busy_port_fails_clearly(live_stack):
-    from tests.livestack import start_stack as start
+def test_second_start_on_a_busy_port_fails_clearly(live_stack, monkeypatch):
+    from tests import livestack
 
+    made: list[str] = []
+    mkdtemp = livestack.tempfile.mkdtemp
+    monkeypatch.setattr(livestack.tempfile, "mkdtemp", lambda **kw: made.append(mkdtemp(**kw)) or made[-1])
     with pytest.raises(RuntimeError, match="already in use"):
-        start(extra_env={"A4PS_PORT": str(live_stack.port)}, timeout=60)
+        livestack.start_stack(extra_env={"A4PS_PORT": str(live_stack.port)}, timeout=60)
+    assert len(made) == 1 and not Path(made[0]).exists()  # the scratch dir of the start that failed is gone
 
 
 @pytest.mark.django_db(transaction=True)

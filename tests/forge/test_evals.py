@@ -3,6 +3,7 @@ what a run ran on, cancel and restart, resample's budget, the `evals` command, t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from io import StringIO
@@ -580,6 +581,28 @@ def test_resample_stops_after_a_bounded_number_of_samples():
                                           completion_tokens=0)})
     produced = engine.produce_resample(item, model, forge_settings(), budget=50)
     assert produced.attempts == engine.MAX_RESAMPLES
+
+
+def test_the_bench_refuses_an_item_it_does_not_have_and_leaves_no_scratch_dir_behind(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("A4PS_", "DJANGO_SETTINGS"))}
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env["TMPDIR"] = str(temp)
+
+    def bench(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "bench/evals.py", "--modes", "single", *args], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    done = bench("--suite", "tools", "--ids", "str-001,none-such")
+    assert done.returncode == 1 and done.stderr.strip() == "no such tools item: none-such", done.stderr
+    # The tasks suite works in a scratch var/, set up before the items are chosen: removed on the way out.
+    done = bench("--suite", "tasks", "--ids", "none-such")
+    assert done.returncode == 1 and "no such task" in done.stderr and "none-such" in done.stderr, done.stderr
+    assert list(temp.iterdir()) == []
+    done = bench("--suite", "tasks", "--ids", "none-such", "--keep-scratch")
+    [kept] = temp.iterdir()
+    assert f"scratch kept: {kept}" in done.stdout and (kept / "var").is_dir()
 
 
 @pytest.mark.parametrize("given, said", [
