@@ -224,6 +224,8 @@ def _run_tasks_in(scratch: Path, modes: list[str], args: argparse.Namespace) -> 
     text = table.sub("", text)  # the shipped lineup, merged with --persona-models, is written back below
     text = text.replace("[graph]", f"[models.embedded.persona_models]\n{lines}\n[graph]", 1)
     settings_path.write_text(text)
+    for name in ("DATABASE_URL", "REDIS_URL"):  # the runs go to the scratch var/'s own database and broker
+        os.environ.pop(name, None)
     os.environ.update({"A4PS_VAR_DIR": str(scratch / "var"), "A4PS_CONFIG_DIR": str(scratch / "config"),
                        "A4PS_HUEY_IMMEDIATE": "true", "A4PS_CHANNEL_LAYER": "memory",
                        "DJANGO_SETTINGS_MODULE": "a4ps_site.settings"})

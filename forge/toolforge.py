@@ -437,12 +437,19 @@ def _signature(spec: str, name: str) -> list[str]:
     return [a.arg for a in fn.args.args] if isinstance(fn, ast.FunctionDef) else []
 
 
+_DOCSTRING = re.compile(r"(\"\"\"|''')(.*?)(?:\1|\Z)", re.DOTALL)
+
+
 def _prose(spec: str) -> str:
-    """The spec's prose on one line: doctest lines, their results and the def line left out."""
+    """The spec's prose on one line: of a stub, its docstring alone (not its body); doctest lines, their
+    continuation lines and results and the def line left out."""
+    if spec.lstrip().startswith("def "):
+        docstring = _DOCSTRING.search(spec)
+        spec = docstring.group(2) if docstring else ""
     kept, skip = [], False
     for line in spec.splitlines():
         stripped = line.strip()
-        if stripped.startswith(">>>"):
+        if stripped.startswith(">>>") or (skip and stripped.startswith("...")):
             skip = True
             continue
         if skip and stripped:
@@ -450,7 +457,7 @@ def _prose(spec: str) -> str:
             continue
         if stripped.startswith("def "):
             continue
-        kept.append(stripped.replace('"""', " "))
+        kept.append(stripped)
     return re.sub(r"\s+", " ", " ".join(kept)).strip()
 
 
@@ -524,7 +531,9 @@ def _stated_inputs(condition: str, params: list[str], template: list[Any]) -> li
 
 
 def request_rules(spec: str) -> list[str]:
-    """The spec's prose sentences, in order (doctests and the def line left out)."""
+    """The spec's prose (see _prose) in sentences, in order: split where a sentence ends and the next
+    begins with a capital letter or "(" (a sentence that begins with a parameter's name or a digit stays
+    with the one before)."""
     return [s for s in re.split(r"(?<=[.;])\s+(?=[A-Z(])", _prose(spec)) if s]
 
 

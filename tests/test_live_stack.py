@@ -82,7 +82,7 @@ def test_second_start_on_a_busy_port_fails_clearly(live_stack, monkeypatch):
 
     made: list[str] = []
     mkdtemp = livestack.tempfile.mkdtemp
-    monkeypatch.setattr(livestack.tempfile, "mkdtemp", lambda **kw: made.append(mkdtemp(**kw)) or made[-1])
+    monkeypatch.setattr(livestack.tempfile, "mkdtemp", lambda *a, **kw: made.append(mkdtemp(*a, **kw)) or made[-1])
     with pytest.raises(RuntimeError, match="already in use"):
         livestack.start_stack(extra_env={"A4PS_PORT": str(live_stack.port)}, timeout=60)
     assert len(made) == 1 and not Path(made[0]).exists()  # the scratch dir of the start that failed is gone

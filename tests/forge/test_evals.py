@@ -585,7 +585,8 @@ def test_resample_stops_after_a_bounded_number_of_samples():
 
 def test_the_bench_refuses_an_item_it_does_not_have_and_leaves_no_scratch_dir_behind(tmp_path):
     root = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("A4PS_", "DJANGO_SETTINGS"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("A4PS_", "DJANGO_SETTINGS")) and k not in ("DATABASE_URL", "REDIS_URL")}
     temp = tmp_path / "temp"
     temp.mkdir()
     env["TMPDIR"] = str(temp)
@@ -595,7 +596,7 @@ def test_the_bench_refuses_an_item_it_does_not_have_and_leaves_no_scratch_dir_be
                               capture_output=True, text=True, timeout=300)
 
     done = bench("--suite", "tools", "--ids", "str-001,none-such")
-    assert done.returncode == 1 and done.stderr.strip() == "no such tools item: none-such", done.stderr
+    assert done.returncode == 1 and "no such tools item: none-such" in done.stderr, done.stderr
     # The tasks suite works in a scratch var/, set up before the items are chosen: removed on the way out.
     done = bench("--suite", "tasks", "--ids", "none-such")
     assert done.returncode == 1 and "no such task" in done.stderr and "none-such" in done.stderr, done.stderr

@@ -16,6 +16,7 @@ from forge.toolforge import (
     function_prompt,
     judge,
     normalise_functions,
+    request_rules,
     requested_name,
     spec_checks,
     stated_checks,
@@ -237,6 +238,13 @@ def test_the_request_is_followed_by_its_sentences_as_rules_one_per_line_in_every
         assert said and "def wrap_at(text: str, width: int) -> list[str]:" in request  # the request as written first
         assert rules.splitlines()[1:] == WRAP_RULES  # the doctests are examples, not rules
     assert "Fix the code" in calls[1]["messages"][-1]["content"]  # the repair shows them too
+
+
+def test_a_stubs_rules_are_its_docstring_sentences_alone():
+    # As a person may type it: single quotes, a doctest over two lines and a body.
+    spec = ("def doubled(xs: list[int]) -> list[int]:\n    '''Return xs doubled. An empty list gives [].\n\n"
+            "    >>> doubled([1,\n    ...          2])\n    [2, 4]\n    Order is kept.\n    '''\n    pass\n")
+    assert request_rules(spec) == ["Return xs doubled.", "An empty list gives [].", "Order is kept."]
 
 
 def test_a_one_sentence_request_and_the_plain_request_list_no_rules():
