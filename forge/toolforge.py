@@ -440,12 +440,21 @@ def _signature(spec: str, name: str) -> list[str]:
 _DOCSTRING = re.compile(r"(\"\"\"|''')(.*?)(?:\1|\Z)", re.DOTALL)
 
 
+def _is_stub(spec: str) -> bool:
+    """A request written as the function's def line and docstring, not in prose."""
+    return spec.lstrip().startswith("def ")
+
+
+def _docstring(spec: str) -> str:
+    found = _DOCSTRING.search(spec)
+    return found.group(2) if found else ""
+
+
 def _prose(spec: str) -> str:
     """The spec's prose on one line: of a stub, its docstring alone (not its body); doctest lines, their
     continuation lines and results and the def line left out."""
-    if spec.lstrip().startswith("def "):
-        docstring = _DOCSTRING.search(spec)
-        spec = docstring.group(2) if docstring else ""
+    if _is_stub(spec):
+        spec = _docstring(spec)
     kept, skip = [], False
     for line in spec.splitlines():
         stripped = line.strip()
@@ -884,7 +893,7 @@ def _rules(allowed_imports: tuple[str, ...]) -> str:
 
 
 def _request(spec: str, name: str | None, *, listed: bool) -> str:
-    if spec.lstrip().startswith("def "):
+    if _is_stub(spec):
         text = f"Complete this function. Keep its name and parameters.\n```python\n{spec.strip()}\n```"
     else:
         named = f"\nName the function `{name}`." if name else ""
@@ -1236,9 +1245,9 @@ def _same_behaviour(a: Verdict | None, b: Verdict | None) -> bool:
 
 def _describe(spec: str) -> str:
     """A one-line description of the request: a stub's own docstring line, else its first sentence."""
-    found = re.search(r'"""\s*(.+?)(?:\n|""")', spec)
-    if spec.lstrip().startswith("def ") and found:
-        return found.group(1).strip()
+    lines = _docstring(spec).strip().splitlines() if _is_stub(spec) else []
+    if lines:
+        return lines[0].strip()
     return re.split(r"(?<=[.;])\s", spec.strip(), maxsplit=1)[0]
 
 
