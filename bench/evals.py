@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -190,9 +194,6 @@ def items_by_ids(items: list, ids: str, what: str) -> list:
 
 def run_tasks(args: argparse.Namespace) -> None:
     """The tasks suite: single (ALFRED's model asked once) and graph (a full run), item by item."""
-    import shutil
-    import tempfile
-
     modes = [m.strip() for m in (args.modes or ",".join(TASK_MODES)).split(",") if m.strip()]
     unknown = [m for m in modes if m not in TASK_MODES]
     if unknown:
@@ -208,10 +209,6 @@ def run_tasks(args: argparse.Namespace) -> None:
 
 
 def _run_tasks_in(scratch: Path, modes: list[str], args: argparse.Namespace) -> None:
-    import os
-    import re
-    import shutil
-
     (scratch / "var").mkdir()
     (scratch / "var" / "models").symlink_to(Path(args.var_dir).resolve() / "models")
     shutil.copytree(REPO / "config", scratch / "config")

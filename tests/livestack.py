@@ -126,40 +126,54 @@ class LiveStack:
         return self.proc.returncode
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without the product's settings: a product process started with it
+    reads only what it is given (its own var/, SQLite database and embedded broker)."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("A4PS_", "DJANGO_SETTINGS")) and k not in ("DATABASE_URL", "REDIS_URL")}
+
+
 def start_stack(var_dir: Path | None = None, *, extra_env: dict | None = None, timeout: float = 120,
                 args: tuple[str, ...] = ()) -> LiveStack:
-    """Start `manage.py up` and wait for its "running" line; raises with the log on failure."""
+    """Start `manage.py up` and wait for its "running" line; raises with the log on failure (a scratch
+    var/ it made itself is removed then)."""
+    if var_dir is not None:
+        return _start_in(var_dir, extra_env, timeout, args)
     # Unix socket paths are limited to ~108 bytes: keep the scratch dir short.
-    made = var_dir is None  # a scratch dir of its own goes again if the stack never comes up
-    var_dir = var_dir or Path(tempfile.mkdtemp(prefix="a4ps-stack-"))
-    stack: LiveStack | None = None
+    scratch = Path(tempfile.mkdtemp(prefix="a4ps-stack-"))
     try:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("A4PS_", "DJANGO_SETTINGS"))}
-        env.update(
-            A4PS_VAR_DIR=str(var_dir),
-            A4PS_PORT=str(port),
-            A4PS_ADMIN_USER=ADMIN_USER,
-            A4PS_ADMIN_PASSWORD=ADMIN_PASSWORD,
-            A4PS_HUEY_WORKERS="2",
-            DJANGO_SETTINGS_MODULE="a4ps_site.settings",
-            PYTHONUNBUFFERED="1",
+        return _start_in(scratch, extra_env, timeout, args)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def _start_in(var_dir: Path, extra_env: dict | None, timeout: float, args: tuple[str, ...]) -> LiveStack:
+    port = free_port()
+    env = clean_env()
+    env.update(
+        A4PS_VAR_DIR=str(var_dir),
+        A4PS_PORT=str(port),
+        A4PS_ADMIN_USER=ADMIN_USER,
+        A4PS_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        A4PS_HUEY_WORKERS="2",
+        DJANGO_SETTINGS_MODULE="a4ps_site.settings",
+        PYTHONUNBUFFERED="1",
+    )
+    # The stack gets its own copy of config/: approving an amendment rewrites codex.toml.
+    config = var_dir / "config"
+    if not config.exists():
+        shutil.copytree(ROOT / "config", config)
+    env["A4PS_CONFIG_DIR"] = str(config)
+    env.update(extra_env or {})
+    log_path = var_dir / "stack.log"
+    with log_path.open("w") as log:  # the child writes through its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "up", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
         )
-        env.pop("REDIS_URL", None)
-        env.pop("DATABASE_URL", None)  # the stack keeps its own SQLite database under its var/
-        # The stack gets its own copy of config/: approving an amendment rewrites codex.toml.
-        config = var_dir / "config"
-        if not config.exists():
-            shutil.copytree(ROOT / "config", config)
-        env["A4PS_CONFIG_DIR"] = str(config)
-        env.update(extra_env or {})
-        log_path = var_dir / "stack.log"
-        with log_path.open("w") as log:  # the child writes through its own descriptor
-            proc = subprocess.Popen(
-                [sys.executable, "manage.py", "up", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        stack = LiveStack(var_dir=var_dir, port=port, proc=proc, log_path=log_path, env=env)
+    stack = LiveStack(var_dir=var_dir, port=port, proc=proc, log_path=log_path, env=env)
+    try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "A4PS is running" in stack.log():
@@ -169,12 +183,7 @@ def start_stack(var_dir: Path | None = None, *, extra_env: dict | None = None, t
             time.sleep(0.2)
         raise RuntimeError(f"manage.py up did not come up within {timeout}s:\n{stack.log()}")
     except BaseException:
-        try:
-            if stack is not None:
-                stack.stop()
-        finally:
-            if made:
-                shutil.rmtree(var_dir, ignore_errors=True)
+        stack.stop()
         raise
 
 

@@ -3,7 +3,6 @@ what a run ran on, cancel and restart, resample's budget, the `evals` command, t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from io import StringIO
@@ -23,6 +22,7 @@ from forge.evals.models import EvalResult, EvalRun
 from forge.evals.suites import load_tasks, load_tools
 from forge.toolforge import judge, requested_name, spec_checks, stated_checks
 from personas.models import Event
+from tests.livestack import clean_env
 from tests.personas.scripted import Reply, ScriptedModel
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -585,8 +585,7 @@ def test_resample_stops_after_a_bounded_number_of_samples():
 
 def test_the_bench_refuses_an_item_it_does_not_have_and_leaves_no_scratch_dir_behind(tmp_path):
     root = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("A4PS_", "DJANGO_SETTINGS")) and k not in ("DATABASE_URL", "REDIS_URL")}
+    env = clean_env()
     temp = tmp_path / "temp"
     temp.mkdir()
     env["TMPDIR"] = str(temp)
