@@ -539,11 +539,17 @@ def _stated_inputs(condition: str, params: list[str], template: list[Any]) -> li
     return out
 
 
+# Where one rule ends and the next begins: after "." or ";" before a capital letter or "(", and after a
+# full stop before a parameter's name or a digit too ("size is at least 1.", "1 takes 0 steps."); not after
+# "...", "e.g.", "i.e." or "etc.", and not at a semicolon before a lower-case word (the clauses of one
+# sentence stay together: split there, lst-006's greedy reply failed).
+_RULE_BREAK = re.compile(r"(?<=[.;])\s+(?=[A-Z(])"
+                         r"|(?<!\.\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\betc\.)(?<=\.)\s+(?=[a-z0-9])")
+
+
 def request_rules(spec: str) -> list[str]:
-    """The spec's prose (see _prose) in sentences, in order: split where a sentence ends and the next
-    begins with a capital letter or "(" (a sentence that begins with a parameter's name or a digit stays
-    with the one before)."""
-    return [s for s in re.split(r"(?<=[.;])\s+(?=[A-Z(])", _prose(spec)) if s]
+    """The spec's prose (see _prose) in sentences, in order (see _RULE_BREAK)."""
+    return [s for s in _RULE_BREAK.split(_prose(spec)) if s]
 
 
 def stated_checks(spec: str, name: str | None, examples: list[Check]) -> list[Check]:

@@ -247,6 +247,18 @@ def test_a_stubs_rules_are_its_docstring_sentences_alone():
     assert request_rules(spec) == ["Return xs doubled.", "An empty list gives [].", "Order is kept."]
 
 
+def test_a_sentence_that_begins_with_a_parameters_name_or_a_digit_is_a_rule_of_its_own():
+    spec = ('def rotate(items: list, k: int) -> list:\n    """Return items rotated k places to the right; a negative '
+            'k rotates left. k may be larger than the list, e.g. 7. 1 item stays as it is... unchanged. items '
+            'itself is not modified."""\n')
+    assert request_rules(spec) == [
+        "Return items rotated k places to the right; a negative k rotates left.",  # one sentence, one rule
+        "k may be larger than the list, e.g. 7.",
+        "1 item stays as it is... unchanged.",
+        "items itself is not modified.",
+    ]
+
+
 def test_a_one_sentence_request_and_the_plain_request_list_no_rules():
     plain = function_prompt(WRAP_SPEC, ("math",), "wrap_at", listed=False)[1]["content"]
     assert plain == f"Complete this function. Keep its name and parameters.\n```python\n{WRAP_SPEC}\n```"
