@@ -29,6 +29,7 @@ import tempfile
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -61,7 +62,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="the first N items only (0 = all)")
     parser.add_argument("--ids", default="", help="comma-separated item ids instead of --limit")
     parser.add_argument("--category", default="", help="tasks: only this category (e.g. documents)")
-    parser.add_argument("--var-dir", default=str(REPO / "var"), help="where the assembled GGUF lives")
+    parser.add_argument("--var-dir", default=str(REPO / "var"),
+                        help="where the assembled GGUF lives (models/) and the model lock: bench processes that "
+                             "share one take turns, so each timed process needs its own")
     parser.add_argument("--keep-scratch", action="store_true",
                         help="tasks: keep the scratch var/ (the runs' database and logs) instead of removing it")
     parser.add_argument("--threads", type=int, default=1,
@@ -125,7 +128,9 @@ def main() -> None:
     embedded = {"threads": args.threads, "n_ctx": 4096, "persona_models": persona_models(args.persona_models)}
     models = ModelsConfig.from_dict({"backend": "embedded", "embedded": embedded})
     seed = run_seed(parser, args.seed)  # refused before the model loads
-    model = ModelManager(models, var_dir=Path(args.var_dir))
+    model = LockWaits(ModelManager(models, var_dir=Path(args.var_dir)))
+    if model.lock.busy():
+        print(f"note: another process is using the model of {args.var_dir} now; the two take turns", flush=True)
     print(f"{len(items)} items, modes {', '.join(modes)}, model {model.resolve('BRICK')[1]}, "
           f"{args.threads} thread(s), sandbox {config.backend}, seed {seed}"
           + (f", [forge] overrides {args.forge}" if args.forge else ""), flush=True)
@@ -169,7 +174,37 @@ def main() -> None:
         print(f"{mode}: {time.perf_counter() - started:.0f} s", flush=True)
     if out:
         out.close()
-    report(results, {"items": len(items), "threads": args.threads, "sandbox": config.backend, "seed": seed})
+    figures = {"items": len(items), "threads": args.threads, "sandbox": config.backend, "seed": seed,
+               "model_lock_wait_s": round(model.waited_s, 1)}
+    report(results, figures)
+    if warning := model.warning(args.var_dir):
+        print(warning, flush=True)
+
+
+class LockWaits:
+    """The model, counting the time its calls waited for the model lock: another process using the model
+    of the same var dir (a second bench, the product) makes the two take turns, and every item's seconds
+    then count the other's calls too."""
+
+    NOTICEABLE_S = 1.0
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.waited_s = model, 0.0
+
+    def chat(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.model.chat(*args, **kwargs)
+        self.waited_s += float(getattr(result, "wait_ms", 0.0) or 0.0) / 1000
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def warning(self, var_dir: str) -> str:
+        if self.waited_s < self.NOTICEABLE_S:
+            return ""
+        return (f"WARNING: the model calls waited {self.waited_s:.0f} s in all for another process using the "
+                f"model of {var_dir}: the seconds above count that wait. For figures of time, give each bench "
+                "process its own --var-dir (a directory whose models/ links to the assembled models).")
 
 
 def run_seed(parser: argparse.ArgumentParser, value: str) -> int | None:

@@ -583,6 +583,34 @@ def test_resample_stops_after_a_bounded_number_of_samples():
     assert produced.attempts == engine.MAX_RESAMPLES
 
 
+def test_the_bench_counts_the_time_its_model_calls_waited_for_another_process_and_says_so():
+    from types import SimpleNamespace
+
+    from bench.evals import LockWaits
+
+    class Model:
+        lock = "the model lock"
+
+        def __init__(self, waits_ms):
+            self.waits_ms = list(waits_ms)
+
+        def chat(self, persona, messages, **options):
+            return SimpleNamespace(content="", wait_ms=self.waits_ms.pop(0))
+
+    alone = LockWaits(Model([0.0, 0.4]))
+    alone.chat("BRICK", [])
+    alone.chat("BRICK", [])
+    assert alone.waited_s == pytest.approx(0.0004) and alone.warning("var") == ""
+    assert alone.lock == "the model lock"  # the rest of the model as it is
+
+    shared = LockWaits(Model([0.0, 21_000.0, 19_500.0]))
+    for _ in range(3):
+        shared.chat("BRICK", [])
+    assert shared.waited_s == pytest.approx(40.5)
+    said = shared.warning("/tmp/shared-var")
+    assert "waited 40 s" in said and "/tmp/shared-var" in said and "its own --var-dir" in said
+
+
 def test_the_bench_refuses_an_item_it_does_not_have_and_leaves_no_scratch_dir_behind(tmp_path):
     root = Path(__file__).resolve().parents[2]
     env = clean_env()
