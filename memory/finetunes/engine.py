@@ -479,10 +479,15 @@ def generate(model: Any, tokenizer: Any, messages: list[dict[str, str]], *, max_
 
 
 def compare_on_held_out(model: Any, tokenizer: Any, held_out: list[list[dict[str, str]]], *,
-                        max_new_tokens: int, log: Log = print) -> list[dict[str, str]]:
-    """For each held-out chat: its last prompt, the reference answer, the base and the adapted answer."""
+                        max_new_tokens: int, log: Log = print,
+                        should_stop: Callable[[], bool] | None = None) -> list[dict[str, str]]:
+    """For each held-out chat: its last prompt, the reference answer, the base and the adapted answer.
+    `should_stop` is asked before each chat: the evaluation of a real model takes minutes, and a job
+    cancelled then stops there rather than finishing as if nobody had asked."""
     rows = []
-    for messages in held_out:
+    for number, messages in enumerate(held_out, 1):
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"cancelled during the evaluation, before held-out example {number} of {len(held_out)}")
         last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
         if last is None:
             continue
@@ -628,5 +633,5 @@ def fine_tune(
         if should_stop is not None and should_stop():
             raise Cancelled("cancelled before the evaluation")
         comparisons = compare_on_held_out(model, tokenizer, held_out, max_new_tokens=hyper.eval_max_new_tokens,
-                                          log=log)
+                                          log=log, should_stop=should_stop)
     return FineTuneOutcome(train=result, adapter_dir=adapter_dir, gguf_adapter=gguf_path, comparisons=comparisons)

@@ -105,10 +105,13 @@ def test_fine_tune_cancel_inside_a_pushed_status(browser, scripted_stack):
     from tests.e2e.test_finetune_live import _prepare
 
     dataset_id = _prepare(scripted_stack, name="e2e cancel")
+    # Long answers to the held-out prompts keep the job going after training, so that Cancel lands
+    # before it ends however late the pushed status arrives on a busy machine.
     job_id = int(_shell(scripted_stack, (
         "from memory.models import GoldenDataset; from memory.finetunes.services import finetune_create; "
         f"job = finetune_create(dataset=GoldenDataset.objects.get(pk={dataset_id}), "
-        "hyperparameters={'epochs': 100, 'max_steps': 0, 'learning_rate': 0.001, 'eval_fraction': 0.2}); "
+        "hyperparameters={'epochs': 100, 'max_steps': 0, 'learning_rate': 0.001, 'eval_fraction': 0.2, "
+        "'eval_max_new_tokens': 1024}); "
         "print(job.pk)")))
     page = browser.new_page()
     try:

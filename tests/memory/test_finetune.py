@@ -89,6 +89,20 @@ def test_training_stops_between_steps_when_cancelled(tiny_dir):
     assert len(steps) == 2
 
 
+def test_the_evaluation_stops_between_held_out_examples_when_cancelled(tiny_dir):
+    model, tok, _ = ft.load_base(tiny_dir, log=lambda _: None)
+    model = ft.attach_lora(model, ft.Hyperparameters.from_dict({}))
+    said = []
+    with pytest.raises(ft.Cancelled, match="during the evaluation, before held-out example 2 of 3"):
+        ft.compare_on_held_out(model, tok, conversations(3), max_new_tokens=4, log=said.append,
+                               should_stop=lambda: len(said) >= 1)
+    assert said == ["Held-out example 1/3: base and adapted answers generated."]
+    # Not asked to stop, every held-out chat is answered.
+    rows = ft.compare_on_held_out(model, tok, conversations(3), max_new_tokens=4, log=lambda _: None,
+                                  should_stop=lambda: False)
+    assert [r["reference"] for r in rows] == ["It is 0.", "It is 2.", "It is 4."]
+
+
 # --- the job, through the services and pages ------------------------------------------------------------
 
 class Alfred:
