@@ -629,9 +629,7 @@ def fine_tune(
     else:
         log("The base is not a GGUF file: no llama.cpp adapter was written.")
     comparisons = []
-    if held_out:
-        if should_stop is not None and should_stop():
-            raise Cancelled("cancelled before the evaluation")
+    if held_out:  # compare_on_held_out asks should_stop before each chat, the first included
         comparisons = compare_on_held_out(model, tokenizer, held_out, max_new_tokens=hyper.eval_max_new_tokens,
                                           log=log, should_stop=should_stop)
     return FineTuneOutcome(train=result, adapter_dir=adapter_dir, gguf_adapter=gguf_path, comparisons=comparisons)
