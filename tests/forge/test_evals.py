@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
@@ -361,6 +361,22 @@ def test_a_restarted_run_skips_the_items_it_already_has():
 
 
 # ------------------------------------------------------------------------------------- the command
+def test_evals_run_command_refuses_when_the_models_broker_is_down(tmp_path):
+    from types import SimpleNamespace
+
+    from personas.inference.lock import BrokerModelLock
+    from personas.llm import set_model_manager
+
+    # The product's manager shares the model through the broker; here nothing answers on its socket.
+    set_model_manager(SimpleNamespace(lock=BrokerModelLock(f"unix://{tmp_path / 'broker.sock'}")))
+    try:
+        with pytest.raises(CommandError, match="The product is not running"):
+            call_command("evals", "run", "--suite", "tools", "--mode", "single", "--limit", "1", stdout=StringIO())
+    finally:
+        set_model_manager(None)
+    assert not EvalRun.objects.exists()
+
+
 def test_evals_run_command_prints_the_run_as_json(scripted_model):
     suite = SuiteModel()
     scripted_model.rules["forge"] = suite.write
