@@ -66,10 +66,13 @@ def _distinctive(text: str) -> set[str]:
 
 
 def uses(answer: str, line: str, task: str) -> bool | None:
-    """Whether an answer repeats something of a source's line that the task does not hold (a number of two
-    digits or more, a rarer word); None when the line holds nothing the task does not."""
+    """Whether an answer repeats something of a source's line that the task does not hold: one of its
+    numbers (two digits or more) when it has any — the fact asked for is most often the number, and the
+    words around it ("the combination changes every January") can be repeated without it — else one of
+    its rarer words. None when the line holds nothing the task does not."""
     own = _distinctive(line) - _distinctive(task)
-    return bool(own & _distinctive(answer)) if own else None
+    numbers = {w for w in own if w[0].isdigit()}
+    return bool((numbers or own) & _distinctive(answer)) if own else None
 
 
 def attribute(answer: str, task: str, memories: list[Mapping[str, Any]]) -> list[int]:

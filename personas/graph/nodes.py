@@ -734,24 +734,32 @@ def _grounded(step: _Step, state: GraphState, answer: str, persona: dict[str, An
     """When the most relevant source is close to the task (graph.research_relevance) and holds a line that
     speaks to it, but the team's answer uses nothing of that line, ALFRED answers once more from the
     sources and that line alone (unless the run's budget is spent, as for a hollow answer); the new answer
-    stands only if it uses the line. (answer, note), or None when there was nothing to check."""
+    stands only if it uses the line. When that source is a document or a web page, an answer that still
+    uses nothing of it gets the line quoted under it, cited, so the person sees what the source says (a
+    past run's line is the team's own earlier words, not evidence: it is not quoted). (answer, note), or
+    None when there was nothing to check."""
     memories = state.get("memories") or []
     deps = step.deps
     if not memories or float(memories[0].get("relevance", 1.0)) < deps.settings.research_relevance:
         return None
     key = prompts.key_lines_block(state)
-    lines = "\n".join(key.splitlines()[1:])
+    best = prompts.key_lines(state)
+    lines = "\n".join(best)
     if not key or citations.uses(answer, lines, state["task"]) is not False:
         return None
     unused = "the answer used nothing of the source's line that speaks to the task"
+    evidence = (memories[0].get("source") or {}).get("kind") in ("document", "web")
+    quoted = f"{answer}\n\nWhat the source says [1]: \"{' … '.join(best)}\"" if evidence else answer
     if out_of_budget:
-        return answer, f"{unused}; the budget is spent: not asked again"
+        return quoted, f"{unused}; the budget is spent: not asked again" + (
+            ", the line is quoted under the answer" if evidence else "")
     result = _chat(step, "ALFRED", prompts.grounded_answer(persona, state, key), stream=True, answering=True,
                    max_tokens=deps.settings.max_tokens)
     again = result.content.strip()
     if citations.uses(again, lines, state["task"]) and not quality.assent_only(again):
         return again, f"{unused}: answered again from it"
-    return answer, f"{unused}; answered again from it, that answer did not use it either: the first stands"
+    return quoted, (f"{unused}; answered again from it, that answer did not use it either: the first stands"
+                    + (", with the line quoted under it" if evidence else ""))
 
 
 def memory_write(state: GraphState, deps: GraphDeps) -> dict[str, Any]:

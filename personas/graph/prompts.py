@@ -233,12 +233,17 @@ def key_lines_block(state: Mapping[str, Any]) -> str:
     answers from its first fact; pointed at the line, from the right one. Only the first source is read:
     a line of a less relevant one that shares a word with the task is more often another place's fact
     than the answer. Empty when no line of it shares a word with the task."""
-    memories = state.get("memories") or []
-    found = citations.key_lines(state["task"], memories[0]) if memories else []
-    best = [line for score, line in found if score == found[0][0]][:KEY_LINES]
+    best = key_lines(state)
     if not best:
         return ""
     return "Where the sources speak to the task:\n" + "\n".join(f'[1] "{line}"' for line in best)
+
+
+def key_lines(state: Mapping[str, Any]) -> list[str]:
+    """The lines key_lines_block quotes, unquoted (those of source [1])."""
+    memories = state.get("memories") or []
+    found = citations.key_lines(state["task"], memories[0]) if memories else []
+    return [line for score, line in found if score == found[0][0]][:KEY_LINES]
 
 
 _CITE = " Where you use a source, cite it by its number, like [1]."

@@ -42,7 +42,7 @@ def add(name: str, data: bytes) -> Document:
 
 
 def set_documents(config_dir, **values) -> None:
-    """Change keys of settings.toml's [documents] section."""
+    """Change keys of settings.toml (each name is unique to one section)."""
     path = config_dir / "settings.toml"
     text = path.read_text()
     for key, value in values.items():
@@ -332,23 +332,49 @@ def test_an_answer_that_cites_nothing_is_flagged_or_attributed(auth_client, user
     scripted_model.rules.update({"route": {"research": True, "reason": "r"},
                                  "research": "The handbook mentions the shed [1].",
                                  "answer": "Ask the cooperative's office for the code."})
-    run = runs.run_submit(task="What is the code of the shed where the ladders are kept?", user=user)
+    task = "What is the code of the shed where the ladders are kept?"
+    # A source under graph.research_relevance is not close enough to quote its line: the answer is flagged.
+    set_documents(config_dir, research_relevance=0.99)
+    run = runs.run_submit(task=task, user=user)
+    run.refresh_from_db()
     answer = run.answer_step()
+    assert run.final_answer == "Ask the cooperative's office for the code."
     assert answer.data["uncited"] and answer.data["sources"]
     page = auth_client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert 'id="uncited-flag"' in page and "cites none of the" in page
     assert auth_client.get(reverse("api_run", args=[run.pk])).json()["citations"]["uncited"] is True
+    set_documents(config_dir, research_relevance=0.5)
 
     scripted_model.rules["answer"] = "The ladder shed opens with code 5512."
-    run = runs.run_submit(task="What is the code of the shed where the ladders are kept?", user=user)
+    run = runs.run_submit(task=task, user=user)
     run.refresh_from_db()
     answer = run.answer_step()
     # The first run is in memory now too; the citation goes to the source that holds the code.
     n = next(s["n"] for s in answer.data["sources"] if "5512" in s["snippet"])
-    assert answer.data["attributed"] == [n] and not answer.data["uncited"]
+    assert answer.data["attributed"] == [n] and not answer.data["uncited"], (run.final_answer, answer.data["sources"])
     assert run.final_answer == f"The ladder shed opens with code 5512. [{n}]"
     page = auth_client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert 'id="attributed-note"' in page and f'data-source="{n}">[{n}]</a>' in page
+
+
+def test_the_close_sources_line_is_quoted_and_cited_under_an_answer_that_ignores_it(scripted_model,
+                                                                                    personas_seeded, config_dir):
+    from personas import runs
+
+    small_chunks(config_dir, 120)
+    add("orchard.md", MARKDOWN.encode())
+    scripted_model.rules.update({"route": {"research": True, "reason": "r"},
+                                 "research": "The handbook mentions the shed [1].",
+                                 "answer": "Ask the cooperative's office for the code."})
+    run = runs.run_submit(task="What is the code of the shed where the ladders are kept?")
+    run.refresh_from_db()
+    answer = run.answer_step()
+    assert run.final_answer.startswith("Ask the cooperative's office for the code.\n\nWhat the source says [1]: ")
+    quoted = run.final_answer.split("What the source says [1]: ", 1)[1]
+    assert quoted.startswith('"Ladders are stored in shed B') and quoted.strip('"') in MARKDOWN
+    assert answer.data["cited"] == [1] and not answer.data["uncited"]
+    assert answer.data["sources"][0]["kind"] == "document"
+    assert "with the line quoted under it" in " ".join(answer.data["notes"])
 
 
 def test_a_bad_setting_is_refused_with_its_key_and_nothing_is_stored(scripted_model, config_dir, isolated_var):

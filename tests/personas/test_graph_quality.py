@@ -481,8 +481,28 @@ def test_an_answer_that_ignores_the_sources_line_is_asked_again_from_it_and_kept
     model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "The garden rules [1].",
                            "answer": "The rules do not give one; ask the gardener."})
     final = run_graph(model, rec := Recorder(), task=SHED_TASK, memory_search=lambda q, k: SHED)
-    assert final["final_answer"].startswith("The rules do not give one")
-    assert "the first stands" in " ".join(steps_of(rec, "answer")[0]["data"]["notes"])
+    assert final["final_answer"] == ("The rules do not give one; ask the gardener.\n\nWhat the source says [1]: "
+                                     '"Shared tools live in the green shed. … '
+                                     'The shed combination is 3917, and it changes every January."')
+    [answer] = steps_of(rec, "answer")
+    assert "the first stands, with the line quoted under it" in " ".join(answer["data"]["notes"])
+    assert answer["data"]["cited"] == [1]
+
+    # A past run's line is the team's own earlier words, not evidence: asked again, but not quoted.
+    past = [{**SHED[0], "source": {"kind": "run", "run": 3, "label": "run #3"}}]
+    model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "Run #3 [1].",
+                           "answer": "The rules do not give one; ask the gardener."})
+    final = run_graph(model, rec := Recorder(), task=SHED_TASK, memory_search=lambda q, k: past)
+    assert model.kinds().count("answer") == 2
+    assert final["final_answer"] == "The rules do not give one; ask the gardener."
+    assert " ".join(steps_of(rec, "answer")[0]["data"]["notes"]).endswith("the first stands")
+
+    # The line's words without its number ("it changes every January") is not using it: asked again.
+    model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "The garden rules [1].",
+                           "answer": sequence("The combination changes every January, so it is not fixed.",
+                                              "It is 3917 [1].")})
+    final = run_graph(model, Recorder(), task=SHED_TASK, memory_search=lambda q, k: SHED)
+    assert model.kinds().count("answer") == 2 and final["final_answer"] == "It is 3917 [1]."
 
     # An answer that uses the line, or a weak source (under graph.research_relevance): one answer, no retry.
     for answer, memories in (("It is 3917 [1].", SHED), ("Ask the gardener.", [{**SHED[0], "relevance": 0.4}])):
@@ -499,5 +519,9 @@ def test_no_second_answer_from_the_sources_line_once_the_runs_budget_is_spent():
     final = run_graph(model, rec, task=SHED_TASK, memory_search=lambda q, k: SHED,
                       settings=GraphSettings(run_tokens=1))  # spent by the first contribution
     assert final["budget_out"] and model.kinds().count("answer") == 1
-    assert final["final_answer"].startswith("The rules do not give one")
-    assert "the budget is spent: not asked again" in " ".join(steps_of(rec, "answer")[0]["data"]["notes"])
+    # No time to ask again: the line is quoted under the team's answer, so the person still sees it.
+    assert final["final_answer"] == ("The rules do not give one.\n\nWhat the source says [1]: "
+                                     '"Shared tools live in the green shed. … '
+                                     'The shed combination is 3917, and it changes every January."')
+    assert "the budget is spent: not asked again, the line is quoted under the answer" in " ".join(
+        steps_of(rec, "answer")[0]["data"]["notes"])
