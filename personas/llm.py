@@ -70,6 +70,17 @@ def model_manager() -> Any:
         return _manager
 
 
+PRODUCT_NOT_RUNNING = ("The product is not running: the model is shared through its broker. Start it with "
+                       "`python3 a4ps.py run`, then run this again.")
+
+
+def model_reachable() -> bool:
+    """False when every model call of this process would fail before it starts: the model is shared
+    through the product's broker (its lock lives there) and the broker does not answer."""
+    reachable = getattr(getattr(model_manager(), "lock", None), "reachable", None)
+    return bool(reachable()) if callable(reachable) else True
+
+
 def set_model_manager(manager: Any) -> None:
     """Replace the shared manager (tests inject a scripted model here)."""
     global _manager, _config_key

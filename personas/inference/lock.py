@@ -90,6 +90,16 @@ class BrokerModelLock:
     def describe(self) -> str:
         return f"broker lock {self.name!r} on {self.url}"
 
+    def reachable(self, timeout: float = 0.5) -> bool:
+        """Whether the broker answers: while it does not, every call through this lock fails."""
+        import redis
+
+        try:
+            client = redis.Redis.from_url(self.url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            return bool(client.ping())
+        except Exception:  # down, or an address that does not answer
+            return False
+
     def busy(self) -> bool:
         """Whether someone holds the model right now (a glance, not a reservation)."""
         try:

@@ -45,6 +45,22 @@ def test_the_forge_command_refuses_an_empty_spec_and_reports_a_failure(scripted_
     assert ForgeRequest.objects.filter(status="failed").count() == 1
 
 
+def test_the_forge_command_refuses_when_the_models_broker_is_down(tmp_path, personas_seeded):
+    from types import SimpleNamespace
+
+    from personas.inference.lock import BrokerModelLock
+    from personas.llm import set_model_manager
+
+    # The product's manager shares the model through the broker; here nothing answers on its socket.
+    set_model_manager(SimpleNamespace(lock=BrokerModelLock(f"unix://{tmp_path / 'broker.sock'}")))
+    try:
+        with pytest.raises(CommandError, match="The product is not running.*No forge request was recorded"):
+            call_command("forge", SPEC)
+    finally:
+        set_model_manager(None)
+    assert not ForgeRequest.objects.exists()
+
+
 def test_the_api_queues_a_request_and_reports_status_attempts_and_tool(scripted_model, personas_seeded, token):
     client = Client()
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}

@@ -77,6 +77,23 @@ def test_ask_submits_a_task_and_prints_the_final_answer(scripted_model, personas
         call_command("ask", "   ", stdout=StringIO())
 
 
+def test_ask_wait_refuses_when_the_models_broker_is_down(tmp_path, personas_seeded):
+    from types import SimpleNamespace
+
+    from personas.inference.lock import BrokerModelLock
+    from personas.llm import set_model_manager
+
+    # The product's manager shares the model through the broker; here nothing answers on its socket.
+    set_model_manager(SimpleNamespace(lock=BrokerModelLock(f"unix://{tmp_path / 'broker.sock'}")))
+    try:
+        for flag in ("--wait", "--json"):
+            with pytest.raises(CommandError, match="The product is not running.*No run was recorded"):
+                call_command("ask", "What is 2 + 2?", flag, stdout=StringIO(), stderr=StringIO())
+    finally:
+        set_model_manager(None)
+    assert not Run.objects.exists()
+
+
 def test_graph_mode_evals_run_each_task_through_the_graph_with_its_own_memory(scripted_model, personas_seeded):
     scripted_model.rules["route"] = {"research": True, "reason": "Facts may be stored."}
     scripted_model.rules["research"] = "Memory [1] names the codename: Copper Lantern."

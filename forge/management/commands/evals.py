@@ -10,8 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from forge.evals import selectors, services
 from forge.evals.engine import ItemResult
 from forge.evals.models import EvalRun
-from personas.llm import model_manager
-from personas.management.commands.ask import broker_reachable
+from personas.llm import PRODUCT_NOT_RUNNING, model_reachable
 
 
 def run_json(run: EvalRun, *, results: bool = False) -> dict[str, Any]:
@@ -87,10 +86,9 @@ class Command(BaseCommand):
             self.stdout.write(f"  {row['kind']:8} {row['name']:14} {row['passed']}/{row['items']}  {row['pct']}%")
 
     def run(self, options: dict[str, Any]) -> None:
-        if getattr(getattr(model_manager(), "lock", None), "kind", "") == "broker" and not broker_reachable():
+        if not model_reachable():
             # Every model call would fail on the lock and the run would record each item as crashed.
-            raise CommandError("The product is not running: the model is shared through its broker. Start it "
-                               "with `python3 a4ps.py run`, then run this again. No eval run was recorded.")
+            raise CommandError(f"{PRODUCT_NOT_RUNNING} No eval run was recorded.")
         try:
             run = services.eval_run_create(suite=options["suite"], mode=options["mode"], limit=options["limit"],
                                            enqueue=False)

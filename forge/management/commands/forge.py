@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from forge import services
 from forge.api import request_json
 from forge.models import ForgeRequest
+from personas.llm import PRODUCT_NOT_RUNNING, model_reachable
 
 
 class Command(BaseCommand):
@@ -20,6 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the request, its attempts and the tool as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not model_reachable():
+            # BRICK could write nothing: the request would be recorded as failed at its first attempt.
+            raise CommandError(f"{PRODUCT_NOT_RUNNING} No forge request was recorded.")
         try:
             request = services.forge_request_create(spec=options["spec"], enqueue=False)
         except ValueError as exc:

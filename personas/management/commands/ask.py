@@ -13,6 +13,7 @@ from huey.contrib.djhuey import HUEY
 from a4ps_site.cluster import worker_id
 from personas import runs
 from personas.api import run_json
+from personas.llm import PRODUCT_NOT_RUNNING, model_reachable
 from personas.models import Run
 from personas.runner import lease_seconds
 
@@ -38,6 +39,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         wait = options["wait"] or options["json"]
+        if wait and not model_reachable():
+            # Run here, every model call would fail on the broker's lock and the run would end failed.
+            raise CommandError(f"{PRODUCT_NOT_RUNNING} Without --wait or --json the task is queued for when it is "
+                               "up. No run was recorded.")
         reachable = broker_reachable()
         events_log = logging.getLogger("personas.events")
         level = events_log.level
@@ -53,8 +58,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Run #{run.pk} queued.")
         if not wait:
             if not reachable:
-                self.stdout.write("The product is not running: it will start once `python a4ps.py run` is up "
-                                  "(or pass --wait to run it here).")
+                self.stdout.write("The product is not running: the run will start once `python3 a4ps.py run` is "
+                                  "up.")
             return
         self.quiet = options["json"]
         run = self.wait_for(run, take_over=not reachable)
