@@ -138,6 +138,20 @@ def source_lines(text: str) -> list[str]:
     return [s.strip() for line in lines for s in _SENTENCE.split(line) if s.strip()]
 
 
+_FULL_STOP = re.compile(r"(?<=[.!?])\s+(?=\S)")
+
+
+def whole_sentence(line: str, text: str) -> str:
+    """The full sentence of a source that holds one of its lines: a line ends at a semicolon too, and
+    "Ladders are stored in shed B;" alone leaves out "the shed code is 5512." (the line itself when
+    it is not found)."""
+    for row in str(text).splitlines():
+        for sentence in _FULL_STOP.split(row):
+            if line in sentence:
+                return sentence.strip()
+    return line
+
+
 _ARTICLES = frozenset({"a", "an", "the"})
 
 

@@ -749,7 +749,9 @@ def _grounded(step: _Step, state: GraphState, answer: str, persona: dict[str, An
         return None
     unused = "the answer used nothing of the source's line that speaks to the task"
     evidence = (memories[0].get("source") or {}).get("kind") in ("document", "web")
-    quoted = f"{answer}\n\nWhat the source says [1]: \"{' … '.join(best)}\"" if evidence else answer
+    # Whole sentences, each once (two lines of one sentence are quoted as that sentence).
+    said = list(dict.fromkeys(citations.whole_sentence(line, str(memories[0].get("text", ""))) for line in best))
+    quoted = f"{answer}\n\nWhat the source says [1]: \"{' … '.join(said)}\"" if evidence else answer
     if out_of_budget:
         return quoted, f"{unused}; the budget is spent: not asked again" + (
             ", the line is quoted under the answer" if evidence else "")

@@ -371,7 +371,8 @@ def test_the_close_sources_line_is_quoted_and_cited_under_an_answer_that_ignores
     answer = run.answer_step()
     assert run.final_answer.startswith("Ask the cooperative's office for the code.\n\nWhat the source says [1]: ")
     quoted = run.final_answer.split("What the source says [1]: ", 1)[1]
-    assert quoted.startswith('"Ladders are stored in shed B') and quoted.strip('"') in MARKDOWN
+    # The line is a clause ("Ladders are stored in shed B;"): its whole sentence is quoted, with the code.
+    assert quoted == '"Ladders are stored in shed B; the shed code is 5512."'
     assert answer.data["cited"] == [1] and not answer.data["uncited"]
     assert answer.data["sources"][0]["kind"] == "document"
     assert "with the line quoted under it" in " ".join(answer.data["notes"])

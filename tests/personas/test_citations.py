@@ -133,3 +133,11 @@ def test_the_quoted_line_is_the_one_that_answers_or_none(task, label, text, hold
         assert block == ""  # nothing shares a word: silence, not another source's "shuts at 17:00"
     else:
         assert holds in block.splitlines()[1] and "Another place" not in block and "12 euros" not in block
+
+
+def test_a_quoted_clause_is_widened_to_its_whole_sentence():
+    text = "# Sheds\nTools are in shed A. Ladders are stored in shed B; the shed code is 5512. Keys: office."
+    assert citations.whole_sentence("Ladders are stored in shed B;", text) == \
+        "Ladders are stored in shed B; the shed code is 5512."
+    assert citations.whole_sentence("Keys: office.", text) == "Keys: office."
+    assert citations.whole_sentence("A line the text does not hold.", text) == "A line the text does not hold."
