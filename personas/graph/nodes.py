@@ -718,6 +718,9 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         notes.append(f"the second answer was hollow too ({hollow}): " +
                      ("ALFRED's first answer stands" if first else
                       "BRICK's last thesis stands as the answer" if thesis else "no answer"))
+    answer, copied = quality.cut_prompt_blocks(answer, prompts.BLOCK_HEADERS)
+    if copied:
+        notes.append(f"the answer went on to copy its prompt's “{copied}” block: that copy was cut")
     grounded = _grounded(step, state, answer, persona, out_of_budget) if not fallback else None
     if grounded is not None:
         answer, said = grounded

@@ -226,6 +226,13 @@ def sources_block(state: Mapping[str, Any]) -> str:
 
 KEY_LINES = 2  # lines quoted at most, when several score the same
 
+# The headers of the blocks the prompts below are built from: a reply that goes on with one of them
+# after its answer is copying its prompt (quality.cut_prompt_blocks).
+BLOCK_HEADERS = ("Sources:", "Where the sources speak to the task:", "The team's discussion:",
+                 "Your own first answer, before the team's discussion:", "Your previous thesis:", "ROBIN answered:",
+                 "BRICK's thesis:", "BRICK said:", "BABS's research report:", "Memory search results:",
+                 "BRICK's candidate lines of thought:", "Notes from the team:")
+
 
 def key_lines_block(state: Mapping[str, Any]) -> str:
     """The sentence of the most relevant source that speaks to the task best (see citations.key_lines),

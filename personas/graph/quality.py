@@ -59,6 +59,19 @@ def hollow_reason(text: str, *, prompt: str, task: str = "") -> str:
     return ""
 
 
+def cut_prompt_blocks(text: str, headers: Sequence[str]) -> tuple[str, str]:
+    """A reply without the copy of its prompt's scaffolding a small model appends after its answer ("The
+    autumn term starts on 2027-09-06." then "Where the sources speak to the task:" and the source again):
+    cut at the first line that is one of the prompts' block headers, when there is an answer before it.
+    (text, the header cut at or "")."""
+    lines = (text or "").splitlines()
+    wanted = {h.strip().lower() for h in headers}
+    for i, line in enumerate(lines):
+        if i and line.strip(" \t*_#>").strip().lower() in wanted and words("\n".join(lines[:i])):
+            return "\n".join(lines[:i]).rstrip(), line.strip(" \t*_#>").strip()
+    return text, ""
+
+
 _ASSENT_ONLY = re.compile(
     r"^\W*(yes\W*)?((i|we)\s+)?((fully|completely|totally|entirely)\s+)?(agree|agreed|concur)"
     r"(\s+(with\s+)?(brick|robin|babs|alfred|the\s+\w+|you|this|that|both|them|all|everyone)"

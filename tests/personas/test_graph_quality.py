@@ -525,3 +525,32 @@ def test_no_second_answer_from_the_sources_line_once_the_runs_budget_is_spent():
                                      'The shed combination is 3917, and it changes every January."')
     assert "the budget is spent: not asked again, the line is quoted under the answer" in " ".join(
         steps_of(rec, "answer")[0]["data"]["notes"])
+
+
+def test_a_reply_that_goes_on_to_copy_its_prompts_blocks_is_cut_before_the_copy():
+    from personas.graph import prompts
+
+    headers = prompts.BLOCK_HEADERS
+    term = ("The autumn term starts on 2027-09-06.\n\nWhere the sources speak to the task:\n"
+            "[1] Term Dates: The summer term ends on 2028-07-21.")
+    assert quality.cut_prompt_blocks(term, headers) == ("The autumn term starts on 2027-09-06.",
+                                                        "Where the sources speak to the task:")
+    thesis = ("THESIS\nThe boardwalk is 2.4 km long.\n\n**ROBIN answered:**\nI agree.\n\n"
+              "Revise your thesis: keep what holds.\n1. Direct information")
+    assert quality.cut_prompt_blocks(thesis, headers) == ("THESIS\nThe boardwalk is 2.4 km long.", "ROBIN answered:")
+    # Nothing before the header (the whole reply is the echo: the hollow checks judge it), or no header.
+    for text in ("Sources:\n[1] The shed code is 5512.", "Sources: the handbook [1].\nThe code is 5512."):
+        assert quality.cut_prompt_blocks(text, headers) == (text, "")
+    # Every header is one the prompts really write, as a block of its own.
+    source = open(prompts.__file__, encoding="utf-8").read()
+    assert all(f"{h}\\n" in source for h in headers), [h for h in headers if f"{h}\\n" not in source]
+
+
+def test_the_final_answer_is_cut_before_a_copy_of_its_prompt_and_the_step_says_so():
+    model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "The garden rules [1].",
+                           "answer": 'It is 3917 [1].\n\nWhere the sources speak to the task:\n[1] "The shed …"'})
+    rec = Recorder()
+    final = run_graph(model, rec, task=SHED_TASK, memory_search=lambda q, k: SHED)
+    assert final["final_answer"] == "It is 3917 [1]."
+    [answer] = steps_of(rec, "answer")
+    assert "copy its prompt's “Where the sources speak to the task:” block" in " ".join(answer["data"]["notes"])
