@@ -721,6 +721,9 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     answer, copied = quality.cut_prompt_blocks(answer, prompts.BLOCK_HEADERS)
     if copied:
         notes.append(f"the answer went on to copy its prompt's “{copied}” block: that copy was cut")
+    answer, speaker = quality.strip_speaker(answer)
+    if speaker:
+        notes.append(f"the answer began with “{speaker}:”, copied from the discussion: the label was dropped")
     grounded = _grounded(step, state, answer, persona, out_of_budget) if not fallback else None
     if grounded is not None:
         answer, said = grounded

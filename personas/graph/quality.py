@@ -72,6 +72,18 @@ def cut_prompt_blocks(text: str, headers: Sequence[str]) -> tuple[str, str]:
     return text, ""
 
 
+_SPEAKER = re.compile(r"^\s*\**(ALFRED|BRICK|ROBIN|BABS)\**\s*:\s*\**\s*")
+
+
+def strip_speaker(text: str) -> tuple[str, str]:
+    """A reply without the "BRICK:" a small model puts before a turn it copies from the team's discussion
+    (which its prompt lists as "NAME: words"). (text, the name stripped or "")."""
+    found = _SPEAKER.match(text or "")
+    if not found or not words(text[found.end():]):
+        return text, ""
+    return text[found.end():].lstrip(), found.group(1)
+
+
 _ASSENT_ONLY = re.compile(
     r"^\W*(yes\W*)?((i|we)\s+)?((fully|completely|totally|entirely)\s+)?(agree|agreed|concur)"
     r"(\s+(with\s+)?(brick|robin|babs|alfred|the\s+\w+|you|this|that|both|them|all|everyone)"

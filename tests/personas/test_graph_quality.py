@@ -554,3 +554,17 @@ def test_the_final_answer_is_cut_before_a_copy_of_its_prompt_and_the_step_says_s
     assert final["final_answer"] == "It is 3917 [1]."
     [answer] = steps_of(rec, "answer")
     assert "copy its prompt's “Where the sources speak to the task:” block" in " ".join(answer["data"]["notes"])
+
+
+def test_a_discussion_label_copied_before_the_final_answer_is_dropped():
+    assert quality.strip_speaker("BRICK: ### Thesis\nThe number is 3917.") == ("### Thesis\nThe number is 3917.",
+                                                                              "BRICK")
+    assert quality.strip_speaker("**ROBIN:** I agree, it is 3917.") == ("I agree, it is 3917.", "ROBIN")
+    for text in ("Brick by brick: the wall is 2 m.", "BRICK:", "The answer is 3917."):
+        assert quality.strip_speaker(text) == (text, "")
+    model = ScriptedModel({"route": {"research": True, "reason": "r"}, "research": "The garden rules [1].",
+                           "answer": "BRICK: The combination is 3917 [1]."})
+    rec = Recorder()
+    final = run_graph(model, rec, task=SHED_TASK, memory_search=lambda q, k: SHED)
+    assert final["final_answer"] == "The combination is 3917 [1]."
+    assert "began with “BRICK:”" in " ".join(steps_of(rec, "answer")[0]["data"]["notes"])
