@@ -748,10 +748,9 @@ def _grounded(step: _Step, state: GraphState, answer: str, persona: dict[str, An
     deps = step.deps
     if not memories or float(memories[0].get("relevance", 1.0)) < deps.settings.research_relevance:
         return None
-    key = prompts.key_lines_block(state)
     best = prompts.key_lines(state)
     lines = "\n".join(best)
-    if not key or citations.uses(answer, lines, state["task"]) is not False:
+    if not best or citations.uses(answer, lines, state["task"]) is not False:
         return None
     unused = "the answer used nothing of the source's line that speaks to the task"
     evidence = (memories[0].get("source") or {}).get("kind") in ("document", "web")
@@ -761,7 +760,8 @@ def _grounded(step: _Step, state: GraphState, answer: str, persona: dict[str, An
     if out_of_budget:
         return quoted, f"{unused}; the budget is spent: not asked again" + (
             ", the line is quoted under the answer" if evidence else "")
-    result = _chat(step, "ALFRED", prompts.grounded_answer(persona, state, key), stream=True, answering=True,
+    result = _chat(step, "ALFRED", prompts.grounded_answer(persona, state, prompts.key_lines_block(state)),
+                   stream=True, answering=True,
                    max_tokens=deps.settings.max_tokens)
     again = result.content.strip()
     if citations.uses(again, lines, state["task"]) and not quality.assent_only(again):

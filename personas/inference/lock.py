@@ -90,15 +90,11 @@ class BrokerModelLock:
     def describe(self) -> str:
         return f"broker lock {self.name!r} on {self.url}"
 
-    def reachable(self, timeout: float = 0.5) -> bool:
+    def reachable(self) -> bool:
         """Whether the broker answers: while it does not, every call through this lock fails."""
-        import redis
+        from a4ps_site.broker import ping
 
-        try:
-            client = redis.Redis.from_url(self.url, socket_timeout=timeout, socket_connect_timeout=timeout)
-            return bool(client.ping())
-        except Exception:  # down, or an address that does not answer
-            return False
+        return ping(self.url)
 
     def busy(self) -> bool:
         """Whether someone holds the model right now (a glance, not a reservation)."""
