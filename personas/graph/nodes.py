@@ -14,17 +14,21 @@ from personas.graph.state import GraphDeps, GraphSettings, GraphState
 from personas.inference import ModelOutputInvalid
 from personas.inference.embeddings import cosine_similarity
 
-_TOOL_RE = re.compile(r"^\s*\**\s*TOOL_REQUIRED\s*:\**\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+# A request line, also as a small model dresses it: "#### TOOL_REQUIRED:", "- **TOOL_REQUIRED:**", "2. TOOL_REQUIRED:".
+_TOOL_RE = re.compile(r"^[ \t]*(?:(?:#+|[-*>]|\d+[.)])[ \t]*)*\**[ \t]*TOOL_REQUIRED[ \t]*:\**[ \t]*(.+?)[ \t]*$",
+                      re.MULTILINE | re.IGNORECASE)
 
 
 def parse_tool_request(text: str) -> tuple[str, str]:
-    """Split BRICK's text into (text without the request line, the requested tool spec or "")."""
-    match = _TOOL_RE.search(text or "")
-    if not match:
+    """Split BRICK's text into (text without any request line, the requested tool spec or ""). Every
+    request line leaves the text (the request goes to the forge, not into the thesis); the spec is the
+    first that is not the prompt's template copied back."""
+    specs = [m.group(1).strip().strip("`*").strip() for m in _TOOL_RE.finditer(text or "")]
+    if not specs:
         return text, ""
-    spec = match.group(1).strip().strip("`*").strip()
-    cleaned = (text[: match.start()] + text[match.end():]).strip()
-    return cleaned, spec
+    kept = "\n".join(line for line in text.splitlines() if not _TOOL_RE.match(line))
+    cleaned = re.sub(r"\n{3,}", "\n\n", kept).strip()
+    return cleaned, next((spec for spec in specs if spec and not quality.template_copy(spec)), "")
 
 
 def _clamp01(value: Any, default: float = 0.5) -> float:
@@ -403,8 +407,10 @@ def robin_evaluate(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
 
 def _has_tool_line(text: str) -> bool:
     """A complete TOOL_REQUIRED line: BRICK has asked; the rest would only repeat the request."""
-    match = _TOOL_RE.search(text)
-    return match is not None and "\n" in text[match.start():].lstrip("\n")
+    for match in _TOOL_RE.finditer(text):
+        if not quality.template_copy(match.group(1)) and "\n" in text[match.start():].lstrip("\n"):
+            return True
+    return False
 
 
 def _chosen_candidate(state: GraphState) -> str:
@@ -724,6 +730,11 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     answer, speaker = quality.strip_speaker(answer)
     if speaker:
         notes.append(f"the answer began with “{speaker}:”, copied from the discussion: the label was dropped")
+    without, _ = parse_tool_request(answer)
+    if without != answer and quality.words(without):
+        # A request is for the forge, not for the person (and a small model copies the template of one).
+        answer = without
+        notes.append("the answer held a TOOL_REQUIRED line: it was dropped")
     grounded = _grounded(step, state, answer, persona, out_of_budget) if not fallback else None
     if grounded is not None:
         answer, said = grounded

@@ -84,6 +84,19 @@ def strip_speaker(text: str) -> tuple[str, str]:
     return text[found.end():].lstrip(), found.group(1)
 
 
+# The prompts' placeholders: "<function name>", "<a call>", "<a precise description of the function you need>".
+_PLACEHOLDER = re.compile(r"<[a-z][a-z ]*[a-z]>")
+_TEMPLATE_WORDS = {"returns", "e", "g", "eg", "for", "example"}
+
+
+def template_copy(spec: str) -> bool:
+    """Whether a tool request is its prompt's template copied back ("<function name>(<inputs>) returns
+    <result>"): placeholders left standing and nothing of a function of its own around them."""
+    if not _PLACEHOLDER.search(spec or ""):
+        return False
+    return set(words(_PLACEHOLDER.sub(" ", spec))) <= _TEMPLATE_WORDS
+
+
 _ASSENT_ONLY = re.compile(
     r"^\W*(yes\W*)?((i|we)\s+)?((fully|completely|totally|entirely)\s+)?(agree|agreed|concur)"
     r"(\s+(with\s+)?(brick|robin|babs|alfred|the\s+\w+|you|this|that|both|them|all|everyone)"

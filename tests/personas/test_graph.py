@@ -173,6 +173,14 @@ def test_tool_calls_from_the_model_are_executed_and_fed_back():
     ("Plan.\nTOOL_REQUIRED: fetch the weather", "fetch the weather"),
     ("**TOOL_REQUIRED:** `sum a list`", "sum a list"),
     ("No request here.", ""),
+    ("Counting.\n#### TOOL_REQUIRED: count_words(text) returns how many words, e.g. count_words('a b') == 2",
+     "count_words(text) returns how many words, e.g. count_words('a b') == 2"),
+    ("- **TOOL_REQUIRED:** sum a list", "sum a list"),
+    # The prompt's template copied back is no request; a real one after it is.
+    ("#### TOOL_REQUIRED: <a precise description of the function you need> returns <result>, e.g., <a call> == "
+     "<its result>.\nStep.\n2. TOOL_REQUIRED: days(a, b) returns the days between, e.g. days(1, 3) == 2",
+     "days(a, b) returns the days between, e.g. days(1, 3) == 2"),
+    ("Plan.\nTOOL_REQUIRED: <function name>(<inputs>) returns <result>, e.g. <a call> == <its result>", ""),
 ])
 def test_parse_tool_request(text, spec):
     cleaned, found = parse_tool_request(text)

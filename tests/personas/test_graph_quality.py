@@ -369,6 +369,26 @@ def test_brick_is_stopped_once_its_tool_request_line_is_complete():
     assert first["result"].content.count("TOOL_REQUIRED:") == 1
 
 
+TEMPLATE = "#### TOOL_REQUIRED: <a precise description of the function you need> returns <result>, e.g., <a call>."
+
+
+def test_a_copied_request_template_is_no_request_and_leaves_neither_the_thesis_nor_the_answer():
+    assert quality.template_copy("<function name>(<inputs>) returns <result>, e.g. <a call> == <its result>")
+    assert not quality.template_copy("count_words(<text>) returns <result>, e.g. count_words('a b') == 2")
+    assert not quality.template_copy("mentor_pairs(n) returns the pairs, e.g. mentor_pairs(10) == 5")
+    thesis = f"### Onboarding\nPair each newcomer with a mentor.\n\n{TEMPLATE}\n\n#### Justification: it is gentle."
+    model = ScriptedModel({"thesis": thesis, "answer": f"Pair newcomers with mentors.\n{TEMPLATE}\nWeekly rota."})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK, settings=GraphSettings(max_turns=1))
+    assert rec.forged == []  # nothing went to the forge
+    first = steps_of(rec, "thesis")[0]
+    assert "tool_spec" not in first["data"] and not first["data"]["fallback"]
+    assert "TOOL_REQUIRED" not in first["content"] and "Pair each newcomer with a mentor." in first["content"]
+    assert "#### Justification: it is gentle." in first["content"]
+    assert final["final_answer"] == "Pair newcomers with mentors.\nWeekly rota."
+    assert "held a TOOL_REQUIRED line" in " ".join(steps_of(rec, "answer")[0]["data"]["notes"])
+
+
 def test_the_same_tool_request_twice_in_a_run_is_not_forged_again():
     spec = "mentor_pairs(n) returns how many mentor pairs n volunteers make, e.g. mentor_pairs(10) == 5"
     model = ScriptedModel({"thesis": sequence(f"TOOL_REQUIRED: {spec}", f"Again.\nTOOL_REQUIRED: {spec}", "Fifty.")})
