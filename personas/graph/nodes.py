@@ -15,7 +15,8 @@ from personas.inference import ModelOutputInvalid
 from personas.inference.embeddings import cosine_similarity
 
 # A request line, also as a small model dresses it: "#### TOOL_REQUIRED:", "- **TOOL_REQUIRED:**", "2. TOOL_REQUIRED:".
-_TOOL_RE = re.compile(r"^[ \t]*(?:(?:#+|[-*>]|\d+[.)])[ \t]*)*\**[ \t]*TOOL_REQUIRED[ \t]*:\**[ \t]*(.+?)[ \t]*$",
+# One mark per repetition, so that a long run of "#" or "*" is read in linear time.
+_TOOL_RE = re.compile(r"^[ \t]*(?:(?:[#>*-]|\d+[.)])[ \t]*)*TOOL_REQUIRED[ \t]*:\**[ \t]*(.+?)[ \t]*$",
                       re.MULTILINE | re.IGNORECASE)
 
 
