@@ -731,6 +731,9 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
     answer, speaker = quality.strip_speaker(answer)
     if speaker:
         notes.append(f"the answer began with “{speaker}:”, copied from the discussion: the label was dropped")
+    answer, preamble = quality.strip_preamble(answer)
+    if preamble:
+        notes.append(f"the answer began with “{preamble}”: dropped")
     without, _ = parse_tool_request(answer)
     if without != answer and quality.words(without):
         # A request is for the forge, not for the person (and a small model copies the template of one).

@@ -84,6 +84,21 @@ def strip_speaker(text: str) -> tuple[str, str]:
     return text[found.end():].lstrip(), found.group(1)
 
 
+# "The final answer for the person who asked is:", "**Final Answer:**", "Here is our final answer:" — the
+# prompt's own words put before the answer.
+_PREAMBLE = re.compile(r"^[ \t#*_]*(?:here is |here's |so,? )?(?:the |my |our )?final answer"
+                       r"(?:[ \t]+(?:for|to)[ \t]+[^\n:]{1,40}?)?(?:[ \t]+is)?[ \t]*:[ \t*_]*\n*", re.I)
+
+
+def strip_preamble(text: str) -> tuple[str, str]:
+    """A reply without the "The final answer for the person who asked is:" a small model puts before it,
+    when an answer follows. (text, the preamble dropped or "")."""
+    found = _PREAMBLE.match(text or "")
+    if not found or not words(text[found.end():]):
+        return text, ""
+    return text[found.end():].lstrip(), found.group(0).strip(" \t\n*_#")
+
+
 # The prompts' placeholders: "<function name>", "<a call>", "<a precise description of the function you need>".
 _PLACEHOLDER = re.compile(r"<[a-z][a-z ]*[a-z]>")
 _TEMPLATE_WORDS = {"returns", "e", "g", "eg", "for", "example"}

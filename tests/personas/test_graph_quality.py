@@ -576,6 +576,20 @@ def test_the_final_answer_is_cut_before_a_copy_of_its_prompt_and_the_step_says_s
     assert "copy its prompt's “Where the sources speak to the task:” block" in " ".join(answer["data"]["notes"])
 
 
+def test_a_final_answer_preamble_is_dropped_and_an_answer_about_the_final_answer_is_not():
+    assert quality.strip_preamble("The final answer for the person who asked is:\n\nPair them.") == (
+        "Pair them.", "The final answer for the person who asked is:")
+    assert quality.strip_preamble("**Final Answer:** It is 3917.") == ("It is 3917.", "Final Answer:")
+    for text in ("My final answer depends on: the rota.", "The final answer is 42.", "Final answer:"):
+        assert quality.strip_preamble(text) == (text, "")
+    model = ScriptedModel({"answer": "The final answer for the person who asked is:\n\nPair newcomers with mentors."})
+    rec = Recorder()
+    final = run_graph(model, rec, task=TASK, settings=GraphSettings(max_turns=1))
+    assert final["final_answer"] == "Pair newcomers with mentors."
+    assert "began with “The final answer for the person who asked is:”" in " ".join(
+        steps_of(rec, "answer")[0]["data"]["notes"])
+
+
 def test_a_discussion_label_copied_before_the_final_answer_is_dropped():
     assert quality.strip_speaker("BRICK: ### Thesis\nThe number is 3917.") == ("### Thesis\nThe number is 3917.",
                                                                               "BRICK")
