@@ -725,6 +725,22 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         notes.append(f"the second answer was hollow too ({hollow}): " +
                      ("ALFRED's first answer stands" if first else
                       "BRICK's last thesis stands as the answer" if thesis else "no answer"))
+    answer = _tidy_answer(answer, notes)
+    grounded = _grounded(step, state, answer, persona, out_of_budget) if not fallback else None
+    if grounded is not None:
+        answer, said = grounded
+        notes.append(said)
+    cites = citations.check(answer, state["task"], list(state.get("memories") or []))
+    answer = cites.pop("answer")
+    step.record(persona="ALFRED", kind="answer", content=answer,
+                data={"fallback": fallback, "notes": notes, "budget_out": out_of_budget, **cites}, result=result)
+    return step.update(final_answer=answer, answer_fallback=fallback, budget_out=out_of_budget)
+
+
+def _tidy_answer(answer: str, notes: list[str]) -> str:
+    """The final answer without what a small model copies around it from its prompts: a prompt block
+    after it, a teammate's "BRICK:" label or a "The final answer … is:" before it, a TOOL_REQUIRED line
+    (a request is for the forge, not for the person). Each removal is noted."""
     answer, copied = quality.cut_prompt_blocks(answer, prompts.BLOCK_HEADERS)
     if copied:
         notes.append(f"the answer went on to copy its prompt's “{copied}” block: that copy was cut")
@@ -736,18 +752,9 @@ def alfred_synthesis(state: GraphState, deps: GraphDeps) -> dict[str, Any]:
         notes.append(f"the answer began with “{preamble}”: dropped")
     without, _ = parse_tool_request(answer)
     if without != answer and quality.words(without):
-        # A request is for the forge, not for the person (and a small model copies the template of one).
         answer = without
         notes.append("the answer held a TOOL_REQUIRED line: it was dropped")
-    grounded = _grounded(step, state, answer, persona, out_of_budget) if not fallback else None
-    if grounded is not None:
-        answer, said = grounded
-        notes.append(said)
-    cites = citations.check(answer, state["task"], list(state.get("memories") or []))
-    answer = cites.pop("answer")
-    step.record(persona="ALFRED", kind="answer", content=answer,
-                data={"fallback": fallback, "notes": notes, "budget_out": out_of_budget, **cites}, result=result)
-    return step.update(final_answer=answer, answer_fallback=fallback, budget_out=out_of_budget)
+    return answer
 
 
 def _grounded(step: _Step, state: GraphState, answer: str, persona: dict[str, Any] | None, out_of_budget: str

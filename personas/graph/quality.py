@@ -99,17 +99,19 @@ def strip_preamble(text: str) -> tuple[str, str]:
     return text[found.end():].lstrip(), found.group(0).strip(" \t\n*_#")
 
 
-# The prompts' placeholders: "<function name>", "<a call>", "<a precise description of the function you need>".
-_PLACEHOLDER = re.compile(r"<[a-z][a-z ]*[a-z]>")
-_TEMPLATE_WORDS = {"returns", "e", "g", "eg", "for", "example"}
+# A slot the request templates of the prompts and the codex leave for the model to fill: a few lower-case
+# words in angle brackets, as the function's name, its inputs or its result are written there.
+_SLOT = re.compile(r"<[a-z][a-z ]*[a-z]>")
+_TEMPLATE_WORDS = {"returns", "e", "g", "eg", "for", "example"}  # the templates' words between their slots
 
 
 def template_copy(spec: str) -> bool:
-    """Whether a tool request is its prompt's template copied back ("<function name>(<inputs>) returns
-    <result>"): placeholders left standing and nothing of a function of its own around them."""
-    if not _PLACEHOLDER.search(spec or ""):
+    """Whether a tool request is its prompt's template copied back: its slots left unfilled and nothing
+    of a function of its own around them (a request with a slot or two left but a named function of its
+    own is a request, and goes to the spec gate)."""
+    if not _SLOT.search(spec or ""):
         return False
-    return set(words(_PLACEHOLDER.sub(" ", spec))) <= _TEMPLATE_WORDS
+    return set(words(_SLOT.sub(" ", spec))) <= _TEMPLATE_WORDS
 
 
 _ASSENT_ONLY = re.compile(

@@ -3,11 +3,14 @@ each case scripted, showing that the run stays useful and its transcript says wh
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
 
 import pytest
 
-from personas.graph import GraphSettings, build_graph, quality
+from personas.graph import GraphSettings, build_graph, prompts, quality
+from personas.graph.nodes import parse_tool_request
 from personas.inference import ModelOutputInvalid
 from tests.personas.scripted import Reply, ScriptedModel, sequence
 from tests.personas.test_graph import Recorder, run_graph
@@ -373,7 +376,15 @@ TEMPLATE = "#### TOOL_REQUIRED: <a precise description of the function you need>
 
 
 def test_a_copied_request_template_is_no_request_and_leaves_neither_the_thesis_nor_the_answer():
-    assert quality.template_copy("<function name>(<inputs>) returns <result>, e.g. <a call> == <its result>")
+    # Every request template the model is shown — the thesis prompts' and the codex's — copied back.
+    shown = [m["content"] for size in ("small", "large") for m in prompts.thesis(None, {"task": TASK}, size)]
+    shown.append((Path(__file__).resolve().parents[2] / "config" / "codex.toml").read_text())
+    templates = {line.split("TOOL_REQUIRED:", 1)[1].strip(" '.\"") for text in shown
+                 for line in re.findall(r"TOOL_REQUIRED:[^\n]*?>['.\"]", text)}
+    assert len(templates) >= 2, templates
+    for template in templates:
+        assert quality.template_copy(template), template
+        assert parse_tool_request(f"Plan.\n#### TOOL_REQUIRED: {template}") == ("Plan.", "")
     assert not quality.template_copy("count_words(<text>) returns <result>, e.g. count_words('a b') == 2")
     assert not quality.template_copy("mentor_pairs(n) returns the pairs, e.g. mentor_pairs(10) == 5")
     thesis = f"### Onboarding\nPair each newcomer with a mentor.\n\n{TEMPLATE}\n\n#### Justification: it is gentle."
